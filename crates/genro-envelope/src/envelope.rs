@@ -1,0 +1,416 @@
+use std::{
+    borrow::Cow,
+    fmt,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc, Mutex, OnceLock, PoisonError,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use http::{Extensions, HeaderValue, Method, Request, Uri, Version};
+use tokio::time::Instant;
+use uuid::{timestamp::context::NoContext, Timestamp, Uuid};
+
+/// The most annotations one envelope keeps; later keys are refused so that a handler stuck in a
+/// loop cannot grow an in-flight envelope without bound.
+pub const MAX_ANNOTATIONS: usize = 64;
+
+/// The socket address of the client, put in request extensions by the server that accepted the
+/// connection.
+///
+/// [`EnvelopeLayer`](crate::EnvelopeLayer) reads it into [`RequestEnvelope::client`]. With the
+/// `axum` feature, axum's `ConnectInfo<SocketAddr>` is read as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Where a request is in its life, as seen by the layers that track it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// The inner service has the request and has not produced a response yet.
+    Handling,
+    /// The response head has been produced and its body is still being sent.
+    Streaming,
+    /// The connection was upgraded (for example to a WebSocket) and the upgraded session is live.
+    Upgraded,
+    /// The response body has ended, failed or been dropped.
+    Finished,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Handling,
+            1 => Self::Streaming,
+            2 => Self::Upgraded,
+            _ => Self::Finished,
+        }
+    }
+
+    /// A short lowercase name, for logs and reports.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Handling => "handling",
+            Self::Streaming => "streaming",
+            Self::Upgraded => "upgraded",
+            Self::Finished => "finished",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything known about one request, shared by every layer that handles it.
+///
+/// An envelope is created once per request by [`EnvelopeLayer`](crate::EnvelopeLayer) and put in
+/// the request extensions as `Arc<RequestEnvelope>`. The registry, the watchdog, the error layer
+/// and the debug console all read the same envelope, so an id in a log line, an error body, a
+/// metric exemplar and the debug console always agree.
+///
+/// The immutable part (ids, method, URI, times) is read without locking. The route, the phase and
+/// the annotations can change while the request runs and use their own cheap synchronisation.
+pub struct RequestEnvelope {
+    internal_id: Uuid,
+    short_id: [u8; 8],
+    external_id: Option<HeaderValue>,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    client: Option<SocketAddr>,
+    created_at: SystemTime,
+    started: Instant,
+    phase: AtomicU8,
+    route: OnceLock<Arc<str>>,
+    annotations: Mutex<Vec<(Cow<'static, str>, String)>>,
+}
+
+impl RequestEnvelope {
+    /// A new envelope for a request with this method and URI, with a fresh internal id.
+    ///
+    /// Most code never calls this: [`EnvelopeLayer`](crate::EnvelopeLayer) builds the envelope.
+    /// It is public for servers that are not tower-based and for tests.
+    #[must_use]
+    pub fn new(method: Method, uri: Uri) -> Self {
+        let created_at = SystemTime::now();
+        let since_epoch = created_at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        // NoContext: every bit after the millisecond timestamp is random. The random bits come
+        // from uuid's `fast-rng`, a thread-local CSPRNG seeded once, so there is no syscall per id
+        // and no process-wide lock (uuid's shared v7 context is a global mutex).
+        let ts = Timestamp::from_unix(NoContext, since_epoch.as_secs(), since_epoch.subsec_nanos());
+        let internal_id = Uuid::new_v7(ts);
+        Self {
+            short_id: short_hex(&internal_id),
+            internal_id,
+            external_id: None,
+            method,
+            uri,
+            version: Version::HTTP_11,
+            client: None,
+            created_at,
+            started: Instant::now(),
+            phase: AtomicU8::new(0),
+            route: OnceLock::new(),
+            annotations: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A new envelope describing `req`: method, URI, version and the client address found in its
+    /// extensions. The external id is not read; [`EnvelopeLayer`](crate::EnvelopeLayer) does that.
+    #[must_use]
+    pub fn for_request<B>(req: &Request<B>) -> Self {
+        let mut envelope = Self::new(req.method().clone(), req.uri().clone());
+        envelope.version = req.version();
+        envelope.client = client_from(req.extensions());
+        envelope
+    }
+
+    /// Sets the external id, if it passes [`is_valid_external_id`](crate::is_valid_external_id).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`InvalidExternalId`] when the id is refused; nothing of the value is kept.
+    pub fn with_external_id(mut self, id: &str) -> Result<Self, InvalidExternalId> {
+        if crate::is_valid_external_id(id.as_bytes()) {
+            self.external_id = HeaderValue::from_str(id).ok();
+            Ok(self)
+        } else {
+            Err(InvalidExternalId { _priv: () })
+        }
+    }
+
+    /// Sets the client address.
+    #[must_use]
+    pub fn with_client(mut self, client: SocketAddr) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    pub(crate) fn set_external_id(&mut self, value: HeaderValue) {
+        self.external_id = Some(value);
+    }
+
+    /// The internal id: a UUIDv7, unique and roughly time-ordered.
+    #[must_use]
+    pub fn internal_id(&self) -> Uuid {
+        self.internal_id
+    }
+
+    /// The internal id as a hyphenated lowercase string.
+    #[must_use]
+    pub fn internal_id_string(&self) -> String {
+        self.internal_id.hyphenated().to_string()
+    }
+
+    /// The id the client or an upstream proxy sent, when it was valid.
+    #[must_use]
+    pub fn external_id(&self) -> Option<&str> {
+        self.external_id.as_ref().and_then(|v| v.to_str().ok())
+    }
+
+    pub(crate) fn external_id_header(&self) -> Option<&HeaderValue> {
+        self.external_id.as_ref()
+    }
+
+    /// Eight lowercase hex characters: the error id shown to users and written in logs.
+    ///
+    /// They are the last eight of the internal id, which are random. (The first eight of a UUIDv7
+    /// are the high bits of its timestamp and repeat for about 65 seconds.)
+    #[must_use]
+    pub fn short_id(&self) -> &str {
+        std::str::from_utf8(&self.short_id).unwrap_or("00000000")
+    }
+
+    /// The request method.
+    #[must_use]
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The request URI, as received.
+    #[must_use]
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The request path, without the query.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    /// The HTTP version of the request.
+    #[must_use]
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The client's socket address, when the server supplied it.
+    #[must_use]
+    pub fn client(&self) -> Option<SocketAddr> {
+        self.client
+    }
+
+    /// Wall-clock time at which the envelope was created.
+    #[must_use]
+    pub fn created_at(&self) -> SystemTime {
+        self.created_at
+    }
+
+    /// Monotonic time at which the envelope was created (tokio's clock, so paused-time tests see
+    /// requests age).
+    #[must_use]
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// How long ago the envelope was created.
+    #[must_use]
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The route template (`/users/{id}`, `/pkg.Service/Method`), once a layer that knows it has
+    /// set it.
+    #[must_use]
+    pub fn route(&self) -> Option<&str> {
+        self.route.get().map(|r| &**r)
+    }
+
+    /// Sets the route template. The first value set wins; returns whether this call set it.
+    pub fn set_route(&self, route: impl Into<Arc<str>>) -> bool {
+        self.route.set(route.into()).is_ok()
+    }
+
+    /// Where the request is in its life.
+    #[must_use]
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Relaxed))
+    }
+
+    /// Records where the request is in its life. Called by the layers that track it.
+    pub fn set_phase(&self, phase: Phase) {
+        let value = match phase {
+            Phase::Handling => 0,
+            Phase::Streaming => 1,
+            Phase::Upgraded => 2,
+            Phase::Finished => 3,
+        };
+        self.phase.store(value, Ordering::Relaxed);
+    }
+
+    /// Adds a key/value note that the watchdog, the error layer and the debug console show with
+    /// this request. A key set twice keeps the last value.
+    ///
+    /// Returns `false`, and keeps nothing, once [`MAX_ANNOTATIONS`] distinct keys are present.
+    pub fn annotate(&self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> bool {
+        let key = key.into();
+        let value = value.into();
+        let mut notes = self.annotations.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = notes.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+            return true;
+        }
+        if notes.len() >= MAX_ANNOTATIONS {
+            return false;
+        }
+        notes.push((key, value));
+        true
+    }
+
+    /// A copy of the annotations, in the order their keys were first set.
+    #[must_use]
+    pub fn annotations(&self) -> Vec<(String, String)> {
+        let notes = self.annotations.lock().unwrap_or_else(PoisonError::into_inner);
+        notes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    /// The envelope of a request that went through [`EnvelopeLayer`](crate::EnvelopeLayer).
+    #[must_use]
+    pub fn from_request<B>(req: &Request<B>) -> Option<&Arc<Self>> {
+        req.extensions().get::<Arc<Self>>()
+    }
+
+    /// The envelope stored in these extensions (of a request, or of `http::request::Parts`).
+    #[must_use]
+    pub fn from_extensions(extensions: &Extensions) -> Option<&Arc<Self>> {
+        extensions.get::<Arc<Self>>()
+    }
+}
+
+impl fmt::Debug for RequestEnvelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The query string is left out: it is where tokens end up, and Debug output reaches logs.
+        f.debug_struct("RequestEnvelope")
+            .field("internal_id", &self.internal_id.hyphenated())
+            .field("external_id", &self.external_id())
+            .field("method", &self.method)
+            .field("path", &self.uri.path())
+            .field("version", &self.version)
+            .field("client", &self.client)
+            .field("route", &self.route())
+            .field("phase", &self.phase())
+            .field("age", &self.age())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The external id given to [`RequestEnvelope::with_external_id`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidExternalId {
+    _priv: (),
+}
+
+impl fmt::Display for InvalidExternalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("external request id must match ^[A-Za-z0-9._:-]{1,128}$")
+    }
+}
+
+impl std::error::Error for InvalidExternalId {}
+
+fn short_hex(id: &Uuid) -> [u8; 8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = id.as_bytes();
+    let mut out = [0u8; 8];
+    for (i, b) in bytes[12..].iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
+    }
+    out
+}
+
+pub(crate) fn client_from(extensions: &Extensions) -> Option<SocketAddr> {
+    if let Some(ClientAddr(addr)) = extensions.get::<ClientAddr>() {
+        return Some(*addr);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(info.0);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_v7_and_short_id_is_the_random_tail() {
+        let a = RequestEnvelope::new(Method::GET, Uri::from_static("/"));
+        let b = RequestEnvelope::new(Method::GET, Uri::from_static("/"));
+        assert_eq!(a.internal_id().get_version_num(), 7);
+        assert_ne!(a.internal_id(), b.internal_id());
+        // Created in the same millisecond range, the short ids still differ.
+        assert_ne!(a.short_id(), b.short_id());
+        assert_eq!(a.short_id().len(), 8);
+        assert!(a.internal_id_string().ends_with(a.short_id()));
+    }
+
+    #[test]
+    fn annotations_replace_and_are_bounded() {
+        let env = RequestEnvelope::new(Method::GET, Uri::from_static("/"));
+        assert!(env.annotate("user", "1"));
+        assert!(env.annotate("user", "2"));
+        assert_eq!(env.annotations(), vec![("user".into(), "2".into())]);
+        for i in 1..MAX_ANNOTATIONS {
+            assert!(env.annotate(format!("k{i}"), "v"));
+        }
+        assert!(!env.annotate("one-too-many", "v"));
+        assert_eq!(env.annotations().len(), MAX_ANNOTATIONS);
+    }
+
+    #[test]
+    fn debug_leaves_out_the_query() {
+        let env = RequestEnvelope::new(Method::GET, Uri::from_static("/login?token=s3cr3t"));
+        let text = format!("{env:?}");
+        assert!(text.contains("/login"));
+        assert!(!text.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn route_is_set_once_and_phase_round_trips() {
+        let env = RequestEnvelope::new(Method::GET, Uri::from_static("/users/7"));
+        assert!(env.set_route("/users/{id}"));
+        assert!(!env.set_route("/other"));
+        assert_eq!(env.route(), Some("/users/{id}"));
+        for p in [Phase::Handling, Phase::Streaming, Phase::Upgraded, Phase::Finished] {
+            env.set_phase(p);
+            assert_eq!(env.phase(), p);
+        }
+    }
+
+    #[test]
+    fn external_id_is_validated() {
+        let env = RequestEnvelope::new(Method::GET, Uri::from_static("/"));
+        assert!(env.with_external_id("bad id").is_err());
+        let env = RequestEnvelope::new(Method::GET, Uri::from_static("/"));
+        assert_eq!(env.with_external_id("abc-1").unwrap().external_id(), Some("abc-1"));
+    }
+}

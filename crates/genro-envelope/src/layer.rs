@@ -1,0 +1,129 @@
+use std::{fmt, sync::Arc};
+
+use http::HeaderName;
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
+use tower_layer::Layer;
+
+use crate::service::EnvelopeService;
+
+/// The header read for the external id and written on the response, unless configured otherwise.
+pub const DEFAULT_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Which id [`EnvelopeLayer`] writes in the response's id header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ResponseId {
+    /// The client's external id when it sent a valid one, otherwise the internal id. This lets a
+    /// caller correlate by the id it chose, and still gives every response an id.
+    #[default]
+    EchoExternal,
+    /// Always the internal id.
+    Internal,
+    /// No id header is written.
+    None,
+}
+
+pub(crate) struct Settings {
+    pub(crate) header: HeaderName,
+    pub(crate) response_id: ResponseId,
+    pub(crate) invalid: Counter,
+}
+
+/// A [`Layer`] that gives every request a [`RequestEnvelope`](crate::RequestEnvelope).
+///
+/// For each request it:
+/// - creates an `Arc<RequestEnvelope>` with a fresh UUIDv7 internal id and puts it in the request
+///   extensions;
+/// - takes the external id from the id header (default `x-request-id`) when it is valid, and
+///   otherwise drops it and counts it (the value is never logged or echoed);
+/// - records `request_id` and `external_id` on the current tracing span, for spans that declare
+///   those fields (`tracing::field::Empty`);
+/// - writes the id header on the response, unless the inner service already did.
+///
+/// The layer is the builder: setters take and return `self`, and cloning it is cheap.
+#[derive(Clone)]
+pub struct EnvelopeLayer {
+    pub(crate) settings: Arc<Settings>,
+}
+
+impl EnvelopeLayer {
+    /// A layer reading and writing `x-request-id`, echoing a valid external id.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                header: DEFAULT_HEADER,
+                response_id: ResponseId::EchoExternal,
+                invalid: Counter::default(),
+            }),
+        }
+    }
+
+    fn settings_mut(&mut self) -> &mut Settings {
+        // Only reachable while building; a layer already cloned into services gets a copy.
+        if Arc::get_mut(&mut self.settings).is_none() {
+            self.settings = Arc::new(Settings {
+                header: self.settings.header.clone(),
+                response_id: self.settings.response_id,
+                invalid: self.settings.invalid.clone(),
+            });
+        }
+        Arc::get_mut(&mut self.settings).expect("settings were just made unique")
+    }
+
+    /// The header that carries the external id in, and the id out.
+    #[must_use]
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.settings_mut().header = name;
+        self
+    }
+
+    /// Which id is written on the response.
+    #[must_use]
+    pub fn response_id(mut self, which: ResponseId) -> Self {
+        self.settings_mut().response_id = which;
+        self
+    }
+
+    /// How many external ids have been refused by this layer and its clones.
+    #[must_use]
+    pub fn invalid_external_ids(&self) -> u64 {
+        self.settings.invalid.get()
+    }
+
+    /// Registers `request_id_invalid_total` (refused external ids) in a prometheus-client
+    /// registry, so it is served with every other metric.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "request_id_invalid",
+            "External request ids refused for not matching ^[A-Za-z0-9._:-]{1,128}$",
+            self.settings.invalid.clone(),
+        );
+    }
+}
+
+impl Default for EnvelopeLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for EnvelopeLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvelopeLayer")
+            .field("header", &self.settings.header)
+            .field("response_id", &self.settings.response_id)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for EnvelopeLayer {
+    type Service = EnvelopeService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EnvelopeService {
+            inner,
+            settings: self.settings.clone(),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Request envelope for tower services: one id and one record per request, shared by every layer.
+//!
+//! `genro-envelope` is the base of genro-asgi. [`EnvelopeLayer`] gives every request an
+//! `Arc<`[`RequestEnvelope`]`>` holding:
+//!
+//! - an **internal id**, a UUIDv7 drawn from a thread-local CSPRNG (no syscall, no global lock);
+//! - the **external id** from `x-request-id` (configurable), kept only when it matches
+//!   `^[A-Za-z0-9._:-]{1,128}$`. Anything else is dropped, counted and never echoed or logged
+//!   verbatim, so a client cannot smuggle CRLF, escapes or 10 KB of junk into logs and headers;
+//! - method, URI, version, client address, wall-clock and monotonic start times;
+//! - a route slot, a phase, and **annotations** that handlers write and the watchdog, the error
+//!   layer and the debug console read.
+//!
+//! The envelope goes in the request extensions; the ids are recorded on the current tracing span;
+//! the id header is set on the response. Short ids ([`RequestEnvelope::short_id`]) are the error
+//! ids that users quote.
+//!
+//! # Example
+//!
+//! ```
+//! use genro_envelope::{EnvelopeLayer, RequestEnvelope};
+//! use http::{Request, Response};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let svc = ServiceBuilder::new()
+//!     .layer(EnvelopeLayer::new())
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let envelope = RequestEnvelope::from_request(&req).expect("layer is installed");
+//!         envelope.annotate("tenant", "acme");
+//!         Ok::<_, std::convert::Infallible>(Response::new(envelope.short_id().to_owned()))
+//!     }));
+//!
+//! let req = Request::get("/").header("x-request-id", "order-1234").body(String::new())?;
+//! let res = svc.oneshot(req).await?;
+//! assert_eq!(res.headers()["x-request-id"], "order-1234");
+//! assert_eq!(res.body().len(), 8);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With axum, take the [`Envelope`] extractor (feature `axum`) as a handler argument.
+//!
+//! # Tracing
+//!
+//! The layer records `request_id` and `external_id` on the *current* span. A span only accepts
+//! fields it declared, so declare them empty where the span is made, for example with tower-http:
+//! `TraceLayer::new_for_http().make_span_with(|_: &_| tracing::info_span!("request",
+//! request_id = tracing::field::Empty, external_id = tracing::field::Empty))`, placed outside
+//! this layer.
+//!
+//! # Metrics
+//!
+//! [`EnvelopeLayer::register_metrics`] adds `request_id_invalid_total` to a prometheus-client
+//! `Registry`. prometheus-client is the official Rust client of the Prometheus project and
+//! writes OpenMetrics text that `promtool` accepts; every genro crate registers into the same
+//! `Registry`.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `axum`  | no      | the [`Envelope`] extractor; the route template from axum's `MatchedPath`; the client address from `ConnectInfo<SocketAddr>` |
+//!
+//! # Minimum supported Rust version
+//!
+//! 1.88.
+
+mod envelope;
+#[cfg(feature = "axum")]
+mod extract;
+mod future;
+mod id;
+mod layer;
+mod service;
+
+pub use envelope::{ClientAddr, InvalidExternalId, Phase, RequestEnvelope, MAX_ANNOTATIONS};
+#[cfg(feature = "axum")]
+pub use extract::{Envelope, MissingEnvelope};
+pub use future::ResponseFuture;
+pub use id::{is_valid_external_id, MAX_EXTERNAL_ID_LEN};
+pub use layer::{EnvelopeLayer, ResponseId, DEFAULT_HEADER};
+pub use service::EnvelopeService;

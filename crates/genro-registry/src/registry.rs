@@ -1,0 +1,260 @@
+use std::{fmt, sync::Arc, time::Duration};
+
+use genro_envelope::RequestEnvelope;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::shards::{Key, Shards};
+
+/// The live set of in-flight requests.
+///
+/// Cheap to clone: every clone is the same registry. [`RegistryLayer`](crate::RegistryLayer)
+/// adds each request and removes it when its response body has ended, whatever way it ends.
+///
+/// The set is split into shards, each a slab behind its own mutex, and one atomic counts the
+/// total. A request locks one shard for a slab insert and a slab remove, and never waits on a
+/// global lock; [`len`](Self::len) is one atomic load. [`stuck`](Self::stuck) and
+/// [`snapshot`](Self::snapshot) visit one shard at a time, so a scan never blocks the request path
+/// for longer than one shard takes to read.
+#[derive(Clone)]
+pub struct EnvelopeRegistry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: Shards<Arc<RequestEnvelope>>,
+    idle: Notify,
+}
+
+impl EnvelopeRegistry {
+    /// A registry with a shard count fitted to this machine (four per CPU, between 8 and 256).
+    #[must_use]
+    pub fn new() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_shards((cpus * 4).clamp(8, 256))
+    }
+
+    /// A registry with `count` shards, rounded up to a power of two.
+    #[must_use]
+    pub fn with_shards(count: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shards: Shards::new(count),
+                idle: Notify::new(),
+            }),
+        }
+    }
+
+    /// How many requests are in flight. One atomic load.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// Whether no request is in flight.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The in-flight request with this internal id.
+    #[must_use]
+    pub fn get(&self, id: Uuid) -> Option<Arc<RequestEnvelope>> {
+        let mut found = None;
+        self.inner.shards.visit_shard_of(shard_hint(id), |e| {
+            if e.internal_id() == id {
+                found = Some(e.clone());
+            }
+        });
+        found
+    }
+
+    /// The in-flight request whose internal id, short id or external id is `id`.
+    ///
+    /// For consoles and tools, where a person types the id they saw in a log line or an error
+    /// body. Visits every shard unless `id` parses as a full internal id.
+    #[must_use]
+    pub fn find(&self, id: &str) -> Option<Arc<RequestEnvelope>> {
+        if let Ok(uuid) = Uuid::try_parse(id) {
+            return self.get(uuid);
+        }
+        let mut found = None;
+        self.inner.shards.visit(|e| {
+            if found.is_none() && (e.short_id() == id || e.external_id() == Some(id)) {
+                found = Some(e.clone());
+            }
+        });
+        found
+    }
+
+    /// Requests in flight for longer than `threshold`, oldest first.
+    #[must_use]
+    pub fn stuck(&self, threshold: Duration) -> Vec<Arc<RequestEnvelope>> {
+        let now = tokio::time::Instant::now();
+        let mut out = Vec::new();
+        self.inner.shards.visit(|e| {
+            if now.saturating_duration_since(e.started()) > threshold {
+                out.push(e.clone());
+            }
+        });
+        out.sort_by_key(|e| e.started());
+        out
+    }
+
+    /// Every request in flight, oldest first. Not a point-in-time picture: shards are read one
+    /// after another while requests keep coming and going.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<Arc<RequestEnvelope>> {
+        let mut out = Vec::with_capacity(self.len());
+        self.inner.shards.visit(|e| out.push(e.clone()));
+        out.sort_by_key(|e| e.started());
+        out
+    }
+
+    /// Calls `f` on every in-flight envelope, one shard at a time, without collecting them.
+    ///
+    /// `f` runs while its shard is locked: keep it short, and never call back into the registry
+    /// from it.
+    pub fn for_each(&self, f: impl FnMut(&Arc<RequestEnvelope>)) {
+        self.inner.shards.visit(f);
+    }
+
+    /// Waits until no request is in flight, for at most `timeout`. Returns whether the registry is
+    /// empty. Wakes on the removal that empties it; it does not poll.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.idle.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a removal between the check and the wait still wakes us.
+            notified.as_mut().enable();
+            if self.is_empty() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.is_empty();
+            }
+        }
+    }
+
+    /// Adds `envelope` and returns the guard that removes it when dropped.
+    ///
+    /// [`RegistryLayer`](crate::RegistryLayer) does this for every request. Call it directly to
+    /// track work that is not an HTTP request through the layer, such as a job started by a
+    /// handler.
+    #[must_use = "the envelope is removed as soon as the guard is dropped"]
+    pub fn track(&self, envelope: Arc<RequestEnvelope>) -> InFlight {
+        let hint = shard_hint(envelope.internal_id());
+        let key = self.inner.shards.insert(hint, envelope);
+        InFlight {
+            registry: self.clone(),
+            key,
+        }
+    }
+
+    fn untrack(&self, key: Key) {
+        if let Some((envelope, emptied)) = self.inner.shards.remove(key) {
+            envelope.set_phase(genro_envelope::Phase::Finished);
+            if emptied {
+                self.inner.idle.notify_waiters();
+            }
+        }
+    }
+}
+
+impl Default for EnvelopeRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for EnvelopeRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvelopeRegistry")
+            .field("len", &self.len())
+            .field("shards", &self.inner.shards.shard_count())
+            .finish()
+    }
+}
+
+fn shard_hint(id: Uuid) -> usize {
+    // The low bits of a v7 id are random.
+    id.as_u128() as usize
+}
+
+/// Keeps one envelope in the registry; removes it exactly once, when dropped.
+///
+/// Dropping is the only way out, so the entry goes whether the work finished, failed, panicked
+/// (the guard is dropped during unwinding) or was cancelled (its future was dropped).
+pub struct InFlight {
+    registry: EnvelopeRegistry,
+    key: Key,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.registry.untrack(self.key);
+    }
+}
+
+impl fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlight").field("key", &self.key).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Method, Uri};
+
+    fn envelope() -> Arc<RequestEnvelope> {
+        Arc::new(RequestEnvelope::new(Method::GET, Uri::from_static("/x")))
+    }
+
+    #[test]
+    fn track_get_find_untrack() {
+        let reg = EnvelopeRegistry::with_shards(4);
+        let e = envelope();
+        let guard = reg.track(e.clone());
+        assert_eq!(reg.len(), 1);
+        assert!(Arc::ptr_eq(&reg.get(e.internal_id()).unwrap(), &e));
+        assert!(Arc::ptr_eq(&reg.find(e.short_id()).unwrap(), &e));
+        assert!(Arc::ptr_eq(&reg.find(&e.internal_id_string()).unwrap(), &e));
+        assert!(reg.find("nope").is_none());
+        drop(guard);
+        assert!(reg.is_empty());
+        assert!(reg.get(e.internal_id()).is_none());
+        assert_eq!(e.phase(), genro_envelope::Phase::Finished);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stuck_and_snapshot_are_oldest_first() {
+        let reg = EnvelopeRegistry::new();
+        let old = envelope();
+        let _g1 = reg.track(old.clone());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let young = envelope();
+        let _g2 = reg.track(young.clone());
+        let stuck = reg.stuck(Duration::from_secs(5));
+        assert_eq!(stuck.len(), 1);
+        assert!(Arc::ptr_eq(&stuck[0], &old));
+        let all = reg.snapshot();
+        assert!(Arc::ptr_eq(&all[0], &old) && Arc::ptr_eq(&all[1], &young));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_idle_wakes_on_the_last_removal_and_times_out_otherwise() {
+        let reg = EnvelopeRegistry::new();
+        assert!(reg.wait_idle(Duration::ZERO).await);
+        let guard = reg.track(envelope());
+        assert!(!reg.wait_idle(Duration::from_secs(1)).await);
+        let waiter = tokio::spawn({
+            let reg = reg.clone();
+            async move { reg.wait_idle(Duration::from_secs(3600)).await }
+        });
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(guard);
+        assert!(waiter.await.unwrap());
+    }
+}

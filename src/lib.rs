@@ -1,0 +1,25 @@
+//! genro-asgi: a production request lifecycle for tower services.
+//!
+//! This umbrella crate re-exports the genro crates, each behind a feature of its own name (all on
+//! by default), so that `use genro_asgi::EnvelopeLayer;` works as well as
+//! `use genro_envelope::EnvelopeLayer;`. Each crate is also reachable as a module
+//! (`genro_asgi::envelope`, `genro_asgi::registry`).
+//!
+//! | feature | crate | what it gives |
+//! |---|---|---|
+//! | `genro-envelope` | [`genro_envelope`] | [`RequestEnvelope`], [`EnvelopeLayer`], the axum extractor |
+//! | `genro-registry` | [`genro_registry`] | [`EnvelopeRegistry`], [`RegistryLayer`] |
+//!
+//! See the README for the crate map and a quick start.
+
+#[cfg(feature = "genro-envelope")]
+#[doc(inline)]
+pub use genro_envelope::{
+    self as envelope, ClientAddr, Envelope, EnvelopeLayer, Phase, RequestEnvelope, ResponseId,
+};
+
+#[cfg(feature = "genro-registry")]
+#[doc(inline)]
+pub use genro_registry::{
+    self as registry, EnvelopeRegistry, InFlight, InFlightToken, RegistryLayer,
+};
