@@ -1,0 +1,62 @@
+//! Shared helpers of the root integration tests: real TCP servers on loopback.
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use tokio::net::TcpListener;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Serves `app` on an ephemeral loopback port with axum's hyper-based server, passing the peer
+/// address as `ConnectInfo`. Returns the address.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .expect("server");
+    });
+    addr
+}
+
+/// A tracing writer that keeps everything written, for tests that read the logs.
+#[derive(Clone, Default)]
+pub struct LogBuffer(pub Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Installs a global subscriber at DEBUG writing here. Call once per test binary.
+    pub fn install_global() -> Self {
+        let buf = Self::default();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .init();
+        buf
+    }
+}
+
+impl Write for LogBuffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogBuffer {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
