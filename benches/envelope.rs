@@ -8,7 +8,9 @@ use http::{Request, Response};
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 fn layer_call(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let inner = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
     let mut bare = inner;
     let mut wrapped = EnvelopeLayer::new().layer(inner);

@@ -1,1 +1,210 @@
-fn main() {}
+//! Instruction-count harness: calls an axum hello `Router` in-process N times through one stack.
+//!
+//! Run by `benches/callgrind.sh` under `valgrind --tool=callgrind` at two values of N; the
+//! difference divided by the difference in N is the cost of one request, free of start-up. Every
+//! stack is applied in one `Router::layer(ServiceBuilder…)` call, and compared with the same call
+//! holding `tower::layer::util::Identity`, because axum re-boxes every route on each `layer` call.
+//!
+//! ```text
+//! instructions <stack> <n>     run n requests through <stack>
+//! instructions sizes           print per-request memory figures
+//! instructions                 smoke run of every stack (what `cargo test --benches` does)
+//! ```
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    body::Body,
+    extract::{MatchedPath, Request as AxumRequest},
+    middleware::{self, Next},
+    response::Response as AxumResponse,
+    routing::get,
+    Router,
+};
+use genro_asgi::{EnvelopeLayer, EnvelopeRegistry, RegistryLayer, RequestEnvelope};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+use tower::{layer::util::Identity, Service, ServiceBuilder, ServiceExt};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+/// The stacks measured, by name. Each later genro crate adds its layer to `genro`.
+/// `noop2` (two do-nothing `map_response` layers) shows what wrapping alone costs;
+/// `envelope-noid` is the envelope layer without the response id header.
+const STACKS: &[&str] = &[
+    "identity",
+    "noop2",
+    "envelope",
+    "envelope-noid",
+    "registry",
+    "genro",
+    "tower-http",
+];
+
+async fn hello() -> &'static str {
+    "Hello, World!"
+}
+
+fn router() -> Router {
+    Router::new().route("/hello", get(hello))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Labels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone)]
+struct UserMetrics {
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram>,
+}
+
+/// A prometheus-client metrics middleware as users write it today with `axum::middleware`.
+async fn user_metrics(
+    axum::extract::State(m): axum::extract::State<UserMetrics>,
+    req: AxumRequest,
+    next: Next,
+) -> AxumResponse {
+    let start = std::time::Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let res = next.run(req).await;
+    let labels = Labels {
+        method,
+        route,
+        status: res.status().as_u16(),
+    };
+    m.requests.get_or_create(&labels).inc();
+    m.latency
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
+    res
+}
+
+fn build(stack: &str) -> Router {
+    match stack {
+        "identity" => router().layer(ServiceBuilder::new().layer(Identity::new())),
+        "envelope" => router().layer(ServiceBuilder::new().layer(EnvelopeLayer::new())),
+        "noop2" => router().layer(
+            ServiceBuilder::new()
+                .map_response(|r: AxumResponse| r)
+                .map_response(|r: AxumResponse| r),
+        ),
+        "envelope-noid" => router().layer(
+            ServiceBuilder::new()
+                .layer(EnvelopeLayer::new().response_id(genro_asgi::ResponseId::None)),
+        ),
+        "registry" => {
+            router().layer(ServiceBuilder::new().layer(RegistryLayer::new(EnvelopeRegistry::new())))
+        }
+        "genro" => router().layer(
+            ServiceBuilder::new()
+                .layer(EnvelopeLayer::new())
+                .layer(RegistryLayer::new(EnvelopeRegistry::new())),
+        ),
+        "tower-http" => {
+            let metrics = UserMetrics {
+                requests: Family::default(),
+                latency: Family::new_with_constructor(|| {
+                    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                        0.001, 2.0, 12,
+                    ))
+                }),
+            };
+            let mut registry = Registry::default();
+            registry.register("http_requests", "requests", metrics.requests.clone());
+            registry.register(
+                "http_request_duration_seconds",
+                "latency",
+                metrics.latency.clone(),
+            );
+            router().layer(
+                ServiceBuilder::new()
+                    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                    .layer(PropagateRequestIdLayer::x_request_id())
+                    .layer(TraceLayer::new_for_http())
+                    .layer(CatchPanicLayer::new())
+                    .layer(TimeoutLayer::with_status_code(
+                        StatusCode::REQUEST_TIMEOUT,
+                        Duration::from_secs(30),
+                    ))
+                    .layer(middleware::from_fn_with_state(metrics, user_metrics)),
+            )
+        }
+        other => panic!("unknown stack {other:?}; known: {STACKS:?}"),
+    }
+}
+
+async fn run(stack: &str, n: usize) {
+    let mut svc = build(stack);
+    for _ in 0..n {
+        // A static URI, as hyper gives shared bytes: cloning it costs no allocation.
+        let req = Request::get(http::Uri::from_static("/hello"))
+            .body(Body::empty())
+            .expect("request");
+        let res = ServiceExt::<Request<Body>>::ready(&mut svc)
+            .await
+            .expect("ready")
+            .call(req)
+            .await
+            .unwrap_or_else(|e: Infallible| match e {});
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body.len(), 13);
+    }
+}
+
+fn sizes() {
+    use std::mem::size_of;
+    // Arc's heap block is the value plus two reference counts.
+    let envelope = size_of::<RequestEnvelope>() + 2 * size_of::<usize>();
+    // A slab slot holds the Arc pointer behind an enum tag; the guard is a registry handle and a
+    // key, held by the response future and then the body.
+    let slot = size_of::<usize>() + size_of::<std::sync::Arc<RequestEnvelope>>();
+    let guard = size_of::<genro_asgi::InFlight>();
+    println!("envelope (Arc block)     {envelope} bytes");
+    println!("registry slot            {slot} bytes");
+    println!("registry guard           {guard} bytes");
+    println!(
+        "total per request        {} bytes (budget 512)",
+        envelope + slot + guard
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match args.as_slice() {
+        [cmd] if cmd == "sizes" => sizes(),
+        [stack, n] => rt.block_on(run(stack, n.parse().expect("n is a number"))),
+        [] => {
+            for stack in STACKS {
+                rt.block_on(run(stack, 10));
+            }
+            sizes();
+            println!("smoke run of {} stacks: ok", STACKS.len());
+        }
+        _ => panic!("usage: instructions [<stack> <n> | sizes]"),
+    }
+}

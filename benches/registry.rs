@@ -7,7 +7,10 @@ use genro_asgi::{EnvelopeRegistry, RequestEnvelope};
 use http::{Method, Uri};
 
 fn envelope() -> Arc<RequestEnvelope> {
-    Arc::new(RequestEnvelope::new(Method::GET, Uri::from_static("/bench")))
+    Arc::new(RequestEnvelope::new(
+        Method::GET,
+        Uri::from_static("/bench"),
+    ))
 }
 
 fn insert_remove(c: &mut Criterion) {

@@ -39,18 +39,28 @@ async fn the_stack_works_inside_an_axum_router() {
         .layer(RegistryLayer::new(registry.clone()));
 
     // Per route, inside the routing (sees MatchedPath) ...
-    let per_route: Router = Router::new().route("/a/{x}", get(|| async { "a" })).layer(stack.clone());
+    let per_route: Router = Router::new()
+        .route("/a/{x}", get(|| async { "a" }))
+        .layer(stack.clone());
     // ... as a route layer ...
-    let route_layer: Router = Router::new().route("/b", get(|| async { "b" })).route_layer(stack.clone());
+    let route_layer: Router = Router::new()
+        .route("/b", get(|| async { "b" }))
+        .route_layer(stack.clone());
     // ... and around the whole router, as a plain tower service.
     let around = stack.service(Router::new().route("/c", get(|| async { "c" })));
 
     for (svc, path) in [(per_route, "/a/1"), (route_layer, "/b")] {
-        let res = svc.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let res = svc
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         assert!(res.headers().contains_key("x-request-id"));
     }
-    let res = around.oneshot(Request::get("/c").body(Body::empty()).unwrap()).await.unwrap();
+    let res = around
+        .oneshot(Request::get("/c").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("x-request-id"));
     drop(res);

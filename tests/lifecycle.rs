@@ -38,7 +38,10 @@ fn slow_body(chunks: Option<usize>, every: Duration) -> Body {
             None if n > 0 => std::future::pending::<()>().await,
             None => {}
         }
-        Some((Ok::<_, Infallible>(Bytes::from(format!("chunk{n};"))), n + 1))
+        Some((
+            Ok::<_, Infallible>(Bytes::from(format!("chunk{n};"))),
+            n + 1,
+        ))
     });
     Body::from_stream(stream)
 }
@@ -46,8 +49,11 @@ fn slow_body(chunks: Option<usize>, every: Duration) -> Body {
 fn app(registry: &EnvelopeRegistry) -> Router {
     Router::new()
         .route("/fast", get(|| async { "ok" }))
-        .route("/hang", get(|| std::future::pending::<&'static str>()))
-        .route("/stream-forever", get(|| async { slow_body(None, Duration::ZERO) }))
+        .route("/hang", get(std::future::pending::<&'static str>))
+        .route(
+            "/stream-forever",
+            get(|| async { slow_body(None, Duration::ZERO) }),
+        )
         .route(
             "/stream10",
             get(|| async { slow_body(Some(10), Duration::from_millis(200)) }),
@@ -74,8 +80,13 @@ async fn no_leaks_on_cancel() {
     let peak = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..WORKERS)
         .map(|_| {
-            let (client, next, completed, peak, registry) =
-                (client.clone(), next.clone(), completed.clone(), peak.clone(), registry.clone());
+            let (client, next, completed, peak, registry) = (
+                client.clone(),
+                next.clone(),
+                completed.clone(),
+                peak.clone(),
+                registry.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -83,7 +94,7 @@ async fn no_leaks_on_cancel() {
                         break;
                     }
                     let path = match i % 20 {
-                        0 | 1 => "/hang",        // 10%: dropped while the handler runs
+                        0 | 1 => "/hang",       // 10%: dropped while the handler runs
                         2 => "/stream-forever", // 5%: dropped mid-body
                         _ => "/fast",
                     };
@@ -92,7 +103,9 @@ async fn no_leaks_on_cancel() {
                     match path {
                         "/hang" => {
                             // No response can come; give the server time to start the handler.
-                            assert!(tokio::time::timeout(Duration::from_millis(20), fut).await.is_err());
+                            assert!(tokio::time::timeout(Duration::from_millis(20), fut)
+                                .await
+                                .is_err());
                             peak.fetch_max(registry.len(), Ordering::Relaxed);
                         }
                         "/stream-forever" => {
@@ -118,9 +131,17 @@ async fn no_leaks_on_cancel() {
     drop(client);
 
     assert_eq!(completed.load(Ordering::Relaxed), TOTAL * 17 / 20);
-    assert!(peak.load(Ordering::Relaxed) > 0, "hanging requests were tracked while they ran");
+    assert!(
+        peak.load(Ordering::Relaxed) > 0,
+        "hanging requests were tracked while they ran"
+    );
     let idle = registry.wait_idle(Duration::from_secs(1)).await;
-    assert!(idle, "{} requests leaked: {:?}", registry.len(), registry.snapshot());
+    assert!(
+        idle,
+        "{} requests leaked: {:?}",
+        registry.len(),
+        registry.snapshot()
+    );
 }
 
 /// RELIABILITY.md 3: a body streams 10 chunks over 2 s; the request stays registered, in the
@@ -131,8 +152,14 @@ async fn streaming_body_keeps_the_request_until_its_last_chunk() {
     let addr = common::serve(app(&registry)).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
 
-    let res = client.get(format!("http://{addr}/stream10").parse().unwrap()).await.unwrap();
-    let envelope = registry.snapshot().pop().expect("registered while streaming");
+    let res = client
+        .get(format!("http://{addr}/stream10").parse().unwrap())
+        .await
+        .unwrap();
+    let envelope = registry
+        .snapshot()
+        .pop()
+        .expect("registered while streaming");
     assert_eq!(envelope.route(), Some("/stream10"));
     let mut body = res.into_body();
     let mut chunks = 0;
@@ -140,14 +167,21 @@ async fn streaming_body_keeps_the_request_until_its_last_chunk() {
         frame.unwrap();
         chunks += 1;
         if chunks < 10 {
-            assert_eq!(registry.len(), 1, "after chunk {chunks} the request is still in flight");
+            assert_eq!(
+                registry.len(),
+                1,
+                "after chunk {chunks} the request is still in flight"
+            );
             assert_eq!(envelope.phase(), Phase::Streaming);
         }
     }
     assert_eq!(chunks, 10);
     assert!(registry.wait_idle(Duration::from_secs(1)).await);
     let lifetime = Instant::now() - envelope.started();
-    assert!(lifetime >= Duration::from_secs(2), "tracked for {lifetime:?}");
+    assert!(
+        lifetime >= Duration::from_secs(2),
+        "tracked for {lifetime:?}"
+    );
     assert_eq!(envelope.phase(), Phase::Finished);
 }
 
@@ -158,7 +192,10 @@ async fn client_disconnect_mid_body_removes_the_entry() {
     let addr = common::serve(app(&registry)).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
 
-    let res = client.get(format!("http://{addr}/stream10").parse().unwrap()).await.unwrap();
+    let res = client
+        .get(format!("http://{addr}/stream10").parse().unwrap())
+        .await
+        .unwrap();
     let mut body = res.into_body();
     for _ in 0..3 {
         body.frame().await.unwrap().unwrap();
@@ -166,7 +203,11 @@ async fn client_disconnect_mid_body_removes_the_entry() {
     assert_eq!(registry.len(), 1);
     drop(body);
     drop(client);
-    assert!(registry.wait_idle(Duration::from_secs(1)).await, "still tracked: {:?}", registry.snapshot());
+    assert!(
+        registry.wait_idle(Duration::from_secs(1)).await,
+        "still tracked: {:?}",
+        registry.snapshot()
+    );
 }
 
 /// An upgraded WebSocket stays in flight, in the upgraded phase, until the session ends, when its
@@ -191,10 +232,15 @@ async fn websocket_session_is_tracked_until_it_closes() {
     );
     let addr = common::serve(app).await;
 
-    let (mut socket, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    let (mut socket, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 101);
     assert!(response.headers().contains_key("x-request-id"));
-    socket.send(tokio_tungstenite::tungstenite::Message::text("ping")).await.unwrap();
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text("ping"))
+        .await
+        .unwrap();
     let echoed = socket.next().await.unwrap().unwrap();
     assert_eq!(echoed.into_text().unwrap().as_str(), "ping");
 
@@ -214,7 +260,8 @@ async fn websocket_session_is_tracked_until_it_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_without_the_token_is_not_tracked_after_the_handshake() {
     async fn ws(upgrade: WebSocketUpgrade) -> Response {
-        upgrade.on_upgrade(|mut socket| async move { while let Some(Ok(_)) = socket.recv().await {} })
+        upgrade
+            .on_upgrade(|mut socket| async move { while let Some(Ok(_)) = socket.recv().await {} })
     }
     let registry = EnvelopeRegistry::new();
     let app = Router::new().route("/ws", any(ws)).layer(
@@ -223,7 +270,9 @@ async fn websocket_without_the_token_is_not_tracked_after_the_handshake() {
             .layer(RegistryLayer::new(registry.clone())),
     );
     let addr = common::serve(app).await;
-    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
     assert!(registry.wait_idle(Duration::from_secs(1)).await);
     drop(socket);
 }
@@ -233,7 +282,15 @@ async fn websocket_without_the_token_is_not_tracked_after_the_handshake() {
 async fn a_panicking_handler_is_removed_while_unwinding() {
     let registry = EnvelopeRegistry::new();
     let app = Router::new()
-        .route("/boom", get(|| async { if true { panic!("handler failed on purpose") } "unreachable" }))
+        .route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("handler failed on purpose")
+                }
+                "unreachable"
+            }),
+        )
         .route("/fast", get(|| async { "ok" }))
         .layer(
             ServiceBuilder::new()
@@ -244,9 +301,19 @@ async fn a_panicking_handler_is_removed_while_unwinding() {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     for _ in 0..20 {
         // Without a catch-panic layer hyper closes the connection: an error on the client side.
-        assert!(client.get(format!("http://{addr}/boom").parse().unwrap()).await.is_err());
+        assert!(client
+            .get(format!("http://{addr}/boom").parse().unwrap())
+            .await
+            .is_err());
     }
     assert!(registry.wait_idle(Duration::from_secs(1)).await);
-    let ok = client.request(Request::get(format!("http://{addr}/fast")).body(Empty::new()).unwrap()).await.unwrap();
+    let ok = client
+        .request(
+            Request::get(format!("http://{addr}/fast"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
 }

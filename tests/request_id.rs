@@ -37,7 +37,12 @@ fn fixture() -> &'static Fixture {
             .route("/", get(|| async { "ok" }))
             .layer(layer.clone());
         let addr = rt.block_on(common::serve(app));
-        Fixture { rt, addr, layer, logs }
+        Fixture {
+            rt,
+            addr,
+            layer,
+            logs,
+        }
     })
 }
 
@@ -52,7 +57,8 @@ fn send(value: &[u8]) -> RawResponse {
     let f = fixture();
     f.rt.block_on(async {
         let mut stream = TcpStream::connect(f.addr).await.unwrap();
-        let mut req = b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\nx-request-id: ".to_vec();
+        let mut req =
+            b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\nx-request-id: ".to_vec();
         req.extend_from_slice(value);
         req.extend_from_slice(b"\r\n\r\n");
         stream.write_all(&req).await.unwrap();
@@ -67,15 +73,22 @@ fn send(value: &[u8]) -> RawResponse {
 fn parse(raw: Vec<u8>) -> RawResponse {
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
-    let request_id = raw[..head_end]
-        .split(|&b| b == b'\n')
-        .find_map(|line| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let lower = line.to_ascii_lowercase();
-            lower.starts_with(b"x-request-id:").then(|| line[13..].trim_ascii().to_vec())
-        });
-    RawResponse { status, request_id, raw }
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let request_id = raw[..head_end].split(|&b| b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let lower = line.to_ascii_lowercase();
+        lower
+            .starts_with(b"x-request-id:")
+            .then(|| line[13..].trim_ascii().to_vec())
+    });
+    RawResponse {
+        status,
+        request_id,
+        raw,
+    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -98,13 +111,16 @@ fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(id_char.clone(), 1..=128),
         prop::collection::vec(id_char.clone(), 129..400),
-        (prop::collection::vec(id_char, 12..60), any::<u8>(), any::<prop::sample::Index>()).prop_map(
-            |(mut v, b, at)| {
+        (
+            prop::collection::vec(id_char, 12..60),
+            any::<u8>(),
+            any::<prop::sample::Index>()
+        )
+            .prop_map(|(mut v, b, at)| {
                 let i = at.index(v.len());
                 v.insert(i, b);
                 v
-            }
-        ),
+            }),
         prop::collection::vec(any::<u8>(), 0..300),
         prop::collection::vec(0x80u8..=0xff, 1..40),
     ]
@@ -160,15 +176,26 @@ fn crlf_injection_is_not_echoed_or_logged() {
 
 #[test]
 fn nul_and_control_bytes_never_come_back() {
-    for value in [&b"id\0with-nul-0123"[..], b"esc\x1b[31mred-0123", b"del\x7f-0123456"] {
+    for value in [
+        &b"id\0with-nul-0123"[..],
+        b"esc\x1b[31mred-0123",
+        b"del\x7f-0123456",
+    ] {
         let res = send(value);
-        assert!(res.status == 200 || res.status == 400, "status {}", res.status);
+        assert!(
+            res.status == 200 || res.status == 400,
+            "status {}",
+            res.status
+        );
         assert!(!contains(&res.raw, value));
         if let Some(id) = res.request_id {
             assert!(is_uuid_v7(&id));
         }
     }
-    assert!(!contains(fixture().logs.contents().as_bytes(), b"with-nul-0123"));
+    assert!(!contains(
+        fixture().logs.contents().as_bytes(),
+        b"with-nul-0123"
+    ));
 }
 
 #[test]
@@ -185,6 +212,9 @@ fn non_ascii_and_10_kb_ids_are_replaced_and_the_request_succeeds() {
     }
     // Refusals are logged, by length and reason only.
     let logs = f.logs.contents();
-    assert!(logs.contains("dropped an invalid external request id"), "{logs}");
+    assert!(
+        logs.contains("dropped an invalid external request id"),
+        "{logs}"
+    );
     assert!(logs.contains("len=10240"), "{logs}");
 }

@@ -16,7 +16,9 @@ use tonic_health::{
 
 async fn start(registry: &EnvelopeRegistry) -> HealthClient<Channel> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_service_status("genro.Test", ServingStatus::Serving).await;
+    reporter
+        .set_service_status("genro.Test", ServingStatus::Serving)
+        .await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let layer = tower::ServiceBuilder::new()
@@ -32,7 +34,11 @@ async fn start(registry: &EnvelopeRegistry) -> HealthClient<Channel> {
             .await
             .unwrap();
     });
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     HealthClient::new(channel)
 }
 
@@ -41,15 +47,31 @@ async fn unary_call_gets_the_request_id_back_in_metadata() {
     let registry = EnvelopeRegistry::new();
     let mut client = start(&registry).await;
 
-    let mut req = Request::new(HealthCheckRequest { service: "genro.Test".into() });
-    req.metadata_mut().insert("x-request-id", "grpc-call-0001".parse().unwrap());
+    let mut req = Request::new(HealthCheckRequest {
+        service: "genro.Test".into(),
+    });
+    req.metadata_mut()
+        .insert("x-request-id", "grpc-call-0001".parse().unwrap());
     let res = client.check(req).await.unwrap();
-    assert_eq!(res.metadata().get("x-request-id").unwrap(), "grpc-call-0001");
+    assert_eq!(
+        res.metadata().get("x-request-id").unwrap(),
+        "grpc-call-0001"
+    );
     assert_eq!(res.get_ref().status, ServingStatus::Serving as i32);
 
     // Without an external id, the server's own UUIDv7 comes back.
-    let res = client.check(HealthCheckRequest { service: "genro.Test".into() }).await.unwrap();
-    let id = res.metadata().get("x-request-id").unwrap().to_str().unwrap();
+    let res = client
+        .check(HealthCheckRequest {
+            service: "genro.Test".into(),
+        })
+        .await
+        .unwrap();
+    let id = res
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert_eq!(uuid::Uuid::try_parse(id).unwrap().get_version_num(), 7);
 
     assert!(registry.wait_idle(Duration::from_secs(1)).await);
@@ -61,7 +83,9 @@ async fn a_server_stream_stays_in_flight_until_the_client_drops_it() {
     let mut client = start(&registry).await;
 
     let mut stream = client
-        .watch(HealthCheckRequest { service: "genro.Test".into() })
+        .watch(HealthCheckRequest {
+            service: "genro.Test".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -74,5 +98,8 @@ async fn a_server_stream_stays_in_flight_until_the_client_drops_it() {
     assert_eq!(live[0].phase(), Phase::Streaming);
 
     drop(stream);
-    assert!(registry.wait_idle(Duration::from_secs(1)).await, "stream cancelled by the client");
+    assert!(
+        registry.wait_idle(Duration::from_secs(1)).await,
+        "stream cancelled by the client"
+    );
 }

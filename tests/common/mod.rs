@@ -13,12 +13,17 @@ use tracing_subscriber::fmt::MakeWriter;
 /// Serves `app` on an ephemeral loopback port with axum's hyper-based server, passing the peer
 /// address as `ConnectInfo`. Returns the address.
 pub async fn serve(app: axum::Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .expect("server");
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("server");
     });
     addr
 }

@@ -11,7 +11,25 @@ use std::{
 
 use http::{Extensions, HeaderValue, Method, Request, Uri, Version};
 use tokio::time::Instant;
-use uuid::{timestamp::context::NoContext, Timestamp, Uuid};
+use uuid::{Builder, Uuid};
+
+/// The wall clock (as time since the Unix epoch) and the monotonic clock, read once together.
+/// Every later wall-clock time is this plus monotonic time elapsed, so a request reads one clock.
+fn anchor() -> &'static (Duration, std::time::Instant) {
+    static ANCHOR: OnceLock<(Duration, std::time::Instant)> = OnceLock::new();
+    ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        (wall, std::time::Instant::now())
+    })
+}
+
+/// Time since the Unix epoch at the monotonic instant `at`.
+fn since_epoch(at: Instant) -> Duration {
+    let (wall, mono) = anchor();
+    *wall + at.into_std().saturating_duration_since(*mono)
+}
 
 /// The most annotations one envelope keeps; later keys are refused so that a handler stuck in a
 /// loop cannot grow an in-flight envelope without bound.
@@ -63,7 +81,7 @@ impl Phase {
 
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -78,16 +96,17 @@ impl fmt::Display for Phase {
 /// the annotations can change while the request runs and use their own cheap synchronisation.
 pub struct RequestEnvelope {
     internal_id: Uuid,
-    short_id: [u8; 8],
     external_id: Option<HeaderValue>,
     method: Method,
     uri: Uri,
     version: Version,
     client: Option<SocketAddr>,
-    created_at: SystemTime,
     started: Instant,
     phase: AtomicU8,
-    route: OnceLock<Arc<str>>,
+    // Set while the envelope is built (no synchronisation needed), or later, once, by a layer
+    // that learns the route after the envelope is shared.
+    route: Option<RouteName>,
+    late_route: OnceLock<Arc<str>>,
     annotations: Mutex<Vec<(Cow<'static, str>, String)>>,
 }
 
@@ -98,25 +117,39 @@ impl RequestEnvelope {
     /// It is public for servers that are not tower-based and for tests.
     #[must_use]
     pub fn new(method: Method, uri: Uri) -> Self {
-        let created_at = SystemTime::now();
-        let since_epoch = created_at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        // NoContext: every bit after the millisecond timestamp is random. The random bits come
-        // from uuid's `fast-rng`, a thread-local CSPRNG seeded once, so there is no syscall per id
-        // and no process-wide lock (uuid's shared v7 context is a global mutex).
-        let ts = Timestamp::from_unix(NoContext, since_epoch.as_secs(), since_epoch.subsec_nanos());
-        let internal_id = Uuid::new_v7(ts);
+        Self::assemble(method, uri, Version::HTTP_11, None, None, None)
+    }
+
+    /// Builds the envelope in one expression so that it can be written straight into its `Arc`.
+    #[inline(always)]
+    pub(crate) fn assemble(
+        method: Method,
+        uri: Uri,
+        version: Version,
+        client: Option<SocketAddr>,
+        external_id: Option<HeaderValue>,
+        route: Option<RouteName>,
+    ) -> Self {
+        let started = Instant::now();
+        let unix_ms = since_epoch(started).as_millis() as u64;
+        // 74 random bits after the millisecond timestamp, from fastrand's thread-local generator:
+        // no syscall and no lock per id (uuid's own `now_v7` serialises on a global mutex).
+        // The ids are unique and time-ordered; they are not secrets and are not used as such.
+        let random = fastrand::u128(..).to_le_bytes();
+        let mut tail = [0u8; 10];
+        tail.copy_from_slice(&random[..10]);
+        let internal_id = Builder::from_unix_timestamp_millis(unix_ms, &tail).into_uuid();
         Self {
-            short_id: short_hex(&internal_id),
             internal_id,
-            external_id: None,
+            external_id,
             method,
             uri,
-            version: Version::HTTP_11,
-            client: None,
-            created_at,
-            started: Instant::now(),
+            version,
+            client,
+            started,
             phase: AtomicU8::new(0),
-            route: OnceLock::new(),
+            route,
+            late_route: OnceLock::new(),
             annotations: Mutex::new(Vec::new()),
         }
     }
@@ -125,10 +158,14 @@ impl RequestEnvelope {
     /// extensions. The external id is not read; [`EnvelopeLayer`](crate::EnvelopeLayer) does that.
     #[must_use]
     pub fn for_request<B>(req: &Request<B>) -> Self {
-        let mut envelope = Self::new(req.method().clone(), req.uri().clone());
-        envelope.version = req.version();
-        envelope.client = client_from(req.extensions());
-        envelope
+        Self::assemble(
+            req.method().clone(),
+            req.uri().clone(),
+            req.version(),
+            client_from(req.extensions()),
+            None,
+            None,
+        )
     }
 
     /// Sets the external id, if it passes [`is_valid_external_id`](crate::is_valid_external_id).
@@ -150,10 +187,6 @@ impl RequestEnvelope {
     pub fn with_client(mut self, client: SocketAddr) -> Self {
         self.client = Some(client);
         self
-    }
-
-    pub(crate) fn set_external_id(&mut self, value: HeaderValue) {
-        self.external_id = Some(value);
     }
 
     /// The internal id: a UUIDv7, unique and roughly time-ordered.
@@ -183,8 +216,8 @@ impl RequestEnvelope {
     /// They are the last eight of the internal id, which are random. (The first eight of a UUIDv7
     /// are the high bits of its timestamp and repeat for about 65 seconds.)
     #[must_use]
-    pub fn short_id(&self) -> &str {
-        std::str::from_utf8(&self.short_id).unwrap_or("00000000")
+    pub fn short_id(&self) -> ShortId {
+        ShortId(short_hex(&self.internal_id))
     }
 
     /// The request method.
@@ -218,9 +251,12 @@ impl RequestEnvelope {
     }
 
     /// Wall-clock time at which the envelope was created.
+    ///
+    /// Derived from the monotonic start and one wall-clock reading taken when the first envelope
+    /// of the process was made, so it does not jump with wall-clock adjustments.
     #[must_use]
     pub fn created_at(&self) -> SystemTime {
-        self.created_at
+        UNIX_EPOCH + since_epoch(self.started)
     }
 
     /// Monotonic time at which the envelope was created (tokio's clock, so paused-time tests see
@@ -240,12 +276,15 @@ impl RequestEnvelope {
     /// set it.
     #[must_use]
     pub fn route(&self) -> Option<&str> {
-        self.route.get().map(|r| &**r)
+        match &self.route {
+            Some(route) => Some(route.as_str()),
+            None => self.late_route.get().map(|r| &**r),
+        }
     }
 
     /// Sets the route template. The first value set wins; returns whether this call set it.
     pub fn set_route(&self, route: impl Into<Arc<str>>) -> bool {
-        self.route.set(route.into()).is_ok()
+        self.route.is_none() && self.late_route.set(route.into()).is_ok()
     }
 
     /// Where the request is in its life.
@@ -272,7 +311,10 @@ impl RequestEnvelope {
     pub fn annotate(&self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> bool {
         let key = key.into();
         let value = value.into();
-        let mut notes = self.annotations.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut notes = self
+            .annotations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = notes.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = value;
             return true;
@@ -287,8 +329,14 @@ impl RequestEnvelope {
     /// A copy of the annotations, in the order their keys were first set.
     #[must_use]
     pub fn annotations(&self) -> Vec<(String, String)> {
-        let notes = self.annotations.lock().unwrap_or_else(PoisonError::into_inner);
-        notes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        let notes = self
+            .annotations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        notes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     /// The envelope of a request that went through [`EnvelopeLayer`](crate::EnvelopeLayer).
@@ -318,6 +366,87 @@ impl fmt::Debug for RequestEnvelope {
             .field("phase", &self.phase())
             .field("age", &self.age())
             .finish_non_exhaustive()
+    }
+}
+
+/// Eight lowercase hex characters identifying a request to people: see
+/// [`RequestEnvelope::short_id`]. Dereferences to `str`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShortId([u8; 8]);
+
+impl ShortId {
+    /// The id as a string slice.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Always ASCII hex: built by `short_hex`.
+        std::str::from_utf8(&self.0).unwrap_or("00000000")
+    }
+}
+
+impl std::ops::Deref for ShortId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for ShortId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for ShortId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl fmt::Debug for ShortId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<str> for ShortId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ShortId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A route template, held without copying where its source allows.
+pub(crate) enum RouteName {
+    #[cfg(feature = "axum")]
+    Axum(axum::extract::MatchedPath),
+}
+
+impl RouteName {
+    #[cfg(feature = "axum")]
+    pub(crate) fn from_extensions(extensions: &Extensions) -> Option<Self> {
+        extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|p| Self::Axum(p.clone()))
+    }
+
+    #[cfg(not(feature = "axum"))]
+    pub(crate) fn from_extensions(_: &Extensions) -> Option<Self> {
+        None
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            #[cfg(feature = "axum")]
+            Self::Axum(p) => p.as_str(),
+            #[cfg(not(feature = "axum"))]
+            _ => unreachable!("no route source without a framework feature"),
+        }
     }
 }
 
@@ -370,7 +499,7 @@ mod tests {
         // Created in the same millisecond range, the short ids still differ.
         assert_ne!(a.short_id(), b.short_id());
         assert_eq!(a.short_id().len(), 8);
-        assert!(a.internal_id_string().ends_with(a.short_id()));
+        assert!(a.internal_id_string().ends_with(a.short_id().as_str()));
     }
 
     #[test]
@@ -400,7 +529,12 @@ mod tests {
         assert!(env.set_route("/users/{id}"));
         assert!(!env.set_route("/other"));
         assert_eq!(env.route(), Some("/users/{id}"));
-        for p in [Phase::Handling, Phase::Streaming, Phase::Upgraded, Phase::Finished] {
+        for p in [
+            Phase::Handling,
+            Phase::Streaming,
+            Phase::Upgraded,
+            Phase::Finished,
+        ] {
             env.set_phase(p);
             assert_eq!(env.phase(), p);
         }
@@ -411,6 +545,9 @@ mod tests {
         let env = RequestEnvelope::new(Method::GET, Uri::from_static("/"));
         assert!(env.with_external_id("bad id").is_err());
         let env = RequestEnvelope::new(Method::GET, Uri::from_static("/"));
-        assert_eq!(env.with_external_id("abc-1").unwrap().external_id(), Some("abc-1"));
+        assert_eq!(
+            env.with_external_id("abc-1").unwrap().external_id(),
+            Some("abc-1")
+        );
     }
 }

@@ -15,7 +15,7 @@ use crate::RequestEnvelope;
 ///
 /// async fn handler(Envelope(envelope): Envelope) -> String {
 ///     envelope.annotate("stage", "loaded");
-///     envelope.short_id().to_owned()
+///     envelope.short_id().to_string()
 /// }
 /// # let _ = axum::Router::<()>::new().route("/", axum::routing::get(handler));
 /// ```

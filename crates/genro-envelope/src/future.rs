@@ -4,22 +4,41 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use http::{HeaderName, HeaderValue, Response};
+use std::sync::Arc;
+
+use http::Response;
 use pin_project_lite::pin_project;
+
+use crate::{layer::Settings, service::response_id_value, RequestEnvelope};
 
 pin_project! {
     /// Response future of [`EnvelopeService`](crate::EnvelopeService): writes the id header on the response.
-    #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        id_header: Option<(HeaderName, HeaderValue)>,
+        // Two pointers: the id value is made only once the response exists, and the future
+        // stays small (axum moves it into a box per request).
+        for_response: Option<(Arc<Settings>, Arc<RequestEnvelope>)>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, id_header: Option<(HeaderName, HeaderValue)>) -> Self {
-        Self { inner, id_header }
+    pub(crate) fn new(
+        inner: F,
+        for_response: Option<(Arc<Settings>, Arc<RequestEnvelope>)>,
+    ) -> Self {
+        Self {
+            inner,
+            for_response,
+        }
+    }
+}
+
+impl<F: std::fmt::Debug> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -32,9 +51,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx))?;
-        if let Some((name, value)) = this.id_header.take() {
-            if let http::header::Entry::Vacant(slot) = response.headers_mut().entry(name) {
-                slot.insert(value);
+        if let Some((settings, envelope)) = this.for_response.take() {
+            if let http::header::Entry::Vacant(slot) =
+                response.headers_mut().entry(&settings.header)
+            {
+                if let Some(value) = response_id_value(&settings, &envelope) {
+                    slot.insert(value);
+                }
             }
         }
         Poll::Ready(Ok(response))

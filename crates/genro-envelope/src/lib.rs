@@ -75,7 +75,9 @@ mod id;
 mod layer;
 mod service;
 
-pub use envelope::{ClientAddr, InvalidExternalId, Phase, RequestEnvelope, MAX_ANNOTATIONS};
+pub use envelope::{
+    ClientAddr, InvalidExternalId, Phase, RequestEnvelope, ShortId, MAX_ANNOTATIONS,
+};
 #[cfg(feature = "axum")]
 pub use extract::{Envelope, MissingEnvelope};
 pub use future::ResponseFuture;

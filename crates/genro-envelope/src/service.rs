@@ -8,6 +8,7 @@ use http::{HeaderValue, Request, Response};
 use tower_service::Service;
 
 use crate::{
+    envelope::{client_from, RouteName},
     future::ResponseFuture,
     id::Refusal,
     layer::{ResponseId, Settings},
@@ -31,33 +32,29 @@ impl<S: Clone> Clone for EnvelopeService<S> {
 
 impl<S: fmt::Debug> fmt::Debug for EnvelopeService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EnvelopeService").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("EnvelopeService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
 impl<S> EnvelopeService<S> {
-    fn build(&self, req: &Request<impl Sized>) -> RequestEnvelope {
-        let mut envelope = RequestEnvelope::for_request(req);
-        if let Some(value) = req.headers().get(&self.settings.header) {
-            match Refusal::of(value.as_bytes()) {
-                None => envelope.set_external_id(value.clone()),
-                Some(refusal) => {
-                    self.settings.invalid.inc();
-                    // The value itself is hostile input: only its length and the reason are logged.
-                    tracing::debug!(
-                        header = %self.settings.header,
-                        len = value.len(),
-                        reason = refusal.reason(),
-                        "dropped an invalid external request id"
-                    );
-                }
+    fn external_id<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
+        let value = req.headers().get(&self.settings.header)?;
+        match Refusal::of(value.as_bytes()) {
+            None => Some(value.clone()),
+            Some(refusal) => {
+                self.settings.invalid.inc();
+                // The value itself is hostile input: only its length and the reason are logged.
+                tracing::debug!(
+                    header = %self.settings.header,
+                    len = value.len(),
+                    reason = refusal.reason(),
+                    "dropped an invalid external request id"
+                );
+                None
             }
         }
-        #[cfg(feature = "axum")]
-        if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
-            envelope.set_route(path.as_str());
-        }
-        envelope
     }
 }
 
@@ -75,32 +72,55 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let envelope = Arc::new(self.build(&req));
+        let external_id = self.external_id(&req);
+        let envelope = Arc::new(RequestEnvelope::assemble(
+            req.method().clone(),
+            req.uri().clone(),
+            req.version(),
+            client_from(req.extensions()),
+            external_id,
+            RouteName::from_extensions(req.extensions()),
+        ));
         record_on_span(&envelope);
-        let id_header = match self.settings.response_id {
+        let for_response = match self.settings.response_id {
             ResponseId::None => None,
-            ResponseId::EchoExternal => Some(
-                envelope
-                    .external_id_header()
-                    .cloned()
-                    .unwrap_or_else(|| internal_header_value(&envelope)),
-            ),
-            ResponseId::Internal => Some(internal_header_value(&envelope)),
+            _ => Some((self.settings.clone(), envelope.clone())),
         };
         req.extensions_mut().insert(envelope);
-        ResponseFuture::new(
-            self.inner.call(req),
-            id_header.map(|v| (self.settings.header.clone(), v)),
-        )
+        ResponseFuture::new(self.inner.call(req), for_response)
+    }
+}
+
+/// The value of the id header written on the response.
+pub(crate) fn response_id_value(
+    settings: &Settings,
+    envelope: &RequestEnvelope,
+) -> Option<HeaderValue> {
+    match settings.response_id {
+        ResponseId::None => None,
+        ResponseId::EchoExternal => Some(
+            envelope
+                .external_id_header()
+                .cloned()
+                .unwrap_or_else(|| internal_header_value(envelope)),
+        ),
+        ResponseId::Internal => Some(internal_header_value(envelope)),
     }
 }
 
 fn record_on_span(envelope: &RequestEnvelope) {
+    // No subscriber was ever installed: there is no span to record on (one atomic load).
+    if !tracing::dispatcher::has_been_set() {
+        return;
+    }
     let span = tracing::Span::current();
     if span.is_disabled() {
         return;
     }
-    span.record("request_id", tracing::field::display(envelope.internal_id().hyphenated()));
+    span.record(
+        "request_id",
+        tracing::field::display(envelope.internal_id().hyphenated()),
+    );
     if let Some(external) = envelope.external_id() {
         span.record("external_id", external);
     }

@@ -13,7 +13,10 @@ use http_body_util::BodyExt;
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tower::{service_fn, Layer, ServiceExt};
 
-async fn seen_envelope(layer: EnvelopeLayer, req: Request<()>) -> (Response<()>, Arc<RequestEnvelope>) {
+async fn seen_envelope(
+    layer: EnvelopeLayer,
+    req: Request<()>,
+) -> (Response<()>, Arc<RequestEnvelope>) {
     let slot = Arc::new(Mutex::new(None));
     let svc = layer.layer(service_fn({
         let slot = slot.clone();
@@ -24,7 +27,11 @@ async fn seen_envelope(layer: EnvelopeLayer, req: Request<()>) -> (Response<()>,
         }
     }));
     let res = svc.oneshot(req).await.unwrap();
-    let env = slot.lock().unwrap().take().expect("the inner service saw an envelope");
+    let env = slot
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the inner service saw an envelope");
     (res, env)
 }
 
@@ -47,10 +54,16 @@ async fn echoes_a_valid_external_id_and_fills_the_envelope() {
 #[tokio::test]
 async fn an_invalid_external_id_is_replaced_by_the_internal_id_and_counted() {
     let layer = EnvelopeLayer::new();
-    let req = Request::get("/").header("x-request-id", "has space").body(()).unwrap();
+    let req = Request::get("/")
+        .header("x-request-id", "has space")
+        .body(())
+        .unwrap();
     let (res, env) = seen_envelope(layer.clone(), req).await;
     assert_eq!(env.external_id(), None);
-    assert_eq!(res.headers()["x-request-id"], env.internal_id_string().as_str());
+    assert_eq!(
+        res.headers()["x-request-id"],
+        env.internal_id_string().as_str()
+    );
     assert_eq!(layer.invalid_external_ids(), 1);
 
     let mut registry = Registry::default();
@@ -62,7 +75,12 @@ async fn an_invalid_external_id_is_replaced_by_the_internal_id_and_counted() {
 
 #[tokio::test]
 async fn response_id_modes_and_custom_header() {
-    let req = || Request::get("/").header("x-correlation-id", "upstream-1").body(()).unwrap();
+    let req = || {
+        Request::get("/")
+            .header("x-correlation-id", "upstream-1")
+            .body(())
+            .unwrap()
+    };
     let custom = HeaderName::from_static("x-correlation-id");
 
     let (res, env) = seen_envelope(EnvelopeLayer::new().header(custom.clone()), req()).await;
@@ -70,11 +88,18 @@ async fn response_id_modes_and_custom_header() {
     assert_eq!(env.external_id(), Some("upstream-1"));
     assert!(!res.headers().contains_key("x-request-id"));
 
-    let layer = EnvelopeLayer::new().header(custom.clone()).response_id(ResponseId::Internal);
+    let layer = EnvelopeLayer::new()
+        .header(custom.clone())
+        .response_id(ResponseId::Internal);
     let (res, env) = seen_envelope(layer, req()).await;
-    assert_eq!(res.headers()["x-correlation-id"], env.internal_id_string().as_str());
+    assert_eq!(
+        res.headers()["x-correlation-id"],
+        env.internal_id_string().as_str()
+    );
 
-    let layer = EnvelopeLayer::new().header(custom).response_id(ResponseId::None);
+    let layer = EnvelopeLayer::new()
+        .header(custom)
+        .response_id(ResponseId::None);
     let (res, _) = seen_envelope(layer, req()).await;
     assert!(!res.headers().contains_key("x-correlation-id"));
 }
@@ -82,7 +107,12 @@ async fn response_id_modes_and_custom_header() {
 #[tokio::test]
 async fn an_id_header_set_by_the_handler_is_kept() {
     let svc = EnvelopeLayer::new().layer(service_fn(|_req: Request<()>| async {
-        Ok::<_, Infallible>(Response::builder().header("x-request-id", "mine").body(()).unwrap())
+        Ok::<_, Infallible>(
+            Response::builder()
+                .header("x-request-id", "mine")
+                .body(())
+                .unwrap(),
+        )
     }));
     let res = svc.oneshot(Request::new(())).await.unwrap();
     assert_eq!(res.headers()["x-request-id"], "mine");
@@ -91,7 +121,12 @@ async fn an_id_header_set_by_the_handler_is_kept() {
 #[tokio::test]
 async fn axum_extractor_route_template_and_connect_info() {
     async fn handler(env: Envelope) -> String {
-        format!("{}|{}|{:?}", env.short_id(), env.route().unwrap_or("-"), env.client())
+        format!(
+            "{}|{}|{:?}",
+            env.short_id(),
+            env.route().unwrap_or("-"),
+            env.client()
+        )
     }
     let app = Router::new()
         .route("/users/{id}", get(handler))
@@ -105,7 +140,11 @@ async fn axum_extractor_route_template_and_connect_info() {
     let body = res.into_body().collect().await.unwrap().to_bytes();
     let body = std::str::from_utf8(&body).unwrap();
     let parts: Vec<_> = body.split('|').collect();
-    assert!(id.ends_with(parts[0]), "short id {} is the tail of {id}", parts[0]);
+    assert!(
+        id.ends_with(parts[0]),
+        "short id {} is the tail of {id}",
+        parts[0]
+    );
     assert_eq!(parts[1], "/users/{id}");
     assert_eq!(parts[2], "Some(127.0.0.9:1000)");
 }
@@ -116,14 +155,33 @@ async fn the_extractor_without_the_layer_says_how_to_fix_it() {
         "unreachable"
     }
     async fn optional(env: Option<Envelope>) -> &'static str {
-        if env.is_some() { "some" } else { "none" }
+        if env.is_some() {
+            "some"
+        } else {
+            "none"
+        }
     }
-    let app = Router::new().route("/", get(handler)).route("/opt", get(optional));
-    let res = app.clone().oneshot(Request::get("/").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+    let app = Router::new()
+        .route("/", get(handler))
+        .route("/opt", get(optional));
+    let res = app
+        .clone()
+        .oneshot(Request::get("/").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    assert!(std::str::from_utf8(&body).unwrap().contains("add genro_envelope::EnvelopeLayer"));
-    let res = app.oneshot(Request::get("/opt").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+    assert!(std::str::from_utf8(&body)
+        .unwrap()
+        .contains("add genro_envelope::EnvelopeLayer"));
+    let res = app
+        .oneshot(
+            Request::get("/opt")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "none");
 }
 
@@ -150,8 +208,13 @@ fn ids_are_recorded_on_the_current_span() {
     }
 
     let buf = Buf::default();
-    let subscriber = tracing_subscriber::fmt().with_writer(buf.clone()).with_ansi(false).finish();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(buf.clone())
+        .with_ansi(false)
+        .finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let id = tracing::subscriber::with_default(subscriber, || {
         let span = tracing::info_span!(
             "request",
@@ -163,12 +226,18 @@ fn ids_are_recorded_on_the_current_span() {
             tracing::info!("handled");
             Ok::<_, Infallible>(Response::new(()))
         }));
-        let req = Request::get("/").header("x-request-id", "span-ext-1").body(()).unwrap();
+        let req = Request::get("/")
+            .header("x-request-id", "span-ext-1")
+            .body(())
+            .unwrap();
         let res = rt.block_on(svc.oneshot(req)).unwrap();
         res.headers()["x-request-id"].to_str().unwrap().to_owned()
     });
     let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert_eq!(id, "span-ext-1");
-    assert!(out.contains("external_id=\"span-ext-1\"") || out.contains("external_id=span-ext-1"), "{out}");
+    assert!(
+        out.contains("external_id=\"span-ext-1\"") || out.contains("external_id=span-ext-1"),
+        "{out}"
+    );
     assert!(out.contains("request_id="), "{out}");
 }

@@ -16,8 +16,17 @@ use crate::{registry::InFlight, ResponseBody};
 /// [`InFlightToken`]: crate::InFlightToken
 #[derive(Debug)]
 pub(crate) enum Tracked {
-    Owned(#[allow(dead_code)] InFlight),
-    Shared(#[allow(dead_code)] Arc<InFlight>),
+    Owned(InFlight),
+    Shared(Arc<InFlight>),
+}
+
+impl Tracked {
+    fn envelope(&self) -> &RequestEnvelope {
+        match self {
+            Self::Owned(guard) => guard.envelope(),
+            Self::Shared(guard) => guard.envelope(),
+        }
+    }
 }
 
 pin_project! {
@@ -28,16 +37,14 @@ pin_project! {
         #[pin]
         inner: F,
         tracked: Option<Tracked>,
-        envelope: Arc<RequestEnvelope>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, tracked: Tracked, envelope: Arc<RequestEnvelope>) -> Self {
+    pub(crate) fn new(inner: F, tracked: Tracked) -> Self {
         Self {
             inner,
             tracked: Some(tracked),
-            envelope,
         }
     }
 }
@@ -52,10 +59,17 @@ where
         let this = self.project();
         // On `Err`, `?` returns and the entry is dropped with this future.
         let response = ready!(this.inner.poll(cx))?;
-        let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS
-            || (this.envelope.method() == Method::CONNECT && response.status().is_success());
-        this.envelope.set_phase(if upgraded { Phase::Upgraded } else { Phase::Streaming });
         let tracked = this.tracked.take();
+        if let Some(tracked) = &tracked {
+            let envelope = tracked.envelope();
+            let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS
+                || (envelope.method() == Method::CONNECT && response.status().is_success());
+            envelope.set_phase(if upgraded {
+                Phase::Upgraded
+            } else {
+                Phase::Streaming
+            });
+        }
         Poll::Ready(Ok(response.map(|body| ResponseBody::new(body, tracked))))
     }
 }

@@ -59,7 +59,9 @@ impl Default for RegistryLayer {
 
 impl fmt::Debug for RegistryLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryLayer").field("registry", &self.registry).finish()
+        f.debug_struct("RegistryLayer")
+            .field("registry", &self.registry)
+            .finish()
     }
 }
 
@@ -157,7 +159,7 @@ where
                 envelope
             }
         };
-        let guard = self.registry.track(envelope.clone());
+        let guard = self.registry.track(envelope);
         let tracked = if wants_upgrade(&req) {
             let shared = Arc::new(guard);
             req.extensions_mut().insert(InFlightToken(shared.clone()));
@@ -167,6 +169,6 @@ where
         };
         // If `call` panics, `tracked` is dropped while unwinding and the entry goes with it.
         let future = self.inner.call(req);
-        ResponseFuture::new(future, tracked, envelope)
+        ResponseFuture::new(future, tracked)
     }
 }

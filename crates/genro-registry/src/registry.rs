@@ -1,4 +1,11 @@
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use genro_envelope::RequestEnvelope;
 use tokio::sync::Notify;
@@ -24,6 +31,8 @@ pub struct EnvelopeRegistry {
 struct Inner {
     shards: Shards<Arc<RequestEnvelope>>,
     idle: Notify,
+    // How many `wait_idle` calls are waiting; the request path skips the notification when none.
+    waiters: AtomicUsize,
 }
 
 impl EnvelopeRegistry {
@@ -41,6 +50,7 @@ impl EnvelopeRegistry {
             inner: Arc::new(Inner {
                 shards: Shards::new(count),
                 idle: Notify::new(),
+                waiters: AtomicUsize::new(0),
             }),
         }
     }
@@ -122,6 +132,16 @@ impl EnvelopeRegistry {
     /// Waits until no request is in flight, for at most `timeout`. Returns whether the registry is
     /// empty. Wakes on the removal that empties it; it does not poll.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        // Announced before the count is read (both SeqCst): either the last removal sees this
+        // waiter and notifies, or this waiter sees the count at zero.
+        self.inner.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.inner.waiters);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.inner.idle.notified();
@@ -145,17 +165,17 @@ impl EnvelopeRegistry {
     #[must_use = "the envelope is removed as soon as the guard is dropped"]
     pub fn track(&self, envelope: Arc<RequestEnvelope>) -> InFlight {
         let hint = shard_hint(envelope.internal_id());
-        let key = self.inner.shards.insert(hint, envelope);
+        let key = self.inner.shards.insert(hint, envelope.clone());
         InFlight {
             registry: self.clone(),
             key,
+            envelope,
         }
     }
 
     fn untrack(&self, key: Key) {
-        if let Some((envelope, emptied)) = self.inner.shards.remove(key) {
-            envelope.set_phase(genro_envelope::Phase::Finished);
-            if emptied {
+        if let Some((_, emptied)) = self.inner.shards.remove(key) {
+            if emptied && self.inner.waiters.load(Ordering::SeqCst) > 0 {
                 self.inner.idle.notify_waiters();
             }
         }
@@ -189,17 +209,30 @@ fn shard_hint(id: Uuid) -> usize {
 pub struct InFlight {
     registry: EnvelopeRegistry,
     key: Key,
+    envelope: Arc<RequestEnvelope>,
+}
+
+impl InFlight {
+    /// The envelope this guard keeps in the registry.
+    #[must_use]
+    pub fn envelope(&self) -> &Arc<RequestEnvelope> {
+        &self.envelope
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.envelope.set_phase(genro_envelope::Phase::Finished);
         self.registry.untrack(self.key);
     }
 }
 
 impl fmt::Debug for InFlight {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InFlight").field("key", &self.key).finish()
+        f.debug_struct("InFlight")
+            .field("key", &self.key)
+            .field("id", &self.envelope.internal_id())
+            .finish()
     }
 }
 
@@ -219,7 +252,7 @@ mod tests {
         let guard = reg.track(e.clone());
         assert_eq!(reg.len(), 1);
         assert!(Arc::ptr_eq(&reg.get(e.internal_id()).unwrap(), &e));
-        assert!(Arc::ptr_eq(&reg.find(e.short_id()).unwrap(), &e));
+        assert!(Arc::ptr_eq(&reg.find(&e.short_id()).unwrap(), &e));
         assert!(Arc::ptr_eq(&reg.find(&e.internal_id_string()).unwrap(), &e));
         assert!(reg.find("nope").is_none());
         drop(guard);

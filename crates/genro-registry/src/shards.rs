@@ -35,7 +35,9 @@ impl<T> Shards<T> {
     pub(crate) fn new(count: usize) -> Self {
         let count = count.max(1).next_power_of_two();
         Self {
-            shards: (0..count).map(|_| Padded(Mutex::new(Slab::new()))).collect(),
+            shards: (0..count)
+                .map(|_| Padded(Mutex::new(Slab::new())))
+                .collect(),
             len: Padded(AtomicUsize::new(0)),
             mask: count - 1,
         }
@@ -49,7 +51,10 @@ impl<T> Shards<T> {
         // Nothing panics while a shard is locked, but if something ever did, the slab is still
         // consistent (slab operations do not unwind half-way): keep going rather than poison
         // every later request.
-        self.shards[shard].0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[shard]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Inserts `value` in the shard chosen by `hint` (any well-mixed number, such as random id
@@ -68,18 +73,23 @@ impl<T> Shards<T> {
 
     /// Removes the value at `key`. The flag is true when this removal emptied the whole set.
     pub(crate) fn remove(&self, key: Key) -> Option<(T, bool)> {
-        let value = self.lock(key.shard as usize).try_remove(key.slot as usize)?;
-        let before = self.len.0.fetch_sub(1, Ordering::AcqRel);
+        let value = self
+            .lock(key.shard as usize)
+            .try_remove(key.slot as usize)?;
+        let before = self.len.0.fetch_sub(1, Ordering::SeqCst);
         Some((value, before == 1))
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len.0.load(Ordering::Acquire)
+        self.len.0.load(Ordering::SeqCst)
     }
 
     /// Calls `f` on every value of the shard `hint` selects.
     pub(crate) fn visit_shard_of(&self, hint: usize, f: impl FnMut(&T)) {
-        self.lock(hint & self.mask).iter().map(|(_, v)| v).for_each(f);
+        self.lock(hint & self.mask)
+            .iter()
+            .map(|(_, v)| v)
+            .for_each(f);
     }
 
     /// Calls `f` on every value, one shard at a time; each shard is locked only while its own

@@ -69,7 +69,10 @@ fn concurrent_pairs_leave_nothing_and_report_idle() {
             .collect();
         let emptied: Vec<bool> = workers.into_iter().map(|w| w.join().unwrap()).collect();
         assert_eq!(set.len(), 0);
-        assert!(emptied.iter().any(|e| *e), "the last removal reports the set as emptied");
+        assert!(
+            emptied.iter().any(|e| *e),
+            "the last removal reports the set as emptied"
+        );
         let mut left = 0;
         set.visit(|_| left += 1);
         assert_eq!(left, 0);

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Instructions per request of each stack in benches/instructions.rs, measured with callgrind.
+#
+# Each stack runs at N=1,000 and N=11,000 requests; (I(11000) - I(1000)) / 10,000 is the cost of
+# one request with start-up cancelled out. The figure over `identity` is the stack's own cost.
+# Usage: benches/callgrind.sh [stack ...]   (default: every stack)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install -y valgrind" >&2; exit 1; }
+
+bin=$(cargo bench --bench instructions --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*instructions-[0-9a-f]*\)).*/\1/p' | tail -n 1)
+[ -x "$bin" ] || { echo "could not find the instructions bench binary" >&2; exit 1; }
+
+stacks=("$@")
+[ ${#stacks[@]} -gt 0 ] || stacks=(identity noop2 envelope envelope-noid registry genro tower-http)
+[[ " ${stacks[*]} " == *" identity "* ]] || stacks=(identity "${stacks[@]}")
+
+count() { # stack n -> total instructions
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 \
+    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+
+"$bin" sizes
+printf '\n%-14s %14s %14s %12s %14s\n' stack "I(N=1000)" "I(N=11000)" "per request" "over identity"
+base=""
+for s in "${stacks[@]}"; do
+  lo=$(count "$s" 1000); hi=$(count "$s" 11000)
+  per=$(( (hi - lo) / 10000 ))
+  [ -n "$base" ] || base=$per
+  printf '%-14s %14s %14s %12s %14s\n' "$s" "$lo" "$hi" "$per" "$(( per - base ))"
+done
