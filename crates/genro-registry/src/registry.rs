@@ -291,3 +291,29 @@ mod tests {
         assert!(waiter.await.unwrap());
     }
 }
+
+#[cfg(test)]
+mod memory {
+    use super::*;
+    use std::mem::size_of;
+
+    /// DESIGN.md budget: an in-flight request's envelope plus its registry entry take at most
+    /// 512 bytes (Arc block of the envelope, slab slot, guard).
+    #[test]
+    fn envelope_plus_entry_within_512_bytes() {
+        // The slab's slot type is private; this enum has its layout.
+        #[allow(dead_code)]
+        enum SlabEntry<T> {
+            Vacant(usize),
+            Occupied(T),
+        }
+        let arc_block = size_of::<RequestEnvelope>() + 2 * size_of::<usize>();
+        let slot = size_of::<SlabEntry<Arc<RequestEnvelope>>>();
+        let guard = size_of::<crate::future::Tracked>();
+        let total = arc_block + slot + guard;
+        assert!(
+            total <= 512,
+            "{arc_block} + {slot} + {guard} = {total} bytes"
+        );
+    }
+}
