@@ -131,7 +131,9 @@ impl RequestEnvelope {
         route: Option<RouteName>,
     ) -> Self {
         let started = Instant::now();
-        let unix_ms = since_epoch(started).as_millis() as u64;
+        let since = since_epoch(started);
+        // Not `as_millis`: that divides a u128.
+        let unix_ms = since.as_secs() * 1_000 + u64::from(since.subsec_millis());
         // 74 random bits after the millisecond timestamp, from fastrand's thread-local generator:
         // no syscall and no lock per id (uuid's own `now_v7` serialises on a global mutex).
         // The ids are unique and time-ordered; they are not secrets and are not used as such.
