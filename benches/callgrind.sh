@@ -12,12 +12,15 @@ bin=$(cargo bench --bench instructions --no-run 2>&1 | sed -n 's/.*Executable .*
 [ -x "$bin" ] || { echo "could not find the instructions bench binary" >&2; exit 1; }
 
 stacks=("$@")
-[ ${#stacks[@]} -gt 0 ] || stacks=(identity noop2 envelope envelope-noid registry genro tower-http)
+[ ${#stacks[@]} -gt 0 ] || stacks=(identity noop2 envelope envelope-noid registry genro genro+watchdog tower-http)
 [[ " ${stacks[*]} " == *" identity "* ]] || stacks=(identity "${stacks[@]}")
 
-count() { # stack n -> total instructions
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 \
-    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+count() { # stack n -> instructions of the main thread (background threads are not the request path)
+  rm -f "$tmp"/cg.*
+  valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$tmp/cg.out" "$bin" "$1" "$2" >/dev/null 2>&1
+  sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$tmp"/cg.out-01
 }
 
 "$bin" sizes

@@ -47,6 +47,7 @@ const STACKS: &[&str] = &[
     "envelope-noid",
     "registry",
     "genro",
+    "genro+watchdog",
     "tower-http",
 ];
 
@@ -117,6 +118,37 @@ fn build(stack: &str) -> Router {
                 .layer(EnvelopeLayer::new())
                 .layer(RegistryLayer::new(EnvelopeRegistry::new())),
         ),
+        // The same stack with a watchdog scanning the registry every 10 ms, on a thread of its
+        // own: callgrind.sh counts the main thread only, so this is the request path's cost
+        // while scans run against the same registry.
+        "genro+watchdog" => {
+            let registry = EnvelopeRegistry::new();
+            let watched = registry.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    let _handle = genro_asgi::Watchdog::new(
+                        watched,
+                        genro_asgi::WatchdogConfig {
+                            interval: Duration::from_millis(10),
+                            timeout: Duration::from_secs(60),
+                            critical: Duration::from_secs(300),
+                        },
+                    )
+                    .spawn()
+                    .expect("valid thresholds");
+                    std::future::pending::<()>().await;
+                });
+            });
+            router().layer(
+                ServiceBuilder::new()
+                    .layer(EnvelopeLayer::new())
+                    .layer(RegistryLayer::new(registry)),
+            )
+        }
         "tower-http" => {
             let metrics = UserMetrics {
                 requests: Family::default(),

@@ -36,11 +36,11 @@ struct Inner {
 }
 
 impl EnvelopeRegistry {
-    /// A registry with a shard count fitted to this machine (four per CPU, between 8 and 256).
+    /// A registry with a shard count fitted to this machine (four per CPU, between 32 and 256).
     #[must_use]
     pub fn new() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_shards((cpus * 4).clamp(8, 256))
+        Self::with_shards((cpus * 4).clamp(32, 256))
     }
 
     /// A registry with `count` shards, rounded up to a power of two.
@@ -123,10 +123,24 @@ impl EnvelopeRegistry {
 
     /// Calls `f` on every in-flight envelope, one shard at a time, without collecting them.
     ///
-    /// `f` runs while its shard is locked: keep it short, and never call back into the registry
-    /// from it.
+    /// `f` runs while its shard is locked (for at most 1,024 slots at a time): keep it short, and
+    /// never call back into the registry from it.
     pub fn for_each(&self, f: impl FnMut(&Arc<RequestEnvelope>)) {
         self.inner.shards.visit(f);
+    }
+
+    /// How many shards the registry has.
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.shard_count()
+    }
+
+    /// Calls `f` on every in-flight envelope of shard `index` (modulo [`shard_count`]), with only
+    /// that shard locked. Lets a long scan yield between shards.
+    ///
+    /// [`shard_count`]: Self::shard_count
+    pub fn for_each_in_shard(&self, index: usize, f: impl FnMut(&Arc<RequestEnvelope>)) {
+        self.inner.shards.visit_shard_of(index, f);
     }
 
     /// Waits until no request is in flight, for at most `timeout`. Returns whether the registry is
@@ -259,6 +273,24 @@ mod tests {
         assert!(reg.is_empty());
         assert!(reg.get(e.internal_id()).is_none());
         assert_eq!(e.phase(), genro_envelope::Phase::Finished);
+    }
+
+    #[test]
+    fn visits_see_every_entry_of_a_shard_larger_than_one_chunk() {
+        let reg = EnvelopeRegistry::with_shards(1);
+        let guards: Vec<_> = (0..3_000).map(|_| reg.track(envelope())).collect();
+        // Free some slots spread over the slab, across chunk boundaries.
+        let (_kept, freed): (Vec<_>, Vec<_>) = guards
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 7 != 0);
+        drop(freed);
+        let expected = reg.len();
+        assert_eq!(expected, 3_000 - 429);
+        assert_eq!(reg.snapshot().len(), expected);
+        let mut counted = 0;
+        reg.for_each_in_shard(0, |_| counted += 1);
+        assert_eq!(counted, expected);
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,6 +7,9 @@ use slab::Slab;
 
 use crate::sync::{AtomicUsize, Mutex, Ordering, PoisonError};
 
+/// The most slots a visit reads before it releases the shard lock and takes it again.
+pub(crate) const VISIT_CHUNK: usize = 1024;
+
 /// One cache line per shard, so that two cores working on two shards do not share a line.
 #[derive(Debug)]
 #[repr(align(64))]
@@ -85,18 +88,33 @@ impl<T> Shards<T> {
     }
 
     /// Calls `f` on every value of the shard `hint` selects.
-    pub(crate) fn visit_shard_of(&self, hint: usize, f: impl FnMut(&T)) {
-        self.lock(hint & self.mask)
-            .iter()
-            .map(|(_, v)| v)
-            .for_each(f);
+    ///
+    /// The shard is locked for at most [`VISIT_CHUNK`] slots at a time, so a visit of a large
+    /// shard never holds up inserts and removes for long. Slab slots never move, so resuming at
+    /// the next slot index after re-locking sees every value that stayed in place; values added
+    /// or removed meanwhile may or may not be seen.
+    pub(crate) fn visit_shard_of(&self, hint: usize, mut f: impl FnMut(&T)) {
+        let shard = hint & self.mask;
+        let mut start = 0;
+        loop {
+            let slab = self.lock(shard);
+            let end = slab.capacity().min(start + VISIT_CHUNK);
+            for slot in start..end {
+                if let Some(value) = slab.get(slot) {
+                    f(value);
+                }
+            }
+            if end >= slab.capacity() {
+                return;
+            }
+            start = end;
+        }
     }
 
-    /// Calls `f` on every value, one shard at a time; each shard is locked only while its own
-    /// values are visited.
+    /// Calls `f` on every value, one shard (and one chunk of it) at a time.
     pub(crate) fn visit(&self, mut f: impl FnMut(&T)) {
         for shard in 0..self.shards.len() {
-            self.lock(shard).iter().for_each(|(_, v)| f(v));
+            self.visit_shard_of(shard, &mut f);
         }
     }
 }

@@ -1,0 +1,382 @@
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use genro_envelope::RequestEnvelope;
+use genro_registry::EnvelopeRegistry;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{sync::oneshot, task::JoinHandle, time::Instant};
+use uuid::Uuid;
+
+use crate::{Notification, Notifier, RequestInfo, Severity};
+
+/// Thresholds of a [`Watchdog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchdogConfig {
+    /// Time between scans.
+    pub interval: Duration,
+    /// Age past which a request is reported once, at warning level.
+    pub timeout: Duration,
+    /// Age past which a request is reported once more, at error level, and notified.
+    pub critical: Duration,
+}
+
+impl Default for WatchdogConfig {
+    /// The seed's values: scan every 30 s, warn after 60 s, alert after 5 min.
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(60),
+            critical: Duration::from_secs(300),
+        }
+    }
+}
+
+impl WatchdogConfig {
+    /// Checks that the thresholds make sense together.
+    ///
+    /// # Errors
+    ///
+    /// A zero interval or timeout, or `critical` not above `timeout`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval.is_zero() {
+            return Err(ConfigError(
+                "watchdog.interval: must be more than zero".into(),
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError(
+                "watchdog.timeout: must be more than zero".into(),
+            ));
+        }
+        if self.critical <= self.timeout {
+            return Err(ConfigError(format!(
+                "watchdog.critical: must be above watchdog.timeout ({:?}), got {:?}",
+                self.timeout, self.critical
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Thresholds that do not fit together; the message names the setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabel {
+    severity: &'static str,
+}
+
+#[derive(Clone, Default)]
+struct Metrics {
+    reports: Family<SeverityLabel, Counter>,
+    stuck: Family<SeverityLabel, Gauge>,
+}
+
+impl Metrics {
+    fn label(severity: Severity) -> SeverityLabel {
+        SeverityLabel {
+            severity: severity.as_str(),
+        }
+    }
+}
+
+/// What one scan found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScanSummary {
+    /// Requests visited.
+    pub visited: usize,
+    /// Requests past `timeout` but not `critical`.
+    pub warning: usize,
+    /// Requests past `critical`.
+    pub critical: usize,
+    /// New warning-level reports made by this scan.
+    pub reported_warning: usize,
+    /// New critical-level reports (and notifications) made by this scan.
+    pub reported_critical: usize,
+}
+
+/// Watches an [`EnvelopeRegistry`] for requests that take too long, and reports them.
+///
+/// Each scan looks at every in-flight request, one registry shard at a time:
+/// - older than `timeout`: reported once, at warning level;
+/// - older than `critical`: reported once more, at error level with `severity="critical"`, and
+///   the [`Notifier`] is called once for it. (A request first seen past `critical` gets only the
+///   critical report.)
+///
+/// A request is never reported twice at the same level. The watchdog remembers only requests that
+/// are stuck right now, so finished requests cost nothing.
+///
+/// It never cancels a request: killing a handler half-way can leave shared state half-written, as
+/// gunicorn's worker timeouts and rack-timeout are known to. Reports say what is stuck; cancelling
+/// is a separate, explicit act (the debug console's).
+pub struct Watchdog {
+    registry: EnvelopeRegistry,
+    config: Arc<ArcSwap<WatchdogConfig>>,
+    notifier: Option<Arc<dyn Notifier>>,
+    notify_timeout: Duration,
+    metrics: Metrics,
+    reported: HashMap<Uuid, Severity>,
+}
+
+impl fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watchdog")
+            .field("config", &**self.config.load())
+            .field("notifier", &self.notifier.is_some())
+            .field("stuck", &self.reported.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watchdog {
+    /// A watchdog of `registry` with these thresholds. Nothing runs until [`spawn`](Self::spawn)
+    /// (or a manual [`scan`](Self::scan)).
+    #[must_use]
+    pub fn new(registry: EnvelopeRegistry, config: WatchdogConfig) -> Self {
+        Self {
+            registry,
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            notifier: None,
+            notify_timeout: Duration::from_secs(10),
+            metrics: Metrics::default(),
+            reported: HashMap::new(),
+        }
+    }
+
+    /// Calls `notifier` once for each request that passes the critical threshold.
+    #[must_use]
+    pub fn notifier(mut self, notifier: impl Notifier) -> Self {
+        self.notifier = Some(Arc::new(notifier));
+        self
+    }
+
+    /// The longest a notifier call may run before it is abandoned. Default 10 s.
+    #[must_use]
+    pub fn notify_timeout(mut self, limit: Duration) -> Self {
+        self.notify_timeout = limit;
+        self
+    }
+
+    /// Registers `requests_stuck_total{severity}` (reports made) and `requests_stuck{severity}`
+    /// (requests stuck at the last scan) in a prometheus-client registry.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "requests_stuck",
+            "Stuck-request reports made by the watchdog, by severity",
+            self.metrics.reports.clone(),
+        );
+        registry.register(
+            "requests_stuck_now",
+            "Requests past a watchdog threshold at the last scan, by severity",
+            self.metrics.stuck.clone(),
+        );
+    }
+
+    /// The thresholds in force.
+    #[must_use]
+    pub fn config(&self) -> WatchdogConfig {
+        **self.config.load()
+    }
+
+    /// How many stuck requests the watchdog remembers (those stuck at the last scan).
+    #[must_use]
+    pub fn tracked(&self) -> usize {
+        self.reported.len()
+    }
+
+    /// Scans the registry once, now.
+    pub fn scan(&mut self) -> ScanSummary {
+        let config = **self.config.load();
+        let now = Instant::now();
+        let mut summary = ScanSummary::default();
+        let mut stuck: Vec<(Arc<RequestEnvelope>, Severity)> = Vec::new();
+        for shard in 0..self.registry.shard_count() {
+            // Only the shard being read is locked, and only for age comparisons.
+            self.registry.for_each_in_shard(shard, |envelope| {
+                summary.visited += 1;
+                let age = now.saturating_duration_since(envelope.started());
+                if age > config.critical {
+                    stuck.push((envelope.clone(), Severity::Critical));
+                } else if age > config.timeout {
+                    stuck.push((envelope.clone(), Severity::Warning));
+                }
+            });
+        }
+
+        let mut now_stuck = HashMap::with_capacity(stuck.len());
+        for (envelope, severity) in stuck {
+            match severity {
+                Severity::Warning => summary.warning += 1,
+                Severity::Critical => summary.critical += 1,
+            }
+            let id = envelope.internal_id();
+            let before = self.reported.get(&id).copied();
+            if before < Some(severity) {
+                self.report(&envelope, severity);
+                match severity {
+                    Severity::Warning => summary.reported_warning += 1,
+                    Severity::Critical => summary.reported_critical += 1,
+                }
+            }
+            now_stuck.insert(id, severity.max(before.unwrap_or(severity)));
+        }
+        // Finished requests drop out here: only what is stuck now is remembered.
+        self.reported = now_stuck;
+        self.metrics
+            .stuck
+            .get_or_create(&Metrics::label(Severity::Warning))
+            .set(summary.warning as i64);
+        self.metrics
+            .stuck
+            .get_or_create(&Metrics::label(Severity::Critical))
+            .set(summary.critical as i64);
+        summary
+    }
+
+    fn report(&self, envelope: &RequestEnvelope, severity: Severity) {
+        self.metrics
+            .reports
+            .get_or_create(&Metrics::label(severity))
+            .inc();
+        let annotations = format!("{:?}", envelope.annotations());
+        let client = envelope.client().map(|c| c.to_string());
+        macro_rules! stuck_event {
+            ($level:ident, $msg:literal) => {
+                tracing::$level!(
+                    severity = severity.as_str(),
+                    request_id = %envelope.internal_id().hyphenated(),
+                    error_id = %envelope.short_id(),
+                    external_id = envelope.external_id(),
+                    method = %envelope.method(),
+                    path = envelope.path(),
+                    route = envelope.route(),
+                    age_s = envelope.age().as_secs_f64(),
+                    phase = %envelope.phase(),
+                    client = client.as_deref(),
+                    annotations = %annotations,
+                    $msg
+                )
+            };
+        }
+        match severity {
+            Severity::Warning => stuck_event!(warn, "request is slow"),
+            Severity::Critical => {
+                stuck_event!(error, "request is critically stuck");
+                if let Some(notifier) = &self.notifier {
+                    let notifier = notifier.clone();
+                    let notification =
+                        Notification::stuck_request(RequestInfo::from_envelope(envelope));
+                    let limit = self.notify_timeout;
+                    // Its own task: a slow notifier never delays the scan or the next one.
+                    tokio::spawn(async move {
+                        if tokio::time::timeout(limit, notifier.notify(notification))
+                            .await
+                            .is_err()
+                        {
+                            tracing::warn!(?limit, "stuck-request notifier timed out");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Starts scanning every `interval` on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// The thresholds do not fit together (see [`WatchdogConfig::validate`]).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn spawn(mut self) -> Result<WatchdogHandle, ConfigError> {
+        self.config.load().validate()?;
+        let config = self.config.clone();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            loop {
+                let interval = self.config.load().interval;
+                tokio::select! {
+                    // A stop request, or the handle dropped.
+                    _ = &mut stopped => break,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                self.scan();
+            }
+        });
+        Ok(WatchdogHandle {
+            stop: Some(stop),
+            task: Some(task),
+            config,
+        })
+    }
+}
+
+/// Controls a running [`Watchdog`]. Dropping the handle stops it.
+pub struct WatchdogHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    config: Arc<ArcSwap<WatchdogConfig>>,
+}
+
+impl fmt::Debug for WatchdogHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchdogHandle")
+            .field("config", &**self.config.load())
+            .field(
+                "running",
+                &self.task.as_ref().is_some_and(|t| !t.is_finished()),
+            )
+            .finish()
+    }
+}
+
+impl WatchdogHandle {
+    /// Replaces the thresholds; the next scan uses them (a new interval applies after the current
+    /// wait). Requests already reported keep their reports.
+    ///
+    /// # Errors
+    ///
+    /// The new thresholds do not fit together; the old ones stay.
+    pub fn set_config(&self, config: WatchdogConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        self.config.store(Arc::new(config));
+        Ok(())
+    }
+
+    /// The thresholds in force.
+    #[must_use]
+    pub fn config(&self) -> WatchdogConfig {
+        **self.config.load()
+    }
+
+    /// Stops the watchdog and waits for its task to end (a scan in progress finishes first).
+    pub async fn stop(mut self) {
+        drop(self.stop.take());
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for WatchdogHandle {
+    fn drop(&mut self) {
+        // Dropping the sender wakes the task, which leaves its loop.
+        drop(self.stop.take());
+    }
+}

@@ -1,0 +1,307 @@
+//! RELIABILITY.md 4, with paused tokio time: reports exactly once per level, one notifier call,
+//! finished requests forgotten, and no reports for fast requests.
+
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use genro_envelope::EnvelopeLayer;
+use genro_registry::{EnvelopeRegistry, RegistryLayer};
+use genro_watchdog::{Notification, Severity, Watchdog, WatchdogConfig};
+use http::{Request, Response};
+use prometheus_client::{encoding::text::encode, registry::Registry};
+use tokio::sync::oneshot;
+use tower::{service_fn, ServiceBuilder, ServiceExt};
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn lines(&self, needle: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Logs {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+fn metrics_text(registry: &Registry) -> String {
+    let mut text = String::new();
+    encode(&mut text, registry).unwrap();
+    text
+}
+
+const CONFIG: WatchdogConfig = WatchdogConfig {
+    interval: Duration::from_secs(1),
+    timeout: Duration::from_secs(5),
+    critical: Duration::from_secs(20),
+};
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_request_is_reported_once_per_level_and_notified_once() {
+    let logs = Logs::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let registry = EnvelopeRegistry::new();
+    let notified: Arc<Mutex<Vec<Notification>>> = Arc::default();
+    let watchdog = Watchdog::new(registry.clone(), CONFIG).notifier({
+        let notified = notified.clone();
+        move |n: Notification| {
+            notified.lock().unwrap().push(n);
+            async {}
+        }
+    });
+    let mut metrics = Registry::default();
+    watchdog.register_metrics(&mut metrics);
+    let handle = watchdog.spawn().unwrap();
+
+    // A request whose handler waits until released.
+    let (release, released) = oneshot::channel::<()>();
+    let released = Arc::new(Mutex::new(Some(released)));
+    let svc = ServiceBuilder::new()
+        .layer(EnvelopeLayer::new())
+        .layer(RegistryLayer::new(registry.clone()))
+        .service(service_fn(move |req: Request<()>| {
+            let released = released.lock().unwrap().take();
+            let envelope = genro_envelope::RequestEnvelope::from_request(&req)
+                .unwrap()
+                .clone();
+            async move {
+                envelope.set_route("/reports/{id}");
+                envelope.annotate("tenant", "acme");
+                if let Some(released) = released {
+                    let _ = released.await;
+                }
+                Ok::<_, Infallible>(Response::new(()))
+            }
+        }));
+    let request = Request::get("/reports/7")
+        .header("x-request-id", "ext-stuck-1")
+        .body(())
+        .unwrap();
+    let in_flight = tokio::spawn(svc.oneshot(request));
+    tokio::task::yield_now().await;
+    let envelope = registry.snapshot().pop().expect("the request is in flight");
+    let id = envelope.internal_id_string();
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        logs.lines("request is slow").is_empty(),
+        "not yet past timeout"
+    );
+
+    tokio::time::sleep(Duration::from_secs(12)).await; // age 16 s: past timeout only
+    let warnings = logs.lines("request is slow");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("WARN"));
+    assert!(warnings[0].contains(&id) && warnings[0].contains("ext-stuck-1"));
+    assert!(warnings[0].contains("/reports/{id}") && warnings[0].contains("tenant"));
+    assert!(notified.lock().unwrap().is_empty());
+
+    tokio::time::sleep(Duration::from_secs(40)).await; // age 56 s: past critical, many scans
+    let critical = logs.lines("request is critically stuck");
+    assert_eq!(critical.len(), 1, "{critical:?}");
+    assert!(critical[0].contains("ERROR") && critical[0].contains("severity=\"critical\""));
+    assert!(critical[0].contains(&id) && critical[0].contains("/reports/{id}"));
+    assert_eq!(logs.lines("request is slow").len(), 1, "no second warning");
+    tokio::task::yield_now().await;
+    {
+        let notified = notified.lock().unwrap();
+        assert_eq!(notified.len(), 1, "one notifier call");
+        let request = notified[0].request.as_ref().unwrap();
+        assert_eq!(notified[0].severity, Severity::Critical);
+        assert_eq!(request.internal_id, id);
+        assert_eq!(request.route.as_deref(), Some("/reports/{id}"));
+        assert_eq!(
+            request.annotations.get("tenant").map(String::as_str),
+            Some("acme")
+        );
+    }
+    let text = metrics_text(&metrics);
+    assert!(
+        text.contains("requests_stuck_total{severity=\"warning\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("requests_stuck_total{severity=\"critical\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("requests_stuck_now{severity=\"critical\"} 1"),
+        "{text}"
+    );
+
+    // Finished: no longer stuck, no longer remembered.
+    release.send(()).unwrap();
+    in_flight.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = metrics_text(&metrics);
+    assert!(
+        text.contains("requests_stuck_now{severity=\"critical\"} 0"),
+        "{text}"
+    );
+    assert_eq!(notified.lock().unwrap().len(), 1);
+    handle.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_fast_requests_produce_no_report() {
+    let logs = Logs::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let registry = EnvelopeRegistry::new();
+    let calls = Arc::new(Mutex::new(0usize));
+    let watchdog = Watchdog::new(
+        registry.clone(),
+        WatchdogConfig {
+            interval: Duration::from_millis(10),
+            ..CONFIG
+        },
+    )
+    .notifier({
+        let calls = calls.clone();
+        move |_n: Notification| {
+            *calls.lock().unwrap() += 1;
+            async {}
+        }
+    });
+    let mut metrics = Registry::default();
+    watchdog.register_metrics(&mut metrics);
+    let handle = watchdog.spawn().unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(EnvelopeLayer::new())
+        .layer(RegistryLayer::new(registry.clone()))
+        .service(service_fn(|_req: Request<()>| async {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    let mut batch = Vec::new();
+    for i in 0..10_000 {
+        batch.push(tokio::spawn(svc.clone().oneshot(Request::new(()))));
+        if i % 500 == 499 {
+            for r in batch.drain(..) {
+                r.await.unwrap().unwrap();
+            }
+        }
+    }
+    assert!(registry.is_empty());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(logs.lines("request is").is_empty());
+    assert_eq!(*calls.lock().unwrap(), 0);
+    let text = metrics_text(&metrics);
+    assert!(
+        !text.contains("requests_stuck_total{severity=\"warning\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("requests_stuck_now{severity=\"warning\"} 0"),
+        "{text}"
+    );
+    handle.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn thresholds_change_while_running_and_bad_ones_are_refused() {
+    let registry = EnvelopeRegistry::new();
+    let watchdog = Watchdog::new(registry.clone(), CONFIG);
+    let mut metrics = Registry::default();
+    watchdog.register_metrics(&mut metrics);
+    let handle = watchdog.spawn().unwrap();
+    let _guard = registry.track(Arc::new(genro_envelope::RequestEnvelope::new(
+        http::Method::GET,
+        http::Uri::from_static("/x"),
+    )));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(metrics_text(&metrics).contains("requests_stuck_now{severity=\"warning\"} 0"));
+
+    // Lower the timeout live: the same 3-second-old request is now stuck.
+    handle
+        .set_config(WatchdogConfig {
+            timeout: Duration::from_secs(2),
+            ..CONFIG
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(metrics_text(&metrics).contains("requests_stuck_now{severity=\"warning\"} 1"));
+
+    let err = handle
+        .set_config(WatchdogConfig {
+            critical: Duration::from_secs(1),
+            ..CONFIG
+        })
+        .unwrap_err();
+    assert!(err
+        .to_string()
+        .starts_with("watchdog.critical: must be above watchdog.timeout"));
+    assert_eq!(
+        handle.config().timeout,
+        Duration::from_secs(2),
+        "the old thresholds stay"
+    );
+    let bad = Watchdog::new(
+        registry,
+        WatchdogConfig {
+            interval: Duration::ZERO,
+            ..CONFIG
+        },
+    );
+    assert!(bad
+        .spawn()
+        .unwrap_err()
+        .to_string()
+        .contains("watchdog.interval"));
+    drop(handle);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_first_seen_past_critical_is_reported_once() {
+    let registry = EnvelopeRegistry::new();
+    let mut watchdog = Watchdog::new(registry.clone(), CONFIG);
+    let _guard = registry.track(Arc::new(genro_envelope::RequestEnvelope::new(
+        http::Method::POST,
+        http::Uri::from_static("/slow"),
+    )));
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let first = watchdog.scan();
+    assert_eq!((first.reported_warning, first.reported_critical), (0, 1));
+    let second = watchdog.scan();
+    assert_eq!((second.reported_warning, second.reported_critical), (0, 0));
+    assert_eq!(second.critical, 1);
+    assert_eq!(watchdog.tracked(), 1);
+    drop(_guard);
+    assert_eq!(watchdog.scan().visited, 0);
+    assert_eq!(
+        watchdog.tracked(),
+        0,
+        "bookkeeping of finished requests is dropped"
+    );
+}

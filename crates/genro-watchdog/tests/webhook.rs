@@ -1,0 +1,324 @@
+//! WebhookNotifier against real local HTTP and HTTPS servers: payload, retry, timeout, queue
+//! overflow, de-duplication, and no leaked tasks.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use genro_watchdog::{Notification, Notifier, RequestInfo, Severity, WebhookNotifier};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+struct Received {
+    headers: http::HeaderMap,
+    body: serde_json::Value,
+}
+
+type Answer = Arc<dyn Fn(usize) -> Option<StatusCode> + Send + Sync>;
+
+/// A real HTTP/1.1 server. `answer(n)` gives the status of the n-th request (from 0), or `None`
+/// to never answer it.
+async fn server(
+    answer: Answer,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (SocketAddr, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (answer, seen, count, tls) =
+                (answer.clone(), seen.clone(), count.clone(), tls.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (answer, seen, count) = (answer.clone(), seen.clone(), count.clone());
+                    async move {
+                        let headers = req.headers().clone();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        seen.lock().unwrap().push(Received {
+                            headers,
+                            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                        });
+                        match answer(n) {
+                            Some(status) => {
+                                let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
+                                *res.status_mut() = status;
+                                Ok::<_, Infallible>(res)
+                            }
+                            None => std::future::pending().await,
+                        }
+                    }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+fn always(status: StatusCode) -> Answer {
+    Arc::new(move |_| Some(status))
+}
+
+fn info() -> RequestInfo {
+    let envelope = genro_envelope::RequestEnvelope::new(
+        http::Method::PUT,
+        http::Uri::from_static("/orders/9?token=s"),
+    );
+    envelope.annotate("order", "9");
+    RequestInfo::from_envelope(&envelope)
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn posts_the_notification_as_json_with_configured_headers() {
+    let (addr, received) = server(always(StatusCode::OK), None).await;
+    let notifier = WebhookNotifier::builder(&format!("http://{addr}/hooks/secret-path-token"))
+        .unwrap()
+        .header(http::header::AUTHORIZATION, "Bearer t0k3n".parse().unwrap())
+        .build()
+        .unwrap();
+    let info = info();
+    notifier
+        .notify(Notification::stuck_request(info.clone()))
+        .await;
+    eventually("one delivery", || notifier.outcome_count("sent") == 1).await;
+
+    let got = received.lock().unwrap()[0].clone();
+    assert_eq!(got.headers["content-type"], "application/json");
+    assert_eq!(got.headers["authorization"], "Bearer t0k3n");
+    let body = got.body;
+    assert_eq!(body["kind"], "stuck_request");
+    assert_eq!(body["severity"], "critical");
+    assert_eq!(body["request"]["internal_id"], info.internal_id.as_str());
+    assert_eq!(body["request"]["method"], "PUT");
+    assert_eq!(body["request"]["path"], "/orders/9", "no query string");
+    assert_eq!(body["request"]["annotations"]["order"], "9");
+    assert!(body["timestamp_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    // The secret path never shows in Debug output.
+    assert!(!format!("{notifier:?}").contains("secret-path-token"));
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_backoff() {
+    let answer: Answer = Arc::new(|n| {
+        Some(if n < 2 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        })
+    });
+    let (addr, received) = server(answer, None).await;
+    let notifier = WebhookNotifier::builder(&format!("http://{addr}/"))
+        .unwrap()
+        .backoff(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    notifier
+        .notify(Notification::new(
+            "critical_error",
+            Severity::Critical,
+            "boom",
+        ))
+        .await;
+    eventually("delivered on the third attempt", || {
+        notifier.outcome_count("sent") == 1
+    })
+    .await;
+    assert_eq!(notifier.outcome_count("retried"), 2);
+    assert_eq!(received.lock().unwrap().len(), 3);
+
+    // A 4xx other than 408/429 is final: no retry.
+    let (addr, received) = server(always(StatusCode::BAD_REQUEST), None).await;
+    let notifier = WebhookNotifier::builder(&format!("http://{addr}/"))
+        .unwrap()
+        .build()
+        .unwrap();
+    notifier
+        .notify(Notification::new("critical_error", Severity::Critical, "x"))
+        .await;
+    eventually("refused", || notifier.outcome_count("failed") == 1).await;
+    assert_eq!(received.lock().unwrap().len(), 1);
+    assert_eq!(notifier.outcome_count("retried"), 0);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_and_fails() {
+    let (addr, received) = server(Arc::new(|_| None), None).await;
+    let notifier = WebhookNotifier::builder(&format!("http://{addr}/"))
+        .unwrap()
+        .timeout(Duration::from_millis(150))
+        .max_retries(1)
+        .backoff(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    notifier
+        .notify(Notification::new(
+            "critical_error",
+            Severity::Critical,
+            "slow",
+        ))
+        .await;
+    eventually("given up after two attempts", || {
+        notifier.outcome_count("failed") == 1
+    })
+    .await;
+    assert_eq!(received.lock().unwrap().len(), 2);
+    assert_eq!(notifier.outcome_count("sent"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_and_counts_without_blocking_and_nothing_leaks() {
+    let (addr, _received) = server(Arc::new(|_| None), None).await;
+    let tasks_before = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let notifier = WebhookNotifier::builder(&format!("http://{addr}/"))
+        .unwrap()
+        .queue_capacity(4)
+        .timeout(Duration::from_millis(300))
+        .max_retries(0)
+        .dedup_window(Duration::ZERO)
+        .build()
+        .unwrap();
+    for i in 0..100 {
+        // Each call returns at once even though the endpoint is hung.
+        tokio::time::timeout(
+            Duration::from_millis(50),
+            notifier.notify(Notification::new(
+                "critical_error",
+                Severity::Critical,
+                format!("n{i}"),
+            )),
+        )
+        .await
+        .expect("notify never blocks");
+    }
+    let dropped = notifier.outcome_count("dropped");
+    assert!(
+        (95..=96).contains(&dropped),
+        "dropped {dropped}: queue of 4 plus one in delivery"
+    );
+
+    // Dropping the notifier ends its delivery task once the queue drains.
+    drop(notifier);
+    let handle = tokio::runtime::Handle::current();
+    eventually("the delivery task ended", || {
+        handle.metrics().num_alive_tasks() <= tasks_before + 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn repeats_within_the_window_are_sent_once() {
+    let (addr, received) = server(always(StatusCode::OK), None).await;
+    let notifier = WebhookNotifier::builder(&format!("http://{addr}/"))
+        .unwrap()
+        .build()
+        .unwrap();
+    let n = Notification::new("critical_error", Severity::Critical, "same").with_dedup_key("k1");
+    notifier.notify(n.clone()).await;
+    notifier.notify(n.clone()).await;
+    notifier.notify(n.with_dedup_key("k2")).await;
+    eventually("two deliveries", || notifier.outcome_count("sent") == 2).await;
+    assert_eq!(notifier.outcome_count("deduplicated"), 1);
+    assert_eq!(received.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn https_with_a_private_root_certificate() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert_der.clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (addr, received) = server(always(StatusCode::OK), Some(acceptor)).await;
+    let url = format!("https://localhost:{}/hook", addr.port());
+
+    // Without the private root the certificate is refused ...
+    let untrusting = WebhookNotifier::builder(&url)
+        .unwrap()
+        .max_retries(0)
+        .build()
+        .unwrap();
+    untrusting
+        .notify(Notification::new("critical_error", Severity::Critical, "a"))
+        .await;
+    eventually("refused by TLS", || untrusting.outcome_count("failed") == 1).await;
+    assert!(received.lock().unwrap().is_empty());
+
+    // ... and with it, delivered over TLS.
+    let trusting = WebhookNotifier::builder(&url)
+        .unwrap()
+        .root_certificate(cert_der.to_vec())
+        .build()
+        .unwrap();
+    trusting
+        .notify(Notification::new("critical_error", Severity::Critical, "b"))
+        .await;
+    eventually("delivered over https", || {
+        trusting.outcome_count("sent") == 1
+    })
+    .await;
+    assert_eq!(received.lock().unwrap()[0].body["message"], "b");
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_with_a_clear_message() {
+    let err = WebhookNotifier::builder("ftp://example.com/x").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "webhook url: the scheme must be http or https"
+    );
+    assert!(WebhookNotifier::builder("not a url").is_err());
+    let err = WebhookNotifier::builder("http://example.com/")
+        .unwrap()
+        .queue_capacity(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "webhook: queue capacity must be at least 1"
+    );
+}
