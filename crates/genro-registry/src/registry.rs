@@ -129,6 +129,12 @@ impl EnvelopeRegistry {
         self.inner.shards.visit(f);
     }
 
+    /// Registers `registry_in_flight` (requests in this registry, read at scrape time) in a
+    /// prometheus-client registry.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register_collector(Box::new(InFlightCollector(self.clone())));
+    }
+
     /// How many shards the registry has.
     #[must_use]
     pub fn shard_count(&self) -> usize {
@@ -211,6 +217,25 @@ impl fmt::Debug for EnvelopeRegistry {
     }
 }
 
+#[derive(Debug)]
+struct InFlightCollector(EnvelopeRegistry);
+
+impl prometheus_client::collector::Collector for InFlightCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let gauge = prometheus_client::metrics::gauge::ConstGauge::new(self.0.len() as i64);
+        gauge.encode(encoder.encode_descriptor(
+            "registry_in_flight",
+            "Requests in the envelope registry: from arrival to the end of the response body",
+            None,
+            gauge.metric_type(),
+        )?)
+    }
+}
+
 fn shard_hint(id: Uuid) -> usize {
     // The low bits of a v7 id are random.
     id.as_u128() as usize
@@ -273,6 +298,17 @@ mod tests {
         assert!(reg.is_empty());
         assert!(reg.get(e.internal_id()).is_none());
         assert_eq!(e.phase(), genro_envelope::Phase::Finished);
+    }
+
+    #[test]
+    fn in_flight_is_exported_at_scrape_time() {
+        let reg = EnvelopeRegistry::new();
+        let mut prom = prometheus_client::registry::Registry::default();
+        reg.register_metrics(&mut prom);
+        let _g = reg.track(envelope());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &prom).unwrap();
+        assert!(text.contains("registry_in_flight 1"), "{text}");
     }
 
     #[test]

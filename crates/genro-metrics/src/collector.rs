@@ -1,0 +1,336 @@
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    fmt,
+    future::{ready, Ready},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response};
+use http_body_util::Full;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tower_service::Service;
+
+use crate::labels::{RouteLabel, OVERFLOW};
+
+/// The default most distinct route labels; see [`MetricsCollector::max_routes`].
+pub const DEFAULT_MAX_ROUTES: usize = 500;
+
+/// Content type of the OpenMetrics text format.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the Prometheus text format.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RequestLabels {
+    method: &'static str,
+    route: RouteLabel,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RouteLabels {
+    method: &'static str,
+    route: RouteLabel,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // Prometheus client libraries' default buckets, 5 ms to 10 s, plus 30 s and 60 s for
+    // streaming responses.
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+}
+
+fn size_histogram() -> Histogram {
+    // 64 B to 64 MiB, by powers of four.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(64.0, 4.0, 11))
+}
+
+/// Metric handles for one (method, route) pair, made once and reused by every request on it.
+pub(crate) struct RouteHandles {
+    pub(crate) duration: Histogram,
+    pub(crate) size: Histogram,
+    method: &'static str,
+    route: RouteLabel,
+    statuses: RwLock<Vec<(u16, Counter)>>,
+    requests: Family<RequestLabels, Counter>,
+}
+
+impl RouteHandles {
+    /// The request counter for `status` on this route. Statuses are few per route, so a short
+    /// list read under a read lock beats hashing the whole label set.
+    pub(crate) fn requests(&self, status: u16) -> Counter {
+        if let Some((_, c)) = self
+            .statuses
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(s, _)| *s == status)
+        {
+            return c.clone();
+        }
+        let counter = self.requests.get_or_create_owned(&RequestLabels {
+            method: self.method,
+            route: self.route.clone(),
+            status,
+        });
+        let mut statuses = self.statuses.write().unwrap_or_else(PoisonError::into_inner);
+        if !statuses.iter().any(|(s, _)| *s == status) {
+            statuses.push((status, counter.clone()));
+        }
+        counter
+    }
+}
+
+/// The HTTP metrics [`MetricsLayer`](crate::MetricsLayer) records.
+pub(crate) struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily,
+    size: HistogramFamily,
+    pub(crate) in_flight: Gauge,
+    routes: RwLock<HashMap<(&'static str, Arc<str>), Arc<RouteHandles>, foldhash::fast::RandomState>>,
+    max_routes: usize,
+}
+
+impl HttpMetrics {
+    fn new(max_routes: usize) -> Self {
+        Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+            size: Family::new_with_constructor(size_histogram),
+            in_flight: Gauge::default(),
+            routes: RwLock::default(),
+            max_routes,
+        }
+    }
+
+    /// The handles of (method, route), made on first use. Past `max_routes` distinct routes,
+    /// new routes share the `overflow` label: the series count stays bounded whatever the
+    /// route source.
+    pub(crate) fn route(&self, method: &'static str, route: &str) -> Arc<RouteHandles> {
+        {
+            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(handles) = routes.get(&(method, route) as &dyn RouteKey) {
+                return handles.clone();
+            }
+        }
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handles) = routes.get(&(method, route) as &dyn RouteKey) {
+            return handles.clone();
+        }
+        let distinct = routes.len();
+        let label: Arc<str> = if distinct >= self.max_routes {
+            if let Some(handles) = routes.get(&(method, OVERFLOW) as &dyn RouteKey) {
+                return handles.clone();
+            }
+            Arc::from(OVERFLOW)
+        } else {
+            Arc::from(route)
+        };
+        let labels = RouteLabels { method, route: RouteLabel(label.clone()) };
+        let handles = Arc::new(RouteHandles {
+            duration: self.duration.get_or_create_owned(&labels),
+            size: self.size.get_or_create_owned(&labels),
+            method,
+            route: labels.route.clone(),
+            statuses: RwLock::new(Vec::new()),
+            requests: self.requests.clone(),
+        });
+        routes.insert((method, label), handles.clone());
+        handles
+    }
+}
+
+/// Lets the route map be searched with borrowed `(&str, &str)` keys.
+trait RouteKey {
+    fn key(&self) -> (&str, &str);
+}
+
+impl RouteKey for (&'static str, Arc<str>) {
+    fn key(&self) -> (&str, &str) {
+        (self.0, &self.1)
+    }
+}
+
+impl RouteKey for (&'static str, &str) {
+    fn key(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn RouteKey + 'a> for (&'static str, Arc<str>) {
+    fn borrow(&self) -> &(dyn RouteKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn RouteKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for dyn RouteKey + '_ {}
+
+impl std::hash::Hash for dyn RouteKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+/// The Prometheus metrics of an application: a prometheus-client `Registry` holding the HTTP
+/// metrics of [`MetricsLayer`](crate::MetricsLayer), those of the other genro crates, and the
+/// user's own.
+///
+/// Cheap to clone: every clone is the same collector. The request path never takes the registry
+/// lock; only registration and scrapes do.
+#[derive(Clone)]
+pub struct MetricsCollector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Mutex<Registry>,
+    pub(crate) http: Arc<HttpMetrics>,
+}
+
+impl MetricsCollector {
+    /// A collector with the HTTP metrics registered, and at most
+    /// [`DEFAULT_MAX_ROUTES`] distinct route labels.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::max_routes(DEFAULT_MAX_ROUTES)
+    }
+
+    /// A collector that keeps at most `max` distinct route labels per method; later routes are
+    /// counted under `route="overflow"`.
+    #[must_use]
+    pub fn max_routes(max: usize) -> Self {
+        let http = Arc::new(HttpMetrics::new(max.max(1)));
+        let mut registry = Registry::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route template and status, counted when the response ends",
+            http.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from the request to the end of its response body",
+            http.duration.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "Requests whose response body has not ended",
+            http.in_flight.clone(),
+        );
+        registry.register(
+            "http_response_size_bytes",
+            "Response body sizes",
+            http.size.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry: Mutex::new(registry),
+                http,
+            }),
+        }
+    }
+
+    /// The prometheus-client registry, to register your own metrics (and other genro crates':
+    /// `registry.register_metrics(&mut collector.registry())`).
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.inner.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers process metrics (CPU time, resident and virtual memory, open and maximum file
+    /// descriptors, start time) where the platform gives them (Linux); elsewhere, nothing.
+    pub fn register_process_metrics(&self) {
+        crate::process::register(&mut self.registry());
+    }
+
+    /// Every metric, in the OpenMetrics text format.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry());
+        out
+    }
+
+    /// Every metric, in the Prometheus text format (0.0.4).
+    #[must_use]
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry());
+        out
+    }
+
+    /// A tower service that answers every request with the metrics: OpenMetrics when the
+    /// `Accept` header asks for `application/openmetrics-text`, Prometheus text otherwise.
+    ///
+    /// With axum: `Router::new().route_service("/metrics", collector.service())`.
+    #[must_use]
+    pub fn service(&self) -> MetricsService {
+        MetricsService { collector: self.clone() }
+    }
+
+    pub(crate) fn http(&self) -> &Arc<HttpMetrics> {
+        &self.inner.http
+    }
+}
+
+impl Default for MetricsCollector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MetricsCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsCollector")
+            .field("max_routes", &self.inner.http.max_routes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `/metrics` endpoint; see [`MetricsCollector::service`].
+#[derive(Clone, Debug)]
+pub struct MetricsService {
+    collector: MetricsCollector,
+}
+
+impl<B> Service<Request<B>> for MetricsService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let openmetrics = req
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("application/openmetrics-text"));
+        let (body, content_type) = if openmetrics {
+            (self.collector.render(), OPENMETRICS_CONTENT_TYPE)
+        } else {
+            (self.collector.render_prometheus(), PROMETHEUS_CONTENT_TYPE)
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        ready(Ok(response))
+    }
+}

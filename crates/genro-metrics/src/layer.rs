@@ -1,0 +1,287 @@
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+    time::Instant,
+};
+
+use genro_envelope::RequestEnvelope;
+use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use prometheus_client::metrics::gauge::Gauge;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    collector::{HttpMetrics, RouteHandles},
+    labels::{method_label, UNMATCHED},
+    MetricsCollector,
+};
+
+/// A [`Layer`] that records the HTTP metrics of every request in a [`MetricsCollector`]:
+///
+/// | metric | labels |
+/// |---|---|
+/// | `http_requests_total` | `method`, `route`, `status` |
+/// | `http_request_duration_seconds` (histogram, until the body ends) | `method`, `route` |
+/// | `http_response_size_bytes` (histogram) | `method`, `route` |
+/// | `http_requests_in_flight` (gauge) | — |
+///
+/// Labels are bounded whatever clients send:
+/// - `method` is one of the nine standard methods, or `other`;
+/// - `route` is a template, never a raw path: axum's `MatchedPath` (feature `axum`; nested
+///   routers included), else a route set on the request's envelope
+///   ([`RequestEnvelope::set_route`]), else for gRPC the `/package.Service/Method` path of a
+///   method the server implements; everything else is `unmatched`. Past the collector's cap on
+///   distinct routes, `overflow`.
+///
+/// A request is counted when its response body ends (or is dropped), so streaming responses are
+/// timed to their last byte; a request cancelled before its response leaves `in_flight` and is
+/// not counted.
+///
+/// Under axum, add it with `Router::layer` (it then runs inside the routing and sees
+/// `MatchedPath`).
+#[derive(Clone)]
+pub struct MetricsLayer {
+    http: Arc<HttpMetrics>,
+}
+
+impl MetricsLayer {
+    /// A layer recording into `collector`.
+    #[must_use]
+    pub fn new(collector: &MetricsCollector) -> Self {
+        Self { http: collector.http().clone() }
+    }
+}
+
+impl fmt::Debug for MetricsLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = Metrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Metrics { inner, http: self.http.clone() }
+    }
+}
+
+/// The service made by [`MetricsLayer`].
+pub struct Metrics<S> {
+    inner: S,
+    http: Arc<HttpMetrics>,
+}
+
+impl<S: Clone> Clone for Metrics<S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), http: self.http.clone() }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Metrics<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+/// Where the route label will come from, known at request time, read at response time.
+enum RouteSource {
+    #[cfg(feature = "axum")]
+    Matched(axum::extract::MatchedPath),
+    Envelope(Arc<RequestEnvelope>, Option<Uri>),
+    Grpc(Uri),
+    Unknown,
+}
+
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+impl RouteSource {
+    fn of<B>(req: &Request<B>) -> Self {
+        #[cfg(feature = "axum")]
+        if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
+            return Self::Matched(path.clone());
+        }
+        let grpc = is_grpc(req).then(|| req.uri().clone());
+        match (RequestEnvelope::from_request(req), grpc) {
+            (Some(envelope), grpc) => Self::Envelope(envelope.clone(), grpc),
+            (None, Some(uri)) => Self::Grpc(uri),
+            (None, None) => Self::Unknown,
+        }
+    }
+
+    fn label<'s, B>(&'s self, response: &Response<B>) -> &'s str {
+        // A gRPC path is a template only for methods that exist: tonic answers others with
+        // `grpc-status: 12` (unimplemented), and those must not become series.
+        let unimplemented = response.headers().get("grpc-status").is_some_and(|s| s == "12");
+        let grpc_path = |uri: &'s Uri| (!unimplemented).then(|| uri.path());
+        match self {
+            #[cfg(feature = "axum")]
+            Self::Matched(path) => path.as_str(),
+            Self::Envelope(envelope, grpc) => envelope
+                .route()
+                .or_else(|| grpc.as_ref().and_then(grpc_path))
+                .unwrap_or(UNMATCHED),
+            Self::Grpc(uri) => grpc_path(uri).unwrap_or(UNMATCHED),
+            Self::Unknown => UNMATCHED,
+        }
+    }
+}
+
+/// Counts one request in flight until dropped.
+struct InFlight(Gauge);
+
+impl InFlight {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+struct Pending {
+    start: Instant,
+    method: &'static str,
+    route: RouteSource,
+    http: Arc<HttpMetrics>,
+    _in_flight: InFlight,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Metrics<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let pending = Pending {
+            start: Instant::now(),
+            method: method_label(req.method()),
+            route: RouteSource::of(&req),
+            http: self.http.clone(),
+            _in_flight: InFlight::new(&self.http.in_flight),
+        };
+        ResponseFuture { inner: self.inner.call(req), pending: Some(pending) }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Metrics`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<Pending>,
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let done = this.pending.take().map(|p| {
+            let handles = p.http.route(p.method, p.route.label(&response));
+            Done {
+                handles,
+                status: response.status().as_u16(),
+                start: p.start,
+                bytes: 0,
+                _in_flight: p._in_flight,
+            }
+        });
+        Poll::Ready(Ok(response.map(|inner| ResponseBody { inner, done })))
+    }
+}
+
+/// Records the request when dropped: at the end of the body, or when the body is dropped early.
+struct Done {
+    handles: Arc<RouteHandles>,
+    status: u16,
+    start: Instant,
+    bytes: u64,
+    _in_flight: InFlight,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.handles.requests(self.status).inc();
+        self.handles.duration.observe(self.start.elapsed().as_secs_f64());
+        self.handles.size.observe(self.bytes as f64);
+    }
+}
+
+pin_project! {
+    /// Response body of [`Metrics`]: counts bytes, and records the request when it ends.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: B,
+        done: Option<Done>,
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let (Some(done), Some(data)) = (this.done.as_mut(), frame.data_ref()) {
+                    done.bytes += bytes::Buf::remaining(data) as u64;
+                }
+            }
+            // The end, or a failure that ends it: record now rather than when dropped.
+            None | Some(Err(_)) => drop(this.done.take()),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
