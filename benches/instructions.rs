@@ -21,7 +21,9 @@ use axum::{
     routing::get,
     Router,
 };
-use genro_asgi::{EnvelopeLayer, EnvelopeRegistry, RegistryLayer, RequestEnvelope};
+use genro_asgi::{
+    EnvelopeLayer, EnvelopeRegistry, MetricsCollector, MetricsLayer, RegistryLayer, RequestEnvelope,
+};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use prometheus_client::{
@@ -39,13 +41,18 @@ use tower_http::{
 
 /// The stacks measured, by name. Each later genro crate adds its layer to `genro`.
 /// `noop2` (two do-nothing `map_response` layers) shows what wrapping alone costs;
-/// `envelope-noid` is the envelope layer without the response id header.
+/// `envelope-noid` is the envelope layer without the response id header; `user-metrics` is the
+/// prometheus-client middleware of the `tower-http` stack alone, to compare with `metrics`;
+/// `genro` is every genro layer of the request path.
 const STACKS: &[&str] = &[
     "identity",
     "noop2",
     "envelope",
     "envelope-noid",
     "registry",
+    "envelope+registry",
+    "metrics",
+    "user-metrics",
     "genro",
     "genro+watchdog",
     "tower-http",
@@ -97,6 +104,36 @@ async fn user_metrics(
     res
 }
 
+fn user_metrics_state() -> UserMetrics {
+    let metrics = UserMetrics {
+        requests: Family::default(),
+        latency: Family::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.001, 2.0, 12,
+            ))
+        }),
+    };
+    let mut registry = Registry::default();
+    registry.register("http_requests", "requests", metrics.requests.clone());
+    registry.register(
+        "http_request_duration_seconds",
+        "latency",
+        metrics.latency.clone(),
+    );
+    metrics
+}
+
+/// Every genro layer of the request path, in one `Router::layer` call.
+fn genro_stack(registry: EnvelopeRegistry) -> Router {
+    let collector = MetricsCollector::new();
+    router().layer(
+        ServiceBuilder::new()
+            .layer(EnvelopeLayer::new())
+            .layer(RegistryLayer::new(registry))
+            .layer(MetricsLayer::new(&collector)),
+    )
+}
+
 fn build(stack: &str) -> Router {
     match stack {
         "identity" => router().layer(ServiceBuilder::new().layer(Identity::new())),
@@ -113,11 +150,18 @@ fn build(stack: &str) -> Router {
         "registry" => {
             router().layer(ServiceBuilder::new().layer(RegistryLayer::new(EnvelopeRegistry::new())))
         }
-        "genro" => router().layer(
+        "envelope+registry" => router().layer(
             ServiceBuilder::new()
                 .layer(EnvelopeLayer::new())
                 .layer(RegistryLayer::new(EnvelopeRegistry::new())),
         ),
+        "metrics" => {
+            router().layer(ServiceBuilder::new().layer(MetricsLayer::new(&MetricsCollector::new())))
+        }
+        "user-metrics" => router().layer(ServiceBuilder::new().layer(
+            middleware::from_fn_with_state(user_metrics_state(), user_metrics),
+        )),
+        "genro" => genro_stack(EnvelopeRegistry::new()),
         // The same stack with a watchdog scanning the registry every 10 ms, on a thread of its
         // own: callgrind.sh counts the main thread only, so this is the request path's cost
         // while scans run against the same registry.
@@ -143,11 +187,7 @@ fn build(stack: &str) -> Router {
                     std::future::pending::<()>().await;
                 });
             });
-            router().layer(
-                ServiceBuilder::new()
-                    .layer(EnvelopeLayer::new())
-                    .layer(RegistryLayer::new(registry)),
-            )
+            genro_stack(registry)
         }
         "tower-http" => {
             let metrics = UserMetrics {

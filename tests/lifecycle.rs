@@ -21,7 +21,10 @@ use axum::{
 };
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use genro_asgi::{EnvelopeLayer, EnvelopeRegistry, InFlightToken, Phase, RegistryLayer};
+use genro_asgi::{
+    EnvelopeLayer, EnvelopeRegistry, InFlightToken, MetricsCollector, MetricsLayer, Phase,
+    RegistryLayer,
+};
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -47,6 +50,10 @@ fn slow_body(chunks: Option<usize>, every: Duration) -> Body {
 }
 
 fn app(registry: &EnvelopeRegistry) -> Router {
+    app_with_metrics(registry, &MetricsCollector::new())
+}
+
+fn app_with_metrics(registry: &EnvelopeRegistry, collector: &MetricsCollector) -> Router {
     Router::new()
         .route("/fast", get(|| async { "ok" }))
         .route("/hang", get(std::future::pending::<&'static str>))
@@ -61,18 +68,29 @@ fn app(registry: &EnvelopeRegistry) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(EnvelopeLayer::new())
-                .layer(RegistryLayer::new(registry.clone())),
+                .layer(RegistryLayer::new(registry.clone()))
+                .layer(MetricsLayer::new(collector)),
         )
 }
 
+fn in_flight_gauge(collector: &MetricsCollector) -> String {
+    collector
+        .render()
+        .lines()
+        .find(|l| l.starts_with("http_requests_in_flight "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// RELIABILITY.md 1: 20,000 requests; 10% dropped while the handler runs, 5% dropped while the
-/// body streams. Within 1 s of the end, the registry is empty.
+/// body streams. Within 1 s of the end, the registry is empty and `http_requests_in_flight` is 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_leaks_on_cancel() {
     const TOTAL: usize = 20_000;
     const WORKERS: usize = 50;
     let registry = EnvelopeRegistry::new();
-    let addr = common::serve(app(&registry)).await;
+    let collector = MetricsCollector::new();
+    let addr = common::serve(app_with_metrics(&registry, &collector)).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
 
     let next = Arc::new(AtomicUsize::new(0));
@@ -142,6 +160,8 @@ async fn no_leaks_on_cancel() {
         registry.len(),
         registry.snapshot()
     );
+    // The gauge drops with the same guards; by the time the registry is idle it is 0.
+    assert_eq!(in_flight_gauge(&collector), "http_requests_in_flight 0");
 }
 
 /// RELIABILITY.md 3: a body streams 10 chunks over 2 s; the request stays registered, in the
@@ -149,7 +169,8 @@ async fn no_leaks_on_cancel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_body_keeps_the_request_until_its_last_chunk() {
     let registry = EnvelopeRegistry::new();
-    let addr = common::serve(app(&registry)).await;
+    let collector = MetricsCollector::new();
+    let addr = common::serve(app_with_metrics(&registry, &collector)).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
 
     let res = client

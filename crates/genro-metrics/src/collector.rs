@@ -1,5 +1,4 @@
 use std::{
-    collections::HashMap,
     convert::Infallible,
     fmt,
     future::{ready, Ready},
@@ -23,7 +22,8 @@ use crate::labels::{RouteLabel, OVERFLOW};
 pub const DEFAULT_MAX_ROUTES: usize = 500;
 
 /// Content type of the OpenMetrics text format.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Content type of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -45,12 +45,16 @@ type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 fn duration_histogram() -> Histogram {
     // Prometheus client libraries' default buckets, 5 ms to 10 s, plus 30 s and 60 s for
     // streaming responses.
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
 }
 
 fn size_histogram() -> Histogram {
     // 64 B to 64 MiB, by powers of four.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(64.0, 4.0, 11))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        64.0, 4.0, 11,
+    ))
 }
 
 /// Metric handles for one (method, route) pair, made once and reused by every request on it.
@@ -81,11 +85,37 @@ impl RouteHandles {
             route: self.route.clone(),
             status,
         });
-        let mut statuses = self.statuses.write().unwrap_or_else(PoisonError::into_inner);
+        let mut statuses = self
+            .statuses
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if !statuses.iter().any(|(s, _)| *s == status) {
             statuses.push((status, counter.clone()));
         }
         counter
+    }
+}
+
+/// (method, route) to its handles.
+type RouteMap = hashbrown::HashMap<RouteKey, Arc<RouteHandles>, foldhash::fast::RandomState>;
+
+/// An owned map key.
+#[derive(PartialEq, Eq, Hash)]
+struct RouteKey {
+    method: &'static str,
+    route: Arc<str>,
+}
+
+/// A borrowed key, hashed the same way, so a lookup copies nothing.
+#[derive(Hash)]
+struct RouteRef<'a> {
+    method: &'static str,
+    route: &'a str,
+}
+
+impl hashbrown::Equivalent<RouteKey> for RouteRef<'_> {
+    fn equivalent(&self, key: &RouteKey) -> bool {
+        self.method == key.method && self.route == &*key.route
     }
 }
 
@@ -95,7 +125,7 @@ pub(crate) struct HttpMetrics {
     duration: HistogramFamily,
     size: HistogramFamily,
     pub(crate) in_flight: Gauge,
-    routes: RwLock<HashMap<(&'static str, Arc<str>), Arc<RouteHandles>, foldhash::fast::RandomState>>,
+    routes: RwLock<RouteMap>,
     max_routes: usize,
 }
 
@@ -117,24 +147,30 @@ impl HttpMetrics {
     pub(crate) fn route(&self, method: &'static str, route: &str) -> Arc<RouteHandles> {
         {
             let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(handles) = routes.get(&(method, route) as &dyn RouteKey) {
+            if let Some(handles) = routes.get(&RouteRef { method, route }) {
                 return handles.clone();
             }
         }
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(handles) = routes.get(&(method, route) as &dyn RouteKey) {
+        if let Some(handles) = routes.get(&RouteRef { method, route }) {
             return handles.clone();
         }
         let distinct = routes.len();
         let label: Arc<str> = if distinct >= self.max_routes {
-            if let Some(handles) = routes.get(&(method, OVERFLOW) as &dyn RouteKey) {
+            if let Some(handles) = routes.get(&RouteRef {
+                method,
+                route: OVERFLOW,
+            }) {
                 return handles.clone();
             }
             Arc::from(OVERFLOW)
         } else {
             Arc::from(route)
         };
-        let labels = RouteLabels { method, route: RouteLabel(label.clone()) };
+        let labels = RouteLabels {
+            method,
+            route: RouteLabel(label.clone()),
+        };
         let handles = Arc::new(RouteHandles {
             duration: self.duration.get_or_create_owned(&labels),
             size: self.size.get_or_create_owned(&labels),
@@ -143,45 +179,14 @@ impl HttpMetrics {
             statuses: RwLock::new(Vec::new()),
             requests: self.requests.clone(),
         });
-        routes.insert((method, label), handles.clone());
+        routes.insert(
+            RouteKey {
+                method,
+                route: label,
+            },
+            handles.clone(),
+        );
         handles
-    }
-}
-
-/// Lets the route map be searched with borrowed `(&str, &str)` keys.
-trait RouteKey {
-    fn key(&self) -> (&str, &str);
-}
-
-impl RouteKey for (&'static str, Arc<str>) {
-    fn key(&self) -> (&str, &str) {
-        (self.0, &self.1)
-    }
-}
-
-impl RouteKey for (&'static str, &str) {
-    fn key(&self) -> (&str, &str) {
-        (self.0, self.1)
-    }
-}
-
-impl<'a> std::borrow::Borrow<dyn RouteKey + 'a> for (&'static str, Arc<str>) {
-    fn borrow(&self) -> &(dyn RouteKey + 'a) {
-        self
-    }
-}
-
-impl PartialEq for dyn RouteKey + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for dyn RouteKey + '_ {}
-
-impl std::hash::Hash for dyn RouteKey + '_ {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key().hash(state);
     }
 }
 
@@ -246,7 +251,10 @@ impl MetricsCollector {
     /// The prometheus-client registry, to register your own metrics (and other genro crates':
     /// `registry.register_metrics(&mut collector.registry())`).
     pub fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.inner.registry.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers process metrics (CPU time, resident and virtual memory, open and maximum file
@@ -278,7 +286,9 @@ impl MetricsCollector {
     /// With axum: `Router::new().route_service("/metrics", collector.service())`.
     #[must_use]
     pub fn service(&self) -> MetricsService {
-        MetricsService { collector: self.clone() }
+        MetricsService {
+            collector: self.clone(),
+        }
     }
 
     pub(crate) fn http(&self) -> &Arc<HttpMetrics> {

@@ -53,7 +53,9 @@ impl MetricsLayer {
     /// A layer recording into `collector`.
     #[must_use]
     pub fn new(collector: &MetricsCollector) -> Self {
-        Self { http: collector.http().clone() }
+        Self {
+            http: collector.http().clone(),
+        }
     }
 }
 
@@ -67,7 +69,10 @@ impl<S> Layer<S> for MetricsLayer {
     type Service = Metrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Metrics { inner, http: self.http.clone() }
+        Metrics {
+            inner,
+            http: self.http.clone(),
+        }
     }
 }
 
@@ -79,13 +84,18 @@ pub struct Metrics<S> {
 
 impl<S: Clone> Clone for Metrics<S> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), http: self.http.clone() }
+        Self {
+            inner: self.inner.clone(),
+            http: self.http.clone(),
+        }
     }
 }
 
 impl<S: fmt::Debug> fmt::Debug for Metrics<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Metrics").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("Metrics")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -97,6 +107,8 @@ enum RouteSource {
     Grpc(Uri),
     Unknown,
 }
+
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 fn is_grpc<B>(req: &Request<B>) -> bool {
     req.headers()
@@ -121,8 +133,13 @@ impl RouteSource {
     fn label<'s, B>(&'s self, response: &Response<B>) -> &'s str {
         // A gRPC path is a template only for methods that exist: tonic answers others with
         // `grpc-status: 12` (unimplemented), and those must not become series.
-        let unimplemented = response.headers().get("grpc-status").is_some_and(|s| s == "12");
-        let grpc_path = |uri: &'s Uri| (!unimplemented).then(|| uri.path());
+        let grpc_path = |uri: &'s Uri| {
+            let unimplemented = response
+                .headers()
+                .get(&GRPC_STATUS)
+                .is_some_and(|s| s == "12");
+            (!unimplemented).then(|| uri.path())
+        };
         match self {
             #[cfg(feature = "axum")]
             Self::Matched(path) => path.as_str(),
@@ -160,6 +177,12 @@ struct Pending {
     _in_flight: InFlight,
 }
 
+impl Pending {
+    fn handles<B>(&self, response: &Response<B>) -> Arc<RouteHandles> {
+        self.http.route(self.method, self.route.label(response))
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Metrics<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -181,7 +204,10 @@ where
             http: self.http.clone(),
             _in_flight: InFlight::new(&self.http.in_flight),
         };
-        ResponseFuture { inner: self.inner.call(req), pending: Some(pending) }
+        ResponseFuture {
+            inner: self.inner.call(req),
+            pending: Some(pending),
+        }
     }
 }
 
@@ -196,7 +222,9 @@ pin_project! {
 
 impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("ResponseFuture")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -210,7 +238,7 @@ where
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
         let done = this.pending.take().map(|p| {
-            let handles = p.http.route(p.method, p.route.label(&response));
+            let handles = p.handles(&response);
             Done {
                 handles,
                 status: response.status().as_u16(),
@@ -235,7 +263,9 @@ struct Done {
 impl Drop for Done {
     fn drop(&mut self) {
         self.handles.requests(self.status).inc();
-        self.handles.duration.observe(self.start.elapsed().as_secs_f64());
+        self.handles
+            .duration
+            .observe(self.start.elapsed().as_secs_f64());
         self.handles.size.observe(self.bytes as f64);
     }
 }
@@ -251,7 +281,9 @@ pin_project! {
 
 impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseBody").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("ResponseBody")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 

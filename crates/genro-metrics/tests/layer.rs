@@ -3,21 +3,32 @@
 use std::{convert::Infallible, time::Duration};
 
 use axum::{body::Body, routing::get, Router};
-use genro_metrics::{MetricsCollector, MetricsLayer, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+use genro_metrics::{
+    MetricsCollector, MetricsLayer, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
+};
 use http::{Method, Request};
 use http_body_util::BodyExt;
 use tower::{Service, ServiceExt};
 
 fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 async fn call(app: &Router, method: Method, path: &str) -> u16 {
     let res = app
         .clone()
-        .oneshot(Request::builder().method(method).uri(path).body(Body::empty()).unwrap())
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let status = res.status().as_u16();
@@ -42,55 +53,114 @@ async fn nested_routes_are_templates_and_strangers_are_bounded() {
     assert_eq!(call(&app, odd, "/health").await, 405);
 
     let text = collector.render();
-    assert_eq!(value(&text, r#"http_requests_total{method="GET",route="/api/users/{id}",status="200"}"#), Some(2.0), "{text}");
-    assert_eq!(value(&text, r#"http_requests_total{method="POST",route="/api/users/{id}",status="200"}"#), Some(1.0));
-    assert_eq!(value(&text, r#"http_requests_total{method="GET",route="unmatched",status="404"}"#), Some(1.0), "{text}");
-    assert_eq!(value(&text, r#"http_requests_total{method="other",route="/health",status="405"}"#), Some(1.0), "{text}");
+    assert_eq!(
+        value(
+            &text,
+            r#"http_requests_total{method="GET",route="/api/users/{id}",status="200"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"http_requests_total{method="POST",route="/api/users/{id}",status="200"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"http_requests_total{method="GET",route="unmatched",status="404"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"http_requests_total{method="other",route="/health",status="405"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
     assert!(!text.contains("/api/users/1"), "no raw paths");
     assert!(!text.contains("BREW"));
     assert_eq!(value(&text, "http_requests_in_flight"), Some(0.0));
-    assert!(text.contains(r#"http_response_size_bytes_sum{method="GET",route="/api/users/{id}"} 2.0"#), "{text}");
+    assert!(
+        text.contains(r#"http_response_size_bytes_sum{method="GET",route="/api/users/{id}"} 2.0"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn a_streaming_body_is_timed_to_its_end_and_a_dropped_one_leaves_in_flight() {
     let collector = MetricsCollector::new();
     let app = Router::new()
-        .route(
-            "/stream",
-            get(|| async { one_second_body() }),
-        )
+        .route("/stream", get(|| async { one_second_body() }))
         .layer(MetricsLayer::new(&collector));
 
-    let res = app.clone().oneshot(Request::get("/stream").body(Body::empty()).unwrap()).await.unwrap();
-    assert_eq!(value(&collector.render(), "http_requests_in_flight"), Some(1.0));
+    let res = app
+        .clone()
+        .oneshot(Request::get("/stream").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        value(&collector.render(), "http_requests_in_flight"),
+        Some(1.0)
+    );
     res.into_body().collect().await.unwrap();
     let text = collector.render();
-    let sum = value(&text, r#"http_request_duration_seconds_sum{method="GET",route="/stream"}"#).unwrap();
+    let sum = value(
+        &text,
+        r#"http_request_duration_seconds_sum{method="GET",route="/stream"}"#,
+    )
+    .unwrap();
     assert!(sum >= 1.0, "a 1 s stream recorded as {sum} s");
     assert_eq!(value(&text, "http_requests_in_flight"), Some(0.0));
 
     // The client goes away mid-body: in flight goes back down, the request is still counted.
-    let res = app.clone().oneshot(Request::get("/stream").body(Body::empty()).unwrap()).await.unwrap();
+    let res = app
+        .clone()
+        .oneshot(Request::get("/stream").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let mut body = res.into_body();
     body.frame().await.unwrap().unwrap();
-    assert_eq!(value(&collector.render(), "http_requests_in_flight"), Some(1.0));
+    assert_eq!(
+        value(&collector.render(), "http_requests_in_flight"),
+        Some(1.0)
+    );
     drop(body);
     let text = collector.render();
     assert_eq!(value(&text, "http_requests_in_flight"), Some(0.0));
-    assert_eq!(value(&text, r#"http_requests_total{method="GET",route="/stream",status="200"}"#), Some(2.0));
+    assert_eq!(
+        value(
+            &text,
+            r#"http_requests_total{method="GET",route="/stream",status="200"}"#
+        ),
+        Some(2.0)
+    );
 
     // The response future dropped before the handler answers: in flight goes back down.
     let slow = Router::new()
-        .route("/slow", get(|| async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            "late"
-        }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "late"
+            }),
+        )
         .layer(MetricsLayer::new(&collector));
     let mut svc = slow.clone();
     let fut = svc.call(Request::get("/slow").body(Body::empty()).unwrap());
-    assert!(tokio::time::timeout(Duration::from_millis(20), fut).await.is_err());
-    assert_eq!(value(&collector.render(), "http_requests_in_flight"), Some(0.0));
+    assert!(tokio::time::timeout(Duration::from_millis(20), fut)
+        .await
+        .is_err());
+    assert_eq!(
+        value(&collector.render(), "http_requests_in_flight"),
+        Some(0.0)
+    );
 }
 
 /// Five chunks, each after 250 ms: the body takes 1 s.
@@ -100,7 +170,10 @@ fn one_second_body() -> Body {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-        Some((Ok::<_, Infallible>(bytes::Bytes::from_static(b"tick\n")), n + 1))
+        Some((
+            Ok::<_, Infallible>(bytes::Bytes::from_static(b"tick\n")),
+            n + 1,
+        ))
     }))
 }
 
@@ -117,7 +190,14 @@ async fn distinct_routes_are_capped() {
         call(&app, Method::GET, p).await;
     }
     let text = collector.render();
-    assert_eq!(value(&text, r#"http_requests_total{method="GET",route="overflow",status="200"}"#), Some(2.0), "{text}");
+    assert_eq!(
+        value(
+            &text,
+            r#"http_requests_total{method="GET",route="overflow",status="200"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -125,22 +205,38 @@ async fn metrics_service_negotiates_the_format() {
     let collector = MetricsCollector::new();
     collector.register_process_metrics();
     let mut svc = collector.service();
-    let res = svc.call(Request::get("/metrics").body(()).unwrap()).await.unwrap();
+    let res = svc
+        .call(Request::get("/metrics").body(()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(res.headers()["content-type"], PROMETHEUS_CONTENT_TYPE);
-    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    assert!(text.contains("# TYPE http_requests_in_flight gauge"), "{text}");
+    let text =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(
+        text.contains("# TYPE http_requests_in_flight gauge"),
+        "{text}"
+    );
     assert!(!text.contains("# EOF"));
 
     let req = Request::get("/metrics")
-        .header("accept", "application/openmetrics-text; version=1.0.0,text/plain;q=0.5")
+        .header(
+            "accept",
+            "application/openmetrics-text; version=1.0.0,text/plain;q=0.5",
+        )
         .body(())
         .unwrap();
     let res = svc.call(req).await.unwrap();
     assert_eq!(res.headers()["content-type"], OPENMETRICS_CONTENT_TYPE);
-    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let text =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(text.ends_with("# EOF\n"));
     #[cfg(target_os = "linux")]
-    for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"] {
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
 }

@@ -1,0 +1,174 @@
+//! Every query of `dashboards/genro-asgi.json` uses metric names the code really exports: the
+//! names are checked against a real scrape of a stack with every genro crate registered.
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use axum::{body::Body, routing::get, Router};
+use genro_asgi::{
+    EnvelopeLayer, EnvelopeRegistry, MetricsCollector, MetricsLayer, RegistryLayer,
+    RequestEnvelope, Watchdog, WatchdogConfig, WebhookNotifier,
+};
+use http::Request;
+use http_body_util::BodyExt;
+use tower::{ServiceBuilder, ServiceExt};
+
+/// Words of PromQL that are not metric names.
+const PROMQL: &[&str] = &[
+    "sum",
+    "by",
+    "rate",
+    "irate",
+    "increase",
+    "histogram_quantile",
+    "le",
+    "route",
+    "status",
+    "job",
+    "instance",
+    "severity",
+    "outcome",
+    "type",
+    "kind",
+    "method",
+    "max",
+    "min",
+    "avg",
+    "without",
+    "__rate_interval",
+    "e6",
+    "label_values",
+    "clamp_min",
+];
+
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut in_braces = 0;
+    let mut in_string = false;
+    let mut word = String::new();
+    for c in expr.chars().chain(std::iter::once(' ')) {
+        if !in_string && (c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            word.push(c);
+            continue;
+        }
+        // A word ends here: a metric name if outside label matchers and not PromQL.
+        let is_number = word.chars().next().is_some_and(|c| c.is_ascii_digit());
+        if !word.is_empty() && in_braces == 0 && !is_number && !PROMQL.contains(&word.as_str()) {
+            names.insert(word.clone());
+        }
+        word.clear();
+        match c {
+            '"' => in_string = !in_string,
+            '{' if !in_string => in_braces += 1,
+            '}' if !in_string => in_braces -= 1,
+            _ => {}
+        }
+    }
+    names
+}
+
+fn exprs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                if k == "expr" {
+                    out.push(v.as_str().unwrap().to_owned());
+                } else {
+                    exprs(v, out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| exprs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_dashboard_query_uses_exported_metric_names() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../dashboards/genro-asgi.json")).expect("valid JSON");
+    let mut queries = Vec::new();
+    exprs(&dashboard, &mut queries);
+    assert!(queries.len() >= 8, "the dashboard has its panels");
+
+    // A stack with every crate's metrics, and some traffic so that every family has series.
+    let collector = MetricsCollector::new();
+    let registry = EnvelopeRegistry::new();
+    let envelope_layer = EnvelopeLayer::new();
+    registry.register_metrics(&mut collector.registry());
+    envelope_layer.register_metrics(&mut collector.registry());
+    let mut watchdog = Watchdog::new(registry.clone(), WatchdogConfig::default());
+    watchdog.register_metrics(&mut collector.registry());
+    let webhook = WebhookNotifier::builder("http://127.0.0.1:9/hook")
+        .unwrap()
+        .build()
+        .unwrap();
+    webhook.register_metrics(&mut collector.registry());
+    collector.register_process_metrics();
+    let app = Router::new().route("/x/{id}", get(|| async { "x" })).layer(
+        ServiceBuilder::new()
+            .layer(envelope_layer)
+            .layer(RegistryLayer::new(registry.clone()))
+            .layer(MetricsLayer::new(&collector)),
+    );
+    let req = Request::get("/x/1")
+        .header("x-request-id", "bad id")
+        .body(Body::empty())
+        .unwrap();
+    app.oneshot(req)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
+    let _stuck = registry.track(Arc::new(RequestEnvelope::new(
+        http::Method::GET,
+        http::Uri::from_static("/s"),
+    )));
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(90)).await;
+    watchdog.scan();
+    use genro_asgi::Notifier;
+    webhook
+        .notify(genro_asgi::Notification::new(
+            "t",
+            genro_asgi::watchdog::Severity::Critical,
+            "m",
+        ))
+        .await;
+    webhook
+        .notify(genro_asgi::Notification::new(
+            "t",
+            genro_asgi::watchdog::Severity::Critical,
+            "m",
+        ))
+        .await;
+
+    let scrape = collector.render();
+    let exported: BTreeSet<&str> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    for query in &queries {
+        let names = metric_names(query);
+        assert!(!names.is_empty(), "no metric in {query}");
+        for name in names {
+            assert!(
+                exported.contains(name.as_str()),
+                "dashboard query uses `{name}`, which no genro crate exports:\n{query}\nexported: {exported:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_name_extractor_finds_names_and_skips_labels() {
+    let names = metric_names(
+        r#"histogram_quantile(0.9, sum by (le, route) (rate(http_x_bucket{job=~"a",status=~"5.."}[5m]))) / foo_total"#,
+    );
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["foo_total", "http_x_bucket"]
+    );
+}
