@@ -3,13 +3,14 @@
 //! This umbrella crate re-exports the genro crates, each behind a feature of its own name (all on
 //! by default), so that `use genro_asgi::EnvelopeLayer;` works as well as
 //! `use genro_envelope::EnvelopeLayer;`. Each crate is also reachable as a module
-//! (`genro_asgi::envelope`, `genro_asgi::registry`, `genro_asgi::metrics`, `genro_asgi::watchdog`).
+//! (`genro_asgi::envelope`, `genro_asgi::registry`, `genro_asgi::metrics`, `genro_asgi::errors`, `genro_asgi::watchdog`).
 //!
 //! | feature | crate | what it gives |
 //! |---|---|---|
 //! | `genro-envelope` | [`genro_envelope`] | [`RequestEnvelope`], [`EnvelopeLayer`], the axum extractor |
 //! | `genro-registry` | [`genro_registry`] | [`EnvelopeRegistry`], [`RegistryLayer`] |
 //! | `genro-metrics` | [`genro_metrics`] | [`MetricsCollector`], [`MetricsLayer`], [`MetricsService`] |
+//! | `genro-errors` | [`genro_errors`] | [`ErrorLayer`], [`Problem`], [`Error`] |
 //! | `genro-watchdog` | [`genro_watchdog`] | [`Watchdog`], [`WatchdogConfig`], [`Notifier`], [`WebhookNotifier`] |
 //!
 //! See the README for the crate map and a quick start.
@@ -36,3 +37,11 @@ pub use genro_watchdog::{
 #[cfg(feature = "genro-metrics")]
 #[doc(inline)]
 pub use genro_metrics::{self as metrics, MetricsCollector, MetricsLayer, MetricsService};
+
+#[cfg(feature = "genro-errors")]
+#[doc(inline)]
+pub use genro_errors::{self as errors, ErrorLayer, ErrorReport, Observer, Problem};
+
+/// The error a genro-asgi handler returns (the facade's `Error` type will join it).
+#[cfg(feature = "genro-errors")]
+pub type Error = genro_errors::Error;

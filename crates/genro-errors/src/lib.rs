@@ -1,0 +1,72 @@
+//! One place for every error and panic of a tower service: a short error id, handlers keyed by
+//! error type, `application/problem+json` and gRPC status.
+//!
+//! [`ErrorLayer`] catches what the inner service gets wrong — an error it returns, a panic in
+//! `call` or in its future, an [`Error`] a handler returns — and turns each into one consistent
+//! response, one structured log event and one increment of `errors_total{kind,type}`. The error
+//! id is the request envelope's short id, so the id a user quotes from an error page is the one
+//! in the log line, the `x-error-id` header and the debug console.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use genro_errors::{Error, ErrorLayer, Problem};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//!
+//! #[derive(Debug)]
+//! struct NotFound(u32);
+//! impl std::fmt::Display for NotFound {
+//!     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+//!         write!(f, "no order {}", self.0)
+//!     }
+//! }
+//! impl std::error::Error for NotFound {}
+//!
+//! async fn order() -> Result<String, Error> {
+//!     Err(NotFound(7))?
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Router::new().route("/orders/7", get(order)).layer(
+//!     ErrorLayer::new().handler::<NotFound, _>(|e, _envelope| {
+//!         Problem::new(StatusCode::NOT_FOUND).detail(e.to_string())
+//!     }),
+//! );
+//! let res = app.oneshot(Request::get("/orders/7").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::NOT_FOUND);
+//! assert_eq!(res.headers()["content-type"], "application/problem+json");
+//! assert!(res.headers().contains_key("x-error-id"));
+//! # }
+//! ```
+//!
+//! # What the client sees
+//!
+//! `application/problem+json` (RFC 9457) with `title`, `status` and `error_id`, plus `type` when
+//! it is not `about:blank`. `detail` appears for 4xx problems whose handler gave one; for 5xx,
+//! `detail` and `traceback` appear only with [`ErrorLayer::show_traceback`]. Browsers asking for
+//! `text/html` get a small page, `text/plain` clients get text, and gRPC clients get a
+//! trailers-only response with the mapped `grpc-status`.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `axum`  | no      | `IntoResponse` for [`Error`], so handlers return `Result<T, genro_errors::Error>` |
+//!
+//! # Minimum supported Rust version
+//!
+//! 1.88.
+
+mod error;
+mod layer;
+mod problem;
+
+pub use error::{BoxError, Error};
+pub use layer::{
+    ErrorBody, ErrorKind, ErrorLayer, ErrorReport, Errors, ObserveFuture, Observer, ResponseFuture,
+    TracebackSwitch,
+};
+pub use problem::Problem;

@@ -1,0 +1,301 @@
+//! ErrorLayer at the service level under axum: handlers by type, defaults, panics, negotiation,
+//! show_traceback, observers, metrics and the log line.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{body::Body, routing::get, Router};
+use genro_envelope::EnvelopeLayer;
+use genro_errors::{Error, ErrorKind, ErrorLayer, ErrorReport, Problem};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use prometheus_client::{encoding::text::encode, registry::Registry};
+use tower::{ServiceBuilder, ServiceExt};
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Debug)]
+struct NotFound(u32);
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "order {} does not exist", self.0)
+    }
+}
+impl std::error::Error for NotFound {}
+
+#[derive(Debug)]
+struct Invalid(&'static str);
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "field {} is required", self.0)
+    }
+}
+impl std::error::Error for Invalid {}
+
+/// An error wrapping another, to check that handlers are found along the source chain.
+#[derive(Debug)]
+struct Wrapped(NotFound);
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("loading failed")
+    }
+}
+impl std::error::Error for Wrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[derive(Debug)]
+struct Secret;
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("db password=hunter2 at /srv/app/config.ini")
+    }
+}
+impl std::error::Error for Secret {}
+
+fn layer() -> ErrorLayer {
+    ErrorLayer::new()
+        .handler::<NotFound, _>(|e, _| Problem::new(StatusCode::NOT_FOUND).title("Order not found").detail(e.to_string()))
+        .handler::<Invalid, _>(|e, _| {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+                .type_uri("https://errors.example.com/invalid")
+                .detail(e.to_string())
+        })
+}
+
+fn app(layer: ErrorLayer) -> Router {
+    Router::new()
+        .route("/missing", get(|| async { Err::<String, Error>(NotFound(7).into()) }))
+        .route("/invalid", get(|| async { Err::<String, Error>(Invalid("email").into()) }))
+        .route("/wrapped", get(|| async { Err::<String, Error>(Wrapped(NotFound(9)).into()) }))
+        .route("/secret", get(|| async { Err::<String, Error>(Secret.into()) }))
+        .route("/teapot", get(|| async { Err::<String, Error>(Error::msg("short and stout").with_status(StatusCode::IM_A_TEAPOT)) }))
+        .route("/panic", get(|| async {
+            if true {
+                panic!("boom at /srv/app/src/handler.rs");
+            }
+            "unreachable"
+        }))
+        .route("/plain500", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "handled by the app") }))
+        .route("/ok", get(|| async { "fine" }))
+        .layer(ServiceBuilder::new().layer(EnvelopeLayer::new()).layer(layer))
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+async fn get_with(app: &Router, path: &str, accept: Option<&str>) -> Answer {
+    let mut req = Request::get(path);
+    if let Some(accept) = accept {
+        req = req.header("accept", accept);
+    }
+    let res = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Answer { status, headers, body }
+}
+
+fn json(body: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(body).unwrap().as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn registered_types_map_to_their_status_and_body() {
+    let app = app(layer());
+    let a = get_with(&app, "/missing", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.headers["content-type"], "application/problem+json");
+    let doc = json(&a.body);
+    assert_eq!(doc["title"], "Order not found");
+    assert_eq!(doc["status"], 404);
+    assert_eq!(doc["detail"], "order 7 does not exist", "4xx detail from the handler is shown");
+    assert_eq!(doc["error_id"], a.headers["x-error-id"].to_str().unwrap());
+    assert!(!doc.contains_key("type"), "about:blank is implied");
+
+    let a = get_with(&app, "/invalid", None).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json(&a.body)["type"], "https://errors.example.com/invalid");
+
+    // Found through the source chain.
+    let a = get_with(&app, "/wrapped", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(json(&a.body)["detail"], "order 9 does not exist");
+
+    // An unregistered error keeps the status it was given.
+    let a = get_with(&app, "/teapot", None).await;
+    assert_eq!(a.status, StatusCode::IM_A_TEAPOT);
+}
+
+#[tokio::test]
+async fn unregistered_errors_and_panics_are_opaque_500s_unless_traceback_is_on() {
+    let app = app(layer());
+    for path in ["/secret", "/panic"] {
+        let a = get_with(&app, path, None).await;
+        assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        let doc = json(&a.body);
+        let keys: Vec<_> = doc.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["error_id", "status", "title"], "{path}: {}", a.body);
+        assert_eq!(doc["title"], "Internal Server Error");
+        assert_eq!(doc["error_id"].as_str().unwrap().len(), 8);
+        for leak in ["hunter2", "/srv/app", "Secret", "boom"] {
+            assert!(!a.body.contains(leak), "{path} leaked {leak}: {}", a.body);
+        }
+    }
+
+    let verbose = ErrorLayer::new().show_traceback(true);
+    let app = self::app(verbose);
+    let a = get_with(&app, "/secret", None).await;
+    let doc = json(&a.body);
+    assert!(doc["detail"].as_str().unwrap().contains("hunter2"), "{}", a.body);
+    assert!(doc.contains_key("traceback"));
+    let a = get_with(&app, "/panic", None).await;
+    assert!(json(&a.body)["traceback"].as_str().unwrap().contains("panic: boom"), "{}", a.body);
+}
+
+#[tokio::test]
+async fn traceback_can_be_switched_while_running() {
+    let layer = ErrorLayer::new();
+    let switch = layer.traceback_switch();
+    let app = app(layer);
+    assert!(!get_with(&app, "/secret", None).await.body.contains("hunter2"));
+    switch.set(true);
+    assert!(get_with(&app, "/secret", None).await.body.contains("hunter2"));
+    switch.set(false);
+    assert!(!get_with(&app, "/secret", None).await.body.contains("hunter2"));
+}
+
+#[tokio::test]
+async fn html_and_text_negotiation() {
+    let app = app(layer());
+    let a = get_with(&app, "/missing", Some("text/html,application/xhtml+xml,*/*;q=0.8")).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
+    let id = a.headers["x-error-id"].to_str().unwrap().to_owned();
+    assert!(a.body.starts_with("<!doctype html>") && a.body.contains(&id), "{}", a.body);
+
+    let a = get_with(&app, "/panic", Some("text/plain")).await;
+    assert_eq!(a.headers["content-type"], "text/plain; charset=utf-8");
+    assert!(a.body.starts_with("500 Internal Server Error\nerror id: "), "{}", a.body);
+    assert!(!a.body.contains("boom"));
+}
+
+#[tokio::test]
+async fn service_errors_get_default_statuses() {
+    use tower::{load_shed::LoadShedLayer, timeout::TimeoutLayer};
+
+    let slow = Router::new()
+        .route("/slow", get(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "late"
+        }))
+        .layer(
+            ServiceBuilder::new()
+                .layer(ErrorLayer::new())
+                .layer(TimeoutLayer::new(Duration::from_millis(20))),
+        );
+    let a = get_with(&slow, "/slow", None).await;
+    assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT);
+
+    // A service that is never ready, behind load shedding: 503 with Retry-After.
+    let shed = ServiceBuilder::new()
+        .layer(ErrorLayer::new())
+        .layer(LoadShedLayer::new())
+        .layer(tower::limit::ConcurrencyLimitLayer::new(0))
+        .service(tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+        }));
+    let res = shed.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "1");
+}
+
+#[tokio::test]
+async fn metrics_count_by_kind_and_bounded_type() {
+    let layer = layer();
+    let mut registry = Registry::default();
+    layer.register_metrics(&mut registry);
+    let app = app(layer);
+    for path in ["/missing", "/missing", "/secret", "/panic", "/plain500", "/ok"] {
+        get_with(&app, path, None).await;
+    }
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    let t = std::any::type_name::<NotFound>();
+    assert!(text.contains(&format!(r#"errors_total{{kind="error",type="{t}"}} 2"#)), "{text}");
+    assert!(text.contains(r#"errors_total{kind="error",type="other"} 1"#), "{text}");
+    assert!(text.contains(r#"errors_total{kind="panic",type="panic"} 1"#), "{text}");
+    assert!(text.contains(r#"errors_total{kind="status",type="other"} 1"#), "{text}");
+}
+
+#[tokio::test]
+async fn observers_see_each_error_and_cannot_hold_the_response_past_their_limit() {
+    let seen: Arc<Mutex<Vec<(ErrorKind, &'static str, bool, String)>>> = Arc::default();
+    let layer = layer()
+        .observer({
+            let seen = seen.clone();
+            move |r: Arc<ErrorReport>| {
+                seen.lock().unwrap().push((r.kind, r.error_type, r.critical, r.envelope.short_id().to_string()));
+                async {}
+            }
+        })
+        .observer(|_r: Arc<ErrorReport>| async { tokio::time::sleep(Duration::from_secs(60)).await })
+        .observer_timeout(Duration::from_millis(100));
+    let app = app(layer);
+    let started = Instant::now();
+    let a = get_with(&app, "/panic", None).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the observer timeout");
+    let b = get_with(&app, "/missing", None).await;
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!((seen[0].0, seen[0].1, seen[0].2), (ErrorKind::Panic, "panic", true));
+    assert_eq!(seen[0].3, a.headers["x-error-id"].to_str().unwrap());
+    assert!(!seen[1].2, "a handled 404 is not critical");
+    assert_eq!(seen[1].3, b.headers["x-error-id"].to_str().unwrap());
+}
+
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+impl<'a> MakeWriter<'a> for Logs {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+#[test]
+fn the_error_id_in_the_log_is_the_one_in_the_header() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (secret, panic) = tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            let app = app(layer());
+            (get_with(&app, "/secret", None).await, get_with(&app, "/panic", None).await)
+        })
+    });
+    let out = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<_> = out.lines().filter(|l| l.contains("request failed")).collect();
+    assert_eq!(lines.len(), 2, "one event per error:\n{out}");
+    let id = secret.headers["x-error-id"].to_str().unwrap();
+    assert!(lines[0].contains(&format!("error_id={id}")) && lines[0].contains("ERROR"), "{}", lines[0]);
+    assert!(lines[0].contains("hunter2"), "the server log has the full error");
+    assert!(lines[0].contains("path=\"/secret\"") || lines[0].contains("path=/secret"), "{}", lines[0]);
+    let id = panic.headers["x-error-id"].to_str().unwrap();
+    assert!(lines[1].contains(&format!("error_id={id}")) && lines[1].contains("boom"), "{}", lines[1]);
+}
