@@ -53,6 +53,7 @@ const STACKS: &[&str] = &[
     "envelope+registry",
     "metrics",
     "user-metrics",
+    "errors",
     "genro",
     "genro+watchdog",
     "tower-http",
@@ -130,7 +131,8 @@ fn genro_stack(registry: EnvelopeRegistry) -> Router {
         ServiceBuilder::new()
             .layer(EnvelopeLayer::new())
             .layer(RegistryLayer::new(registry))
-            .layer(MetricsLayer::new(&collector)),
+            .layer(MetricsLayer::new(&collector))
+            .layer(genro_asgi::ErrorLayer::new()),
     )
 }
 
@@ -161,6 +163,7 @@ fn build(stack: &str) -> Router {
         "user-metrics" => router().layer(ServiceBuilder::new().layer(
             middleware::from_fn_with_state(user_metrics_state(), user_metrics),
         )),
+        "errors" => router().layer(ServiceBuilder::new().layer(genro_asgi::ErrorLayer::new())),
         "genro" => genro_stack(EnvelopeRegistry::new()),
         // The same stack with a watchdog scanning the registry every 10 ms, on a thread of its
         // own: callgrind.sh counts the main thread only, so this is the request path's cost

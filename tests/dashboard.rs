@@ -98,29 +98,35 @@ async fn every_dashboard_query_uses_exported_metric_names() {
     envelope_layer.register_metrics(&mut collector.registry());
     let mut watchdog = Watchdog::new(registry.clone(), WatchdogConfig::default());
     watchdog.register_metrics(&mut collector.registry());
+    let errors = genro_asgi::ErrorLayer::new();
+    errors.register_metrics(&mut collector.registry());
     let webhook = WebhookNotifier::builder("http://127.0.0.1:9/hook")
         .unwrap()
         .build()
         .unwrap();
     webhook.register_metrics(&mut collector.registry());
     collector.register_process_metrics();
-    let app = Router::new().route("/x/{id}", get(|| async { "x" })).layer(
-        ServiceBuilder::new()
-            .layer(envelope_layer)
-            .layer(RegistryLayer::new(registry.clone()))
-            .layer(MetricsLayer::new(&collector)),
-    );
+    let app = Router::new()
+        .route("/x/{id}", get(|| async { "x" }))
+        .route(
+            "/fail",
+            get(|| async { Err::<String, genro_asgi::Error>(genro_asgi::Error::msg("no")) }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(envelope_layer)
+                .layer(RegistryLayer::new(registry.clone()))
+                .layer(MetricsLayer::new(&collector))
+                .layer(errors),
+        );
     let req = Request::get("/x/1")
         .header("x-request-id", "bad id")
         .body(Body::empty())
         .unwrap();
-    app.oneshot(req)
-        .await
-        .unwrap()
-        .into_body()
-        .collect()
-        .await
-        .unwrap();
+    for req in [req, Request::get("/fail").body(Body::empty()).unwrap()] {
+        let res = app.clone().oneshot(req).await.unwrap();
+        res.into_body().collect().await.unwrap();
+    }
     let _stuck = registry.track(Arc::new(RequestEnvelope::new(
         http::Method::GET,
         http::Uri::from_static("/s"),

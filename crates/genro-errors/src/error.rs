@@ -108,10 +108,15 @@ impl Carried {
 impl axum_core::response::IntoResponse for Error {
     fn into_response(self) -> axum_core::response::Response {
         // Without the layer, this is all the client sees: the status and no detail.
-        let status = self.inner.status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = self
+            .inner
+            .status
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = axum_core::response::Response::new(axum_core::body::Body::empty());
         *response.status_mut() = status;
-        response.extensions_mut().insert(Carried(Arc::new(Mutex::new(Some(self)))));
+        response
+            .extensions_mut()
+            .insert(Carried(Arc::new(Mutex::new(Some(self)))));
         response
     }
 }

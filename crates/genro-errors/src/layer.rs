@@ -161,7 +161,8 @@ impl ErrorLayer {
                 observers: Vec::new(),
                 observer_timeout: Duration::from_secs(2),
                 is_critical: Arc::new(|r: &ErrorReport| {
-                    r.kind == ErrorKind::Panic || (r.error_type == "other" && r.status.is_server_error())
+                    r.kind == ErrorKind::Panic
+                        || (r.error_type == "other" && r.status.is_server_error())
                 }),
                 errors: Family::default(),
             }),
@@ -182,9 +183,11 @@ impl ErrorLayer {
         E: StdError + 'static,
         F: Fn(&E, &RequestEnvelope) -> Problem + Send + Sync + 'static,
     {
-        let render: Arc<Render> = Arc::new(move |error: &(dyn StdError + 'static), envelope: &RequestEnvelope| {
-            error.downcast_ref::<E>().map(|e| render(e, envelope))
-        });
+        let render: Arc<Render> = Arc::new(
+            move |error: &(dyn StdError + 'static), envelope: &RequestEnvelope| {
+                error.downcast_ref::<E>().map(|e| render(e, envelope))
+            },
+        );
         self.settings_mut().handlers.push(Arc::new(Handler {
             type_name: std::any::type_name::<E>(),
             render,
@@ -223,7 +226,10 @@ impl ErrorLayer {
     /// Which errors are critical (the report's `critical` flag, for notifiers). Default: panics,
     /// and 5xx errors that no registered handler claimed.
     #[must_use]
-    pub fn is_critical(mut self, policy: impl Fn(&ErrorReport) -> bool + Send + Sync + 'static) -> Self {
+    pub fn is_critical(
+        mut self,
+        policy: impl Fn(&ErrorReport) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.settings_mut().is_critical = Arc::new(policy);
         self
     }
@@ -249,8 +255,19 @@ impl Default for ErrorLayer {
 impl fmt::Debug for ErrorLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ErrorLayer")
-            .field("handlers", &self.settings.handlers.iter().map(|h| h.type_name).collect::<Vec<_>>())
-            .field("show_traceback", &self.settings.show_traceback.load(Ordering::Relaxed))
+            .field(
+                "handlers",
+                &self
+                    .settings
+                    .handlers
+                    .iter()
+                    .map(|h| h.type_name)
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "show_traceback",
+                &self.settings.show_traceback.load(Ordering::Relaxed),
+            )
             .field("observers", &self.settings.observers.len())
             .finish_non_exhaustive()
     }
@@ -278,7 +295,11 @@ impl<S> Layer<S> for ErrorLayer {
     type Service = Errors<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Errors { inner, settings: self.settings.clone(), not_ready: None }
+        Errors {
+            inner,
+            settings: self.settings.clone(),
+            not_ready: None,
+        }
     }
 }
 
@@ -295,19 +316,41 @@ pub struct Errors<S> {
 
 impl<S: Clone> Clone for Errors<S> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), settings: self.settings.clone(), not_ready: None }
+        Self {
+            inner: self.inner.clone(),
+            settings: self.settings.clone(),
+            not_ready: None,
+        }
     }
 }
 
 impl<S: fmt::Debug> fmt::Debug for Errors<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Errors").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("Errors")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request's envelope, or what is needed to make one if an error comes (without an
+/// [`EnvelopeLayer`](genro_envelope::EnvelopeLayer) outside, the success path makes none).
+enum Subject {
+    Envelope(Arc<RequestEnvelope>),
+    Request(http::Method, http::Uri, http::Version),
+}
+
+impl Subject {
+    fn envelope(self) -> Arc<RequestEnvelope> {
+        match self {
+            Self::Envelope(envelope) => envelope,
+            Self::Request(method, uri, _version) => Arc::new(RequestEnvelope::new(method, uri)),
+        }
     }
 }
 
 /// What the layer keeps of the request, for the error path only.
 struct Ctx {
-    envelope: Arc<RequestEnvelope>,
+    subject: Subject,
     accept: Option<HeaderValue>,
     grpc: bool,
     settings: Arc<Settings>,
@@ -347,17 +390,13 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let envelope = match RequestEnvelope::from_request(&req) {
-            Some(envelope) => envelope.clone(),
-            None => {
-                let envelope = Arc::new(RequestEnvelope::for_request(&req));
-                req.extensions_mut().insert(envelope.clone());
-                envelope
-            }
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let subject = match RequestEnvelope::from_request(&req) {
+            Some(envelope) => Subject::Envelope(envelope.clone()),
+            None => Subject::Request(req.method().clone(), req.uri().clone(), req.version()),
         };
         let ctx = Ctx {
-            envelope,
+            subject,
             accept: req.headers().get(header::ACCEPT).cloned(),
             grpc: req
                 .headers()
@@ -367,14 +406,21 @@ where
         };
         if let Some(error) = self.not_ready.take() {
             return ResponseFuture {
-                state: State::Handling { future: Box::pin(handle(ctx, Failure::Service(error))) },
+                state: State::Handling {
+                    future: Box::pin(handle(ctx, Failure::Service(error))),
+                },
                 ctx: None,
             };
         }
         match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
-            Ok(future) => ResponseFuture { state: State::Running { future }, ctx: Some(ctx) },
+            Ok(future) => ResponseFuture {
+                state: State::Running { future },
+                ctx: Some(ctx),
+            },
             Err(payload) => ResponseFuture {
-                state: State::Handling { future: Box::pin(handle(ctx, Failure::Panic(panic_text(&*payload)))) },
+                state: State::Handling {
+                    future: Box::pin(handle(ctx, Failure::Panic(panic_text(&*payload)))),
+                },
                 ctx: None,
             },
         }
@@ -428,18 +474,23 @@ where
                             let carried = if response.extensions().is_empty() {
                                 None
                             } else {
-                                response.extensions().get::<Carried>().and_then(Carried::take)
+                                response
+                                    .extensions()
+                                    .get::<Carried>()
+                                    .and_then(Carried::take)
                             };
                             match carried {
                                 Some(error) => Failure::App(error),
                                 None => {
                                     if response.status().is_server_error() {
                                         if let Some(ctx) = this.ctx.as_ref() {
-                                            ctx.settings.errors.get_or_create(&ErrorLabels {
-                                                kind: ErrorKind::Status.as_str(),
-                                                r#type: "other",
-                                            })
-                                            .inc();
+                                            ctx.settings
+                                                .errors
+                                                .get_or_create(&ErrorLabels {
+                                                    kind: ErrorKind::Status.as_str(),
+                                                    r#type: "other",
+                                                })
+                                                .inc();
                                         }
                                     }
                                     return Poll::Ready(Ok(response.map(ErrorBody::inner)));
@@ -452,10 +503,9 @@ where
                 }
             };
             let ctx = this.ctx.take().expect("a running future has its context");
-            self.as_mut()
-                .project()
-                .state
-                .set(State::Handling { future: Box::pin(handle(ctx, failure)) });
+            self.as_mut().project().state.set(State::Handling {
+                future: Box::pin(handle(ctx, failure)),
+            });
         }
     }
 }
@@ -465,29 +515,50 @@ struct Resolved {
     error_type: &'static str,
 }
 
-fn chain<'a>(error: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(error), |e: &&'a (dyn StdError + 'static)| (*e).source())
+fn chain<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |e: &&'a (dyn StdError + 'static)| {
+        (*e).source()
+    })
 }
 
-fn resolve(settings: &Settings, error: &(dyn StdError + 'static), status: Option<StatusCode>, envelope: &RequestEnvelope) -> Resolved {
+fn resolve(
+    settings: &Settings,
+    error: &(dyn StdError + 'static),
+    status: Option<StatusCode>,
+    envelope: &RequestEnvelope,
+) -> Resolved {
     for e in chain(error) {
         for handler in &settings.handlers {
             if let Some(problem) = (handler.render)(e, envelope) {
-                return Resolved { problem, error_type: handler.type_name };
+                return Resolved {
+                    problem,
+                    error_type: handler.type_name,
+                };
             }
         }
     }
     for e in chain(error) {
         if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
-            return Resolved { problem: Problem::new(StatusCode::GATEWAY_TIMEOUT), error_type: "timeout" };
+            return Resolved {
+                problem: Problem::new(StatusCode::GATEWAY_TIMEOUT),
+                error_type: "timeout",
+            };
         }
         if e.is::<http_body_util::LengthLimitError>() {
-            return Resolved { problem: Problem::new(StatusCode::PAYLOAD_TOO_LARGE), error_type: "body_limit" };
+            return Resolved {
+                problem: Problem::new(StatusCode::PAYLOAD_TOO_LARGE),
+                error_type: "body_limit",
+            };
         }
         if e.is::<tower::load_shed::error::Overloaded>() {
             let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
                 .header(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Resolved { problem, error_type: "overloaded" };
+            return Resolved {
+                problem,
+                error_type: "overloaded",
+            };
         }
     }
     Resolved {
@@ -497,8 +568,14 @@ fn resolve(settings: &Settings, error: &(dyn StdError + 'static), status: Option
 }
 
 async fn handle<B>(ctx: Ctx, failure: Failure) -> Response<ErrorBody<B>> {
-    let settings = &ctx.settings;
-    let envelope = &ctx.envelope;
+    let Ctx {
+        subject,
+        accept,
+        grpc,
+        settings,
+    } = ctx;
+    let settings = &settings;
+    let envelope = &subject.envelope();
     let (resolved, kind, message, backtrace) = match &failure {
         Failure::App(error) => (
             resolve(settings, error.get_ref(), error.status(), envelope),
@@ -513,14 +590,20 @@ async fn handle<B>(ctx: Ctx, failure: Failure) -> Response<ErrorBody<B>> {
             None,
         ),
         Failure::Panic(text) => (
-            Resolved { problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR), error_type: "panic" },
+            Resolved {
+                problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
+                error_type: "panic",
+            },
             ErrorKind::Panic,
             text.clone(),
             None,
         ),
     };
     drop(failure);
-    let Resolved { problem, error_type } = resolved;
+    let Resolved {
+        problem,
+        error_type,
+    } = resolved;
     let status = problem.status;
     let mut report = ErrorReport {
         envelope: envelope.clone(),
@@ -535,7 +618,10 @@ async fn handle<B>(ctx: Ctx, failure: Failure) -> Response<ErrorBody<B>> {
     log(&report);
     settings
         .errors
-        .get_or_create(&ErrorLabels { kind: kind.as_str(), r#type: error_type })
+        .get_or_create(&ErrorLabels {
+            kind: kind.as_str(),
+            r#type: error_type,
+        })
         .inc();
 
     let report = Arc::new(report);
@@ -546,14 +632,22 @@ async fn handle<B>(ctx: Ctx, failure: Failure) -> Response<ErrorBody<B>> {
                 observer.await;
             }
         };
-        if tokio::time::timeout(settings.observer_timeout, all).await.is_err() {
+        if tokio::time::timeout(settings.observer_timeout, all)
+            .await
+            .is_err()
+        {
             tracing::warn!(error_id = %envelope.short_id(), limit = ?settings.observer_timeout, "error observers timed out");
         }
     }
 
     let show = settings.show_traceback.load(Ordering::Relaxed);
     let detail = if show {
-        Some(problem.detail.clone().unwrap_or_else(|| report.message.clone()))
+        Some(
+            problem
+                .detail
+                .clone()
+                .unwrap_or_else(|| report.message.clone()),
+        )
     } else if status.is_server_error() {
         None
     } else {
@@ -564,12 +658,20 @@ async fn handle<B>(ctx: Ctx, failure: Failure) -> Response<ErrorBody<B>> {
         (_, Some(backtrace)) => backtrace.clone(),
         (_, None) => report.message.clone(),
     });
-    let format = if ctx.grpc { Format::Grpc } else { Format::negotiate(ctx.accept.as_ref()) };
+    let format = if grpc {
+        Format::Grpc
+    } else {
+        Format::negotiate(accept.as_ref())
+    };
     let short_id = envelope.short_id();
     let rendered = render(
         &problem,
         format,
-        &Extra { error_id: &short_id, detail: detail.as_deref(), traceback: traceback.as_deref() },
+        &Extra {
+            error_id: &short_id,
+            detail: detail.as_deref(),
+            traceback: traceback.as_deref(),
+        },
     );
     let mut response = Response::new(ErrorBody::rendered(rendered.body));
     *response.status_mut() = rendered.status;
@@ -623,11 +725,17 @@ pin_project! {
 
 impl<B> ErrorBody<B> {
     fn inner(body: B) -> Self {
-        Self { kind: BodyKind::Inner { body } }
+        Self {
+            kind: BodyKind::Inner { body },
+        }
     }
 
     fn rendered(data: Bytes) -> Self {
-        Self { kind: BodyKind::Rendered { data: (!data.is_empty()).then_some(data) } }
+        Self {
+            kind: BodyKind::Rendered {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
     }
 }
 
@@ -641,7 +749,10 @@ impl<B: Body<Data = Bytes>> Body for ErrorBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
             KindProj::Rendered { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
@@ -658,7 +769,9 @@ impl<B: Body<Data = Bytes>> Body for ErrorBody<B> {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             BodyKind::Inner { body } => body.size_hint(),
-            BodyKind::Rendered { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            BodyKind::Rendered { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }

@@ -91,7 +91,9 @@ impl Format {
                 .find_map(|q| q.trim().parse::<f32>().ok())
                 .unwrap_or(1.0);
             let format = match media.as_str() {
-                "application/problem+json" | "application/json" | "*/*" | "application/*" => Self::Json,
+                "application/problem+json" | "application/json" | "*/*" | "application/*" => {
+                    Self::Json
+                }
                 "text/html" | "application/xhtml+xml" => Self::Html,
                 "text/plain" | "text/*" => Self::Text,
                 _ => continue,
@@ -134,7 +136,11 @@ pub(crate) fn render(problem: &Problem, format: Format, extra: &Extra<'_>) -> Re
         Format::Text => ("text/plain; charset=utf-8", text(problem, extra)),
     };
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Rendered { status: problem.status, headers, body: Bytes::from(body) }
+    Rendered {
+        status: problem.status,
+        headers,
+        body: Bytes::from(body),
+    }
 }
 
 fn json(problem: &Problem, extra: &Extra<'_>) -> String {
@@ -190,7 +196,12 @@ fn html(problem: &Problem, extra: &Extra<'_>) -> String {
 }
 
 fn text(problem: &Problem, extra: &Extra<'_>) -> String {
-    let mut out = format!("{} {}\nerror id: {}\n", problem.status.as_u16(), problem.title, extra.error_id);
+    let mut out = format!(
+        "{} {}\nerror id: {}\n",
+        problem.status.as_u16(),
+        problem.title,
+        extra.error_id
+    );
     if let Some(detail) = extra.detail {
         let _ = writeln!(out, "{detail}");
     }
@@ -226,12 +237,22 @@ fn grpc(problem: &Problem, extra: &Extra<'_>, mut headers: HeaderMap) -> Rendere
     if let Some(detail) = extra.detail {
         let _ = write!(message, ": {detail}");
     }
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert("grpc-status", HeaderValue::from(u16::from(grpc_code(problem.status))));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(grpc_code(problem.status))),
+    );
     if let Ok(value) = HeaderValue::from_str(&percent_encode(&message)) {
         headers.insert("grpc-message", value);
     }
-    Rendered { status: StatusCode::OK, headers, body: Bytes::new() }
+    Rendered {
+        status: StatusCode::OK,
+        headers,
+        body: Bytes::new(),
+    }
 }
 
 /// gRPC's grpc-message encoding: printable ASCII except `%` as is, every other byte as `%XX`.
@@ -255,21 +276,47 @@ mod tests {
     fn negotiation_follows_q_values() {
         let pick = |a: &str| Format::negotiate(Some(&HeaderValue::from_str(a).unwrap()));
         assert_eq!(Format::negotiate(None), Format::Json);
-        assert_eq!(pick("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"), Format::Html);
+        assert_eq!(
+            pick("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+            Format::Html
+        );
         assert_eq!(pick("application/json"), Format::Json);
         assert_eq!(pick("text/plain"), Format::Text);
-        assert_eq!(pick("text/html;q=0.2, application/problem+json"), Format::Json);
+        assert_eq!(
+            pick("text/html;q=0.2, application/problem+json"),
+            Format::Json
+        );
         assert_eq!(pick("image/png"), Format::Json);
     }
 
     #[test]
     fn html_is_escaped_and_grpc_message_is_percent_encoded() {
         let p = Problem::new(StatusCode::BAD_REQUEST).title("<script>alert(1)</script>");
-        let r = render(&p, Format::Html, &Extra { error_id: "abc", detail: Some("a & b"), traceback: None });
+        let r = render(
+            &p,
+            Format::Html,
+            &Extra {
+                error_id: "abc",
+                detail: Some("a & b"),
+                traceback: None,
+            },
+        );
         let body = std::str::from_utf8(&r.body).unwrap();
-        assert!(!body.contains("<script>") && body.contains("&lt;script&gt;") && body.contains("a &amp; b"));
+        assert!(
+            !body.contains("<script>")
+                && body.contains("&lt;script&gt;")
+                && body.contains("a &amp; b")
+        );
         assert_eq!(percent_encode("100% done\n"), "100%25 done%0A");
-        let r = render(&p, Format::Grpc, &Extra { error_id: "abc", detail: None, traceback: None });
+        let r = render(
+            &p,
+            Format::Grpc,
+            &Extra {
+                error_id: "abc",
+                detail: None,
+                traceback: None,
+            },
+        );
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.headers["grpc-status"], "3");
         assert!(r.body.is_empty());

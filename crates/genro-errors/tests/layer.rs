@@ -58,7 +58,11 @@ impl std::error::Error for Secret {}
 
 fn layer() -> ErrorLayer {
     ErrorLayer::new()
-        .handler::<NotFound, _>(|e, _| Problem::new(StatusCode::NOT_FOUND).title("Order not found").detail(e.to_string()))
+        .handler::<NotFound, _>(|e, _| {
+            Problem::new(StatusCode::NOT_FOUND)
+                .title("Order not found")
+                .detail(e.to_string())
+        })
         .handler::<Invalid, _>(|e, _| {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
                 .type_uri("https://errors.example.com/invalid")
@@ -68,20 +72,49 @@ fn layer() -> ErrorLayer {
 
 fn app(layer: ErrorLayer) -> Router {
     Router::new()
-        .route("/missing", get(|| async { Err::<String, Error>(NotFound(7).into()) }))
-        .route("/invalid", get(|| async { Err::<String, Error>(Invalid("email").into()) }))
-        .route("/wrapped", get(|| async { Err::<String, Error>(Wrapped(NotFound(9)).into()) }))
-        .route("/secret", get(|| async { Err::<String, Error>(Secret.into()) }))
-        .route("/teapot", get(|| async { Err::<String, Error>(Error::msg("short and stout").with_status(StatusCode::IM_A_TEAPOT)) }))
-        .route("/panic", get(|| async {
-            if true {
-                panic!("boom at /srv/app/src/handler.rs");
-            }
-            "unreachable"
-        }))
-        .route("/plain500", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "handled by the app") }))
+        .route(
+            "/missing",
+            get(|| async { Err::<String, Error>(NotFound(7).into()) }),
+        )
+        .route(
+            "/invalid",
+            get(|| async { Err::<String, Error>(Invalid("email").into()) }),
+        )
+        .route(
+            "/wrapped",
+            get(|| async { Err::<String, Error>(Wrapped(NotFound(9)).into()) }),
+        )
+        .route(
+            "/secret",
+            get(|| async { Err::<String, Error>(Secret.into()) }),
+        )
+        .route(
+            "/teapot",
+            get(|| async {
+                Err::<String, Error>(
+                    Error::msg("short and stout").with_status(StatusCode::IM_A_TEAPOT),
+                )
+            }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("boom at /srv/app/src/handler.rs");
+                }
+                "unreachable"
+            }),
+        )
+        .route(
+            "/plain500",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "handled by the app") }),
+        )
         .route("/ok", get(|| async { "fine" }))
-        .layer(ServiceBuilder::new().layer(EnvelopeLayer::new()).layer(layer))
+        .layer(
+            ServiceBuilder::new()
+                .layer(EnvelopeLayer::new())
+                .layer(layer),
+        )
 }
 
 struct Answer {
@@ -95,15 +128,28 @@ async fn get_with(app: &Router, path: &str, accept: Option<&str>) -> Answer {
     if let Some(accept) = accept {
         req = req.header("accept", accept);
     }
-    let res = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let res = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = res.status();
     let headers = res.headers().clone();
-    let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    Answer { status, headers, body }
+    let body =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn json(body: &str) -> serde_json::Map<String, serde_json::Value> {
-    serde_json::from_str::<serde_json::Value>(body).unwrap().as_object().unwrap().clone()
+    serde_json::from_str::<serde_json::Value>(body)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone()
 }
 
 #[tokio::test]
@@ -115,7 +161,10 @@ async fn registered_types_map_to_their_status_and_body() {
     let doc = json(&a.body);
     assert_eq!(doc["title"], "Order not found");
     assert_eq!(doc["status"], 404);
-    assert_eq!(doc["detail"], "order 7 does not exist", "4xx detail from the handler is shown");
+    assert_eq!(
+        doc["detail"], "order 7 does not exist",
+        "4xx detail from the handler is shown"
+    );
     assert_eq!(doc["error_id"], a.headers["x-error-id"].to_str().unwrap());
     assert!(!doc.contains_key("type"), "about:blank is implied");
 
@@ -153,10 +202,21 @@ async fn unregistered_errors_and_panics_are_opaque_500s_unless_traceback_is_on()
     let app = self::app(verbose);
     let a = get_with(&app, "/secret", None).await;
     let doc = json(&a.body);
-    assert!(doc["detail"].as_str().unwrap().contains("hunter2"), "{}", a.body);
+    assert!(
+        doc["detail"].as_str().unwrap().contains("hunter2"),
+        "{}",
+        a.body
+    );
     assert!(doc.contains_key("traceback"));
     let a = get_with(&app, "/panic", None).await;
-    assert!(json(&a.body)["traceback"].as_str().unwrap().contains("panic: boom"), "{}", a.body);
+    assert!(
+        json(&a.body)["traceback"]
+            .as_str()
+            .unwrap()
+            .contains("panic: boom"),
+        "{}",
+        a.body
+    );
 }
 
 #[tokio::test]
@@ -164,25 +224,47 @@ async fn traceback_can_be_switched_while_running() {
     let layer = ErrorLayer::new();
     let switch = layer.traceback_switch();
     let app = app(layer);
-    assert!(!get_with(&app, "/secret", None).await.body.contains("hunter2"));
+    assert!(!get_with(&app, "/secret", None)
+        .await
+        .body
+        .contains("hunter2"));
     switch.set(true);
-    assert!(get_with(&app, "/secret", None).await.body.contains("hunter2"));
+    assert!(get_with(&app, "/secret", None)
+        .await
+        .body
+        .contains("hunter2"));
     switch.set(false);
-    assert!(!get_with(&app, "/secret", None).await.body.contains("hunter2"));
+    assert!(!get_with(&app, "/secret", None)
+        .await
+        .body
+        .contains("hunter2"));
 }
 
 #[tokio::test]
 async fn html_and_text_negotiation() {
     let app = app(layer());
-    let a = get_with(&app, "/missing", Some("text/html,application/xhtml+xml,*/*;q=0.8")).await;
+    let a = get_with(
+        &app,
+        "/missing",
+        Some("text/html,application/xhtml+xml,*/*;q=0.8"),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
     let id = a.headers["x-error-id"].to_str().unwrap().to_owned();
-    assert!(a.body.starts_with("<!doctype html>") && a.body.contains(&id), "{}", a.body);
+    assert!(
+        a.body.starts_with("<!doctype html>") && a.body.contains(&id),
+        "{}",
+        a.body
+    );
 
     let a = get_with(&app, "/panic", Some("text/plain")).await;
     assert_eq!(a.headers["content-type"], "text/plain; charset=utf-8");
-    assert!(a.body.starts_with("500 Internal Server Error\nerror id: "), "{}", a.body);
+    assert!(
+        a.body.starts_with("500 Internal Server Error\nerror id: "),
+        "{}",
+        a.body
+    );
     assert!(!a.body.contains("boom"));
 }
 
@@ -191,10 +273,13 @@ async fn service_errors_get_default_statuses() {
     use tower::{load_shed::LoadShedLayer, timeout::TimeoutLayer};
 
     let slow = Router::new()
-        .route("/slow", get(|| async {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            "late"
-        }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
         .layer(
             ServiceBuilder::new()
                 .layer(ErrorLayer::new())
@@ -211,7 +296,10 @@ async fn service_errors_get_default_statuses() {
         .service(tower::service_fn(|_req: Request<Body>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
         }));
-    let res = shed.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    let res = shed
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["retry-after"], "1");
 }
@@ -222,39 +310,72 @@ async fn metrics_count_by_kind_and_bounded_type() {
     let mut registry = Registry::default();
     layer.register_metrics(&mut registry);
     let app = app(layer);
-    for path in ["/missing", "/missing", "/secret", "/panic", "/plain500", "/ok"] {
+    for path in [
+        "/missing",
+        "/missing",
+        "/secret",
+        "/panic",
+        "/plain500",
+        "/ok",
+    ] {
         get_with(&app, path, None).await;
     }
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();
     let t = std::any::type_name::<NotFound>();
-    assert!(text.contains(&format!(r#"errors_total{{kind="error",type="{t}"}} 2"#)), "{text}");
-    assert!(text.contains(r#"errors_total{kind="error",type="other"} 1"#), "{text}");
-    assert!(text.contains(r#"errors_total{kind="panic",type="panic"} 1"#), "{text}");
-    assert!(text.contains(r#"errors_total{kind="status",type="other"} 1"#), "{text}");
+    assert!(
+        text.contains(&format!(r#"errors_total{{kind="error",type="{t}"}} 2"#)),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"errors_total{kind="error",type="other"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"errors_total{kind="panic",type="panic"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"errors_total{kind="status",type="other"} 1"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn observers_see_each_error_and_cannot_hold_the_response_past_their_limit() {
-    let seen: Arc<Mutex<Vec<(ErrorKind, &'static str, bool, String)>>> = Arc::default();
+    type Seen = (ErrorKind, &'static str, bool, String);
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let layer = layer()
         .observer({
             let seen = seen.clone();
             move |r: Arc<ErrorReport>| {
-                seen.lock().unwrap().push((r.kind, r.error_type, r.critical, r.envelope.short_id().to_string()));
+                seen.lock().unwrap().push((
+                    r.kind,
+                    r.error_type,
+                    r.critical,
+                    r.envelope.short_id().to_string(),
+                ));
                 async {}
             }
         })
-        .observer(|_r: Arc<ErrorReport>| async { tokio::time::sleep(Duration::from_secs(60)).await })
+        .observer(|_r: Arc<ErrorReport>| async {
+            tokio::time::sleep(Duration::from_secs(60)).await
+        })
         .observer_timeout(Duration::from_millis(100));
     let app = app(layer);
     let started = Instant::now();
     let a = get_with(&app, "/panic", None).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the observer timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the observer timeout"
+    );
     let b = get_with(&app, "/missing", None).await;
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
-    assert_eq!((seen[0].0, seen[0].1, seen[0].2), (ErrorKind::Panic, "panic", true));
+    assert_eq!(
+        (seen[0].0, seen[0].1, seen[0].2),
+        (ErrorKind::Panic, "panic", true)
+    );
     assert_eq!(seen[0].3, a.headers["x-error-id"].to_str().unwrap());
     assert!(!seen[1].2, "a handled 404 is not critical");
     assert_eq!(seen[1].3, b.headers["x-error-id"].to_str().unwrap());
@@ -281,21 +402,48 @@ impl<'a> MakeWriter<'a> for Logs {
 #[test]
 fn the_error_id_in_the_log_is_the_one_in_the_header() {
     let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (secret, panic) = tracing::subscriber::with_default(subscriber, || {
         rt.block_on(async {
             let app = app(layer());
-            (get_with(&app, "/secret", None).await, get_with(&app, "/panic", None).await)
+            (
+                get_with(&app, "/secret", None).await,
+                get_with(&app, "/panic", None).await,
+            )
         })
     });
     let out = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<_> = out.lines().filter(|l| l.contains("request failed")).collect();
+    let lines: Vec<_> = out
+        .lines()
+        .filter(|l| l.contains("request failed"))
+        .collect();
     assert_eq!(lines.len(), 2, "one event per error:\n{out}");
     let id = secret.headers["x-error-id"].to_str().unwrap();
-    assert!(lines[0].contains(&format!("error_id={id}")) && lines[0].contains("ERROR"), "{}", lines[0]);
-    assert!(lines[0].contains("hunter2"), "the server log has the full error");
-    assert!(lines[0].contains("path=\"/secret\"") || lines[0].contains("path=/secret"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(&format!("error_id={id}")) && lines[0].contains("ERROR"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("hunter2"),
+        "the server log has the full error"
+    );
+    assert!(
+        lines[0].contains("path=\"/secret\"") || lines[0].contains("path=/secret"),
+        "{}",
+        lines[0]
+    );
     let id = panic.headers["x-error-id"].to_str().unwrap();
-    assert!(lines[1].contains(&format!("error_id={id}")) && lines[1].contains("boom"), "{}", lines[1]);
+    assert!(
+        lines[1].contains(&format!("error_id={id}")) && lines[1].contains("boom"),
+        "{}",
+        lines[1]
+    );
 }

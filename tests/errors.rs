@@ -1,0 +1,382 @@
+//! The error layer over real sockets: RELIABILITY.md 2 (panics contained) and 12 (error
+//! hygiene), and gRPC statuses for a real tonic client.
+
+mod common;
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::atomic::{AtomicUsize, Ordering},
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{routing::get, Router};
+use bytes::Bytes;
+use genro_asgi::{
+    EnvelopeLayer, EnvelopeRegistry, Error, ErrorLayer, MetricsCollector, MetricsLayer, Problem,
+    RegistryLayer,
+};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use tower::ServiceBuilder;
+
+#[derive(Debug)]
+struct Conflict;
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("version mismatch")
+    }
+}
+impl std::error::Error for Conflict {}
+
+#[derive(Debug)]
+struct Unavailable;
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("replica down")
+    }
+}
+impl std::error::Error for Unavailable {}
+
+/// A value standing for configuration that must never reach a client.
+const CANARY: &str = "canary-config-value-7f3a91";
+
+#[derive(Debug)]
+struct Internal;
+impl std::fmt::Display for Internal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connect failed with secret_key={CANARY} in /etc/app/server.ini"
+        )
+    }
+}
+impl std::error::Error for Internal {}
+
+fn error_layer() -> ErrorLayer {
+    ErrorLayer::new()
+        .handler::<Conflict, _>(|e, _| Problem::new(StatusCode::CONFLICT).detail(e.to_string()))
+        .handler::<Unavailable, _>(|_, _| {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                .title("Try again shortly")
+                .header(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("5"),
+                )
+        })
+}
+
+async fn body_of(
+    res: http::Response<hyper::body::Incoming>,
+) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Silences the panics these tests cause on purpose (their messages say "exploded"); any other
+/// panic, such as a failed assertion, is still printed.
+fn quiet_expected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let text = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("");
+            if !text.contains("exploded") {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// RELIABILITY.md 2: 1,000 concurrent panicking handlers each get a 500 carrying the error id;
+/// the panic counter rises by exactly 1,000; the registry returns to 0; the next 1,000 normal
+/// requests succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_panics_are_contained() {
+    quiet_expected_panics();
+    let registry = EnvelopeRegistry::new();
+    let collector = MetricsCollector::new();
+    let errors = error_layer();
+    errors.register_metrics(&mut collector.registry());
+    let started = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route(
+            "/panic",
+            get({
+                let started = started.clone();
+                move || async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    // Panic while others are in flight too.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if true {
+                        panic!("handler exploded");
+                    }
+                    "unreachable"
+                }
+            }),
+        )
+        .route("/ok", get(|| async { "ok" }))
+        .layer(
+            ServiceBuilder::new()
+                .layer(EnvelopeLayer::new())
+                .layer(RegistryLayer::new(registry.clone()))
+                .layer(MetricsLayer::new(&collector))
+                .layer(errors),
+        );
+    let addr = common::serve(app).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+
+    let tasks: Vec<_> = (0..1_000)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let res = client
+                    .get(format!("http://{addr}/panic").parse().unwrap())
+                    .await
+                    .unwrap();
+                body_of(res).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (status, headers, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let id = headers["x-error-id"].to_str().unwrap();
+        assert_eq!(body["error_id"], id);
+        assert!(!body.to_string().contains("exploded"));
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 1_000);
+    let text = collector.render();
+    assert!(
+        text.contains(r#"errors_total{kind="panic",type="panic"} 1000"#),
+        "{text}"
+    );
+    assert!(
+        registry.wait_idle(Duration::from_secs(1)).await,
+        "{} left in the registry",
+        registry.len()
+    );
+
+    let tasks: Vec<_> = (0..1_000)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .get(format!("http://{addr}/ok").parse().unwrap())
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap(),
+            StatusCode::OK,
+            "no poisoned lock after the panics"
+        );
+    }
+}
+
+/// RELIABILITY.md 12: every registered error type maps to its status and body; with
+/// show_traceback off a 5xx body holds only the title, the status and the error id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_hygiene_over_a_socket() {
+    let app = Router::new()
+        .route(
+            "/conflict",
+            get(|| async { Err::<String, Error>(Conflict.into()) }),
+        )
+        .route(
+            "/unavailable",
+            get(|| async { Err::<String, Error>(Unavailable.into()) }),
+        )
+        .route(
+            "/internal",
+            get(|| async { Err::<String, Error>(Internal.into()) }),
+        )
+        .route(
+            "/debug",
+            get(|| async {
+                let config = vec![("secret_key", CANARY)];
+                Err::<String, Error>(Error::msg(format!("bad state: {config:?}")))
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(EnvelopeLayer::new())
+                .layer(error_layer()),
+        );
+    let addr = common::serve(app).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let get = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            body_of(
+                client
+                    .get(format!("http://{addr}{path}").parse().unwrap())
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+
+    let (status, _, body) = get("/conflict").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["detail"], "version mismatch");
+    assert_eq!(body["status"], 409);
+
+    let (status, headers, body) = get("/unavailable").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "5");
+    assert_eq!(body["title"], "Try again shortly");
+
+    for path in ["/internal", "/debug"] {
+        let (status, headers, body) = get(path).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["error_id", "status", "title"], "{path}: {body}");
+        assert_eq!(body["error_id"], headers["x-error-id"].to_str().unwrap());
+        let text = body.to_string();
+        for leak in [
+            CANARY,
+            "/etc/app",
+            "secret_key",
+            "connect failed",
+            "bad state",
+        ] {
+            assert!(!text.contains(leak), "{path} leaked {leak}");
+        }
+    }
+}
+
+/// Injects failures into a gRPC service from the request's `x-fault` metadata, standing in for a
+/// method that panics or fails below the error layer.
+#[derive(Clone)]
+struct Fault<S>(S);
+
+impl<S, B> tower::Service<Request<B>> for Fault<S>
+where
+    S: tower::Service<Request<B>, Error = Infallible> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = tower::BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, tower::BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match req
+            .headers()
+            .get("x-fault")
+            .map(|v| v.as_bytes().to_vec())
+            .as_deref()
+        {
+            Some(b"panic") => panic!("grpc method exploded"),
+            Some(b"timeout") => {
+                Box::pin(async { Err(tower::timeout::error::Elapsed::new().into()) })
+            }
+            _ => {
+                let fut = self.0.call(req);
+                Box::pin(async move { fut.await.map_err(Into::into) })
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_clients_get_a_status_with_the_error_id() {
+    use tonic::{
+        transport::{server::TcpIncoming, Channel, Server},
+        Code,
+    };
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+    quiet_expected_panics();
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("genro.Test", tonic_health::ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let layer = ServiceBuilder::new()
+        .layer(EnvelopeLayer::new())
+        .layer(ErrorLayer::new())
+        .layer(tower::layer::layer_fn(Fault));
+    tokio::spawn(async move {
+        let _reporter = reporter;
+        Server::builder()
+            .layer(layer)
+            .add_service(health)
+            .serve_with_incoming(TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+
+    let ok = client
+        .check(HealthCheckRequest {
+            service: "genro.Test".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.get_ref().status,
+        tonic_health::ServingStatus::Serving as i32
+    );
+
+    for (fault, code) in [
+        ("panic", Code::Internal),
+        ("timeout", Code::DeadlineExceeded),
+    ] {
+        let mut req = tonic::Request::new(HealthCheckRequest {
+            service: "genro.Test".into(),
+        });
+        req.metadata_mut().insert("x-fault", fault.parse().unwrap());
+        let status = client.check(req).await.unwrap_err();
+        assert_eq!(status.code(), code, "{fault}: {status:?}");
+        let id = status
+            .metadata()
+            .get("x-error-id")
+            .expect("x-error-id")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(id.len(), 8);
+        assert!(
+            status.message().contains(&format!("error id {id}")),
+            "{fault}: {}",
+            status.message()
+        );
+        assert!(!status.message().contains("exploded"));
+    }
+}
