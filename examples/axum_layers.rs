@@ -1,4 +1,5 @@
-//! An axum app with genro-asgi's envelope and registry layers.
+//! An axum app with every genro-asgi layer: envelope, registry, metrics and errors, plus the
+//! watchdog and `/metrics`.
 //!
 //! ```text
 //! cargo run --example axum_layers            # listens on 127.0.0.1:3000 (PORT to change)
@@ -6,6 +7,8 @@
 //! curl -i -H 'x-request-id: order-42' localhost:3000/   # echoed back
 //! curl localhost:3000/slow &                 # a 10 s request...
 //! curl localhost:3000/inflight               # ...listed while it runs
+//! curl -i localhost:3000/fail                # problem+json with an error id (also in the log)
+//! curl localhost:3000/metrics                # Prometheus text
 //! ```
 //!
 //! Ctrl-C stops accepting connections and waits up to 10 s for in-flight requests to finish.
@@ -19,7 +22,10 @@ use axum::{
     routing::{any, get},
     Extension, Router,
 };
-use genro_asgi::{Envelope, EnvelopeLayer, EnvelopeRegistry, InFlightToken, RegistryLayer};
+use genro_asgi::{
+    Envelope, EnvelopeLayer, EnvelopeRegistry, Error, ErrorLayer, InFlightToken, MetricsCollector,
+    MetricsLayer, RegistryLayer, Watchdog, WatchdogConfig,
+};
 use tower::ServiceBuilder;
 
 async fn hello(envelope: Envelope) -> String {
@@ -46,6 +52,10 @@ async fn stream() -> Body {
         ))
     });
     Body::from_stream(lines)
+}
+
+async fn fail() -> Result<String, Error> {
+    Err(Error::msg("the database is on fire"))
 }
 
 async fn inflight(State(registry): State<EnvelopeRegistry>) -> String {
@@ -76,22 +86,43 @@ async fn echo(upgrade: WebSocketUpgrade, Extension(token): Extension<InFlightTok
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let registry = EnvelopeRegistry::new();
+    let metrics = MetricsCollector::new();
+    metrics.register_process_metrics();
+    registry.register_metrics(&mut metrics.registry());
+    let envelope = EnvelopeLayer::new();
+    envelope.register_metrics(&mut metrics.registry());
+    let errors = ErrorLayer::new();
+    errors.register_metrics(&mut metrics.registry());
+    let watchdog = Watchdog::new(
+        registry.clone(),
+        WatchdogConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            critical: Duration::from_secs(8),
+        },
+    );
+    watchdog.register_metrics(&mut metrics.registry());
+    let watchdog = watchdog.spawn()?;
 
     let app = Router::new()
         .route("/", get(hello))
         .route("/slow", get(slow))
         .route("/stream", get(stream))
         .route("/ws", any(echo))
+        .route("/fail", get(fail))
         .route("/inflight", get(inflight))
         .with_state(registry.clone())
         .layer(
             ServiceBuilder::new()
-                .layer(EnvelopeLayer::new())
-                .layer(RegistryLayer::new(registry.clone())),
-        );
+                .layer(envelope)
+                .layer(RegistryLayer::new(registry.clone()))
+                .layer(MetricsLayer::new(&metrics))
+                .layer(errors),
+        )
+        .route_service("/metrics", metrics.service());
 
     let port: u16 = std::env::var("PORT")
         .ok()
@@ -108,6 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
 
+    watchdog.stop().await;
     if registry.wait_idle(Duration::from_secs(10)).await {
         tracing::info!("drained");
     } else {
