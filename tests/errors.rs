@@ -380,3 +380,116 @@ async fn grpc_clients_get_a_status_with_the_error_id() {
         assert!(!status.message().contains("exploded"));
     }
 }
+
+/// The watchdog's WebhookNotifier serves as the error layer's critical-error notifier: a panic
+/// (critical by default) is posted to a real local webhook with its error id; a handled 4xx is
+/// not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_errors_reach_the_webhook_notifier() {
+    use genro_asgi::{
+        watchdog::{RequestInfo, Severity},
+        ErrorReport, Notification, Notifier, WebhookNotifier,
+    };
+
+    quiet_expected_panics();
+    // The webhook endpoint: a real HTTP server recording what it receives.
+    let received: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let hook = Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let received = received.clone();
+            move |body: Bytes| async move {
+                received
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let hook_addr = common::serve(hook).await;
+    let webhook = WebhookNotifier::builder(&format!("http://{hook_addr}/hook"))
+        .unwrap()
+        .build()
+        .unwrap();
+
+    let errors = error_layer().observer({
+        let webhook = webhook.clone();
+        move |report: Arc<ErrorReport>| {
+            let webhook = webhook.clone();
+            async move {
+                if report.critical {
+                    let notification = Notification::new(
+                        "critical_error",
+                        Severity::Critical,
+                        format!(
+                            "{} {} failed",
+                            report.envelope.method(),
+                            report.envelope.path()
+                        ),
+                    )
+                    .with_request(RequestInfo::from_envelope(&report.envelope))
+                    .with_detail("error_id", report.envelope.short_id().to_string())
+                    .with_detail("error_type", report.error_type);
+                    webhook.notify(notification).await;
+                }
+            }
+        }
+    });
+    let app = Router::new()
+        .route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("exploded for the webhook");
+                }
+                "unreachable"
+            }),
+        )
+        .route(
+            "/conflict",
+            get(|| async { Err::<String, Error>(Conflict.into()) }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(EnvelopeLayer::new())
+                .layer(errors),
+        );
+    let addr = common::serve(app).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+
+    let (status, _, _) = body_of(
+        client
+            .get(format!("http://{addr}/conflict").parse().unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, headers, _) = body_of(
+        client
+            .get(format!("http://{addr}/boom").parse().unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let id = headers["x-error-id"].to_str().unwrap().to_owned();
+
+    for _ in 0..100 {
+        if webhook.outcome_count("sent") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let received = received.lock().unwrap();
+    assert_eq!(
+        received.len(),
+        1,
+        "only the critical error is posted: {received:?}"
+    );
+    assert_eq!(received[0]["kind"], "critical_error");
+    assert_eq!(received[0]["details"]["error_id"], id.as_str());
+    assert_eq!(received[0]["details"]["error_type"], "panic");
+    assert_eq!(received[0]["request"]["path"], "/boom");
+}
