@@ -193,21 +193,7 @@ fn build(stack: &str) -> Router {
             genro_stack(registry)
         }
         "tower-http" => {
-            let metrics = UserMetrics {
-                requests: Family::default(),
-                latency: Family::new_with_constructor(|| {
-                    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-                        0.001, 2.0, 12,
-                    ))
-                }),
-            };
-            let mut registry = Registry::default();
-            registry.register("http_requests", "requests", metrics.requests.clone());
-            registry.register(
-                "http_request_duration_seconds",
-                "latency",
-                metrics.latency.clone(),
-            );
+            let metrics = user_metrics_state();
             router().layer(
                 ServiceBuilder::new()
                     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -310,38 +310,14 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_clients_get_a_status_with_the_error_id() {
-    use tonic::{
-        transport::{server::TcpIncoming, Channel, Server},
-        Code,
-    };
-    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    use tonic::Code;
+    use tonic_health::pb::HealthCheckRequest;
 
     quiet_expected_panics();
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("genro.Test", tonic_health::ServingStatus::Serving)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let layer = ServiceBuilder::new()
+    let (_addr, mut client) = tonic_health_server!(ServiceBuilder::new()
         .layer(EnvelopeLayer::new())
         .layer(ErrorLayer::new())
-        .layer(tower::layer::layer_fn(Fault));
-    tokio::spawn(async move {
-        let _reporter = reporter;
-        Server::builder()
-            .layer(layer)
-            .add_service(health)
-            .serve_with_incoming(TcpIncoming::from(listener))
-            .await
-            .unwrap();
-    });
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = HealthClient::new(channel);
+        .layer(tower::layer::layer_fn(Fault)));
 
     let ok = client
         .check(HealthCheckRequest {

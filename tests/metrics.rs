@@ -166,34 +166,12 @@ async fn random_paths_and_methods_add_no_series_and_promtool_accepts_the_scrape(
 /// requests for methods that do not exist are `unmatched`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tonic_routes_are_method_templates() {
-    use tonic::transport::{server::TcpIncoming, Channel, Server};
-    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    use tonic_health::pb::HealthCheckRequest;
 
     let collector = MetricsCollector::new();
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("genro.Test", tonic_health::ServingStatus::Serving)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let layer = ServiceBuilder::new()
+    let (addr, mut client) = tonic_health_server!(ServiceBuilder::new()
         .layer(EnvelopeLayer::new())
-        .layer(MetricsLayer::new(&collector));
-    tokio::spawn(async move {
-        let _reporter = reporter;
-        Server::builder()
-            .layer(layer)
-            .add_service(health)
-            .serve_with_incoming(TcpIncoming::from(listener))
-            .await
-            .unwrap();
-    });
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = HealthClient::new(channel);
+        .layer(MetricsLayer::new(&collector)));
     for _ in 0..3 {
         client
             .check(HealthCheckRequest {

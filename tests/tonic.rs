@@ -1,45 +1,22 @@
 //! The envelope and registry layers under tonic, unchanged: a real tonic server (tonic-health's
 //! pre-generated service, no protoc) and a real tonic client over TCP.
 
+mod common;
+
 use std::time::Duration;
 
 use genro_asgi::{EnvelopeLayer, EnvelopeRegistry, Phase, RegistryLayer};
-use tokio::net::TcpListener;
-use tonic::{
-    transport::{server::TcpIncoming, Channel, Server},
-    Request,
-};
+use tonic::{transport::Channel, Request};
 use tonic_health::{
     pb::{health_client::HealthClient, HealthCheckRequest},
     ServingStatus,
 };
 
 async fn start(registry: &EnvelopeRegistry) -> HealthClient<Channel> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("genro.Test", ServingStatus::Serving)
-        .await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let layer = tower::ServiceBuilder::new()
+    let (_addr, client) = tonic_health_server!(tower::ServiceBuilder::new()
         .layer(EnvelopeLayer::new())
-        .layer(RegistryLayer::new(registry.clone()));
-    tokio::spawn(async move {
-        // Keep the reporter alive so watch streams stay open.
-        let _reporter = reporter;
-        Server::builder()
-            .layer(layer)
-            .add_service(health)
-            .serve_with_incoming(TcpIncoming::from(listener))
-            .await
-            .unwrap();
-    });
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    HealthClient::new(channel)
+        .layer(RegistryLayer::new(registry.clone())));
+    client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,3 +65,38 @@ impl<'a> MakeWriter<'a> for LogBuffer {
         self.clone()
     }
 }
+
+/// Starts a real tonic server on loopback serving tonic-health (its generated code needs no
+/// protoc) behind `$layer`, with service `genro.Test` reported as serving, and connects a real
+/// tonic client. Evaluates to `(addr, client)`.
+#[macro_export]
+macro_rules! tonic_health_server {
+    ($layer:expr) => {{
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("genro.Test", tonic_health::ServingStatus::Serving)
+            .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let layer = $layer;
+        tokio::spawn(async move {
+            // Keep the reporter alive so that watch streams stay open.
+            let _reporter = reporter;
+            tonic::transport::Server::builder()
+                .layer(layer)
+                .add_service(health)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                .await
+                .unwrap();
+        });
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        (
+            addr,
+            tonic_health::pb::health_client::HealthClient::new(channel),
+        )
+    }};
+}
