@@ -40,7 +40,7 @@ pub use genro_metrics::{self as metrics, MetricsCollector, MetricsLayer, Metrics
 
 #[cfg(feature = "genro-errors")]
 #[doc(inline)]
-pub use genro_errors::{self as errors, ErrorLayer, ErrorReport, Observer, Problem};
+pub use genro_errors::{self as errors, ErrorLayer, ErrorReport, Observer, Problem, RenderedBody};
 
 /// The error a genro-asgi handler returns (the facade's `Error` type will join it).
 #[cfg(feature = "genro-errors")]

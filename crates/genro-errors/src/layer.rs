@@ -14,10 +14,8 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use genro_envelope::RequestEnvelope;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -28,6 +26,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
+    body::RenderedBody,
     error::{chain_text, BoxError, Carried},
     problem::{render, Extra, Format, Problem},
     Error,
@@ -374,9 +373,9 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Errors<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
-    ResBody: 'static,
+    ResBody: RenderedBody,
 {
-    type Response = Response<ErrorBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = Infallible;
     type Future = ResponseFuture<S::Future, ResBody>;
 
@@ -427,7 +426,7 @@ where
     }
 }
 
-type Handling<B> = Pin<Box<dyn Future<Output = Response<ErrorBody<B>>> + Send>>;
+type Handling<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
 
 pin_project! {
     #[project = StateProj]
@@ -456,9 +455,9 @@ impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
-    B: 'static,
+    B: RenderedBody,
 {
-    type Output = Result<Response<ErrorBody<B>>, Infallible>;
+    type Output = Result<Response<B>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -493,7 +492,7 @@ where
                                                 .inc();
                                         }
                                     }
-                                    return Poll::Ready(Ok(response.map(ErrorBody::inner)));
+                                    return Poll::Ready(Ok(response));
                                 }
                             }
                         }
@@ -567,7 +566,7 @@ fn resolve(
     }
 }
 
-async fn handle<B>(ctx: Ctx, failure: Failure) -> Response<ErrorBody<B>> {
+async fn handle<B: RenderedBody>(ctx: Ctx, failure: Failure) -> Response<B> {
     let Ctx {
         subject,
         accept,
@@ -673,7 +672,7 @@ async fn handle<B>(ctx: Ctx, failure: Failure) -> Response<ErrorBody<B>> {
             traceback: traceback.as_deref(),
         },
     );
-    let mut response = Response::new(ErrorBody::rendered(rendered.body));
+    let mut response = Response::new(B::from_rendered(rendered.body));
     *response.status_mut() = rendered.status;
     *response.headers_mut() = rendered.headers;
     response
@@ -704,74 +703,5 @@ fn log(report: &ErrorReport) {
         event!(error);
     } else {
         event!(warn);
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum BodyKind<B> {
-        Inner { #[pin] body: B },
-        Rendered { data: Option<Bytes> },
-    }
-}
-
-pin_project! {
-    /// Response body of [`Errors`]: the inner body, or a rendered error.
-    pub struct ErrorBody<B> {
-        #[pin]
-        kind: BodyKind<B>,
-    }
-}
-
-impl<B> ErrorBody<B> {
-    fn inner(body: B) -> Self {
-        Self {
-            kind: BodyKind::Inner { body },
-        }
-    }
-
-    fn rendered(data: Bytes) -> Self {
-        Self {
-            kind: BodyKind::Rendered {
-                data: (!data.is_empty()).then_some(data),
-            },
-        }
-    }
-}
-
-impl<B> fmt::Debug for ErrorBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorBody").finish_non_exhaustive()
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for ErrorBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Rendered { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            BodyKind::Inner { body } => body.is_end_stream(),
-            BodyKind::Rendered { data } => data.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            BodyKind::Inner { body } => body.size_hint(),
-            BodyKind::Rendered { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-        }
     }
 }

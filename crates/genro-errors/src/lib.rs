@@ -54,19 +54,22 @@
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `axum`  | no      | `IntoResponse` for [`Error`], so handlers return `Result<T, genro_errors::Error>` |
+//! | `axum`  | no      | `IntoResponse` for [`Error`], so handlers return `Result<T, genro_errors::Error>`; [`RenderedBody`] for axum's body |
+//! | `tonic` | no      | [`RenderedBody`] for tonic's body, so the layer fits `tonic::transport::Server::layer` |
 //!
 //! # Minimum supported Rust version
 //!
 //! 1.88.
 
+mod body;
 mod error;
 mod layer;
 mod problem;
 
+pub use body::RenderedBody;
 pub use error::{BoxError, Error};
 pub use layer::{
-    ErrorBody, ErrorKind, ErrorLayer, ErrorReport, Errors, ObserveFuture, Observer, ResponseFuture,
+    ErrorKind, ErrorLayer, ErrorReport, Errors, ObserveFuture, Observer, ResponseFuture,
     TracebackSwitch,
 };
 pub use problem::Problem;

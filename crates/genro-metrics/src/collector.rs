@@ -68,6 +68,11 @@ pub(crate) struct RouteHandles {
 }
 
 impl RouteHandles {
+    /// Whether these handles are for `route` (or stand for it under the overflow label).
+    fn route_is(&self, route: &str) -> bool {
+        &*self.route.0 == route || &*self.route.0 == OVERFLOW
+    }
+
     /// The request counter for `status` on this route. Statuses are few per route, so a short
     /// list read under a read lock beats hashing the whole label set.
     pub(crate) fn requests(&self, status: u16) -> Counter {
@@ -126,6 +131,11 @@ pub(crate) struct HttpMetrics {
     size: HistogramFamily,
     pub(crate) in_flight: Gauge,
     routes: RwLock<RouteMap>,
+    // Route templates live in the router for as long as it does, so their address identifies
+    // them; this map skips hashing the string. The content is still compared on every hit, so a
+    // freed and reused address can never give another route's handles.
+    by_address:
+        RwLock<hashbrown::HashMap<(usize, usize), Arc<RouteHandles>, foldhash::fast::RandomState>>,
     max_routes: usize,
 }
 
@@ -137,8 +147,37 @@ impl HttpMetrics {
             size: Family::new_with_constructor(size_histogram),
             in_flight: Gauge::default(),
             routes: RwLock::default(),
+            by_address: RwLock::default(),
             max_routes,
         }
+    }
+
+    /// [`route`](Self::route) for a route string that outlives the request (a template held by
+    /// the router), found by its address.
+    pub(crate) fn route_by_address(&self, method: &'static str, route: &str) -> Arc<RouteHandles> {
+        // Method labels are static strings: their address identifies them too.
+        let key = (route.as_ptr() as usize, method.as_ptr() as usize);
+        if let Some(handles) = self
+            .by_address
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            if handles.method == method && handles.route_is(route) {
+                return handles.clone();
+            }
+        }
+        let handles = self.route(method, route);
+        let mut by_address = self
+            .by_address
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Rebuilt routers leave stale addresses behind; never let them pile up.
+        if by_address.len() >= 4 * self.max_routes {
+            by_address.clear();
+        }
+        by_address.insert(key, handles.clone());
+        handles
     }
 
     /// The handles of (method, route), made on first use. Past `max_routes` distinct routes,

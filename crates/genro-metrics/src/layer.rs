@@ -130,7 +130,9 @@ impl RouteSource {
         }
     }
 
-    fn label<'s, B>(&'s self, response: &Response<B>) -> &'s str {
+    /// The label, and whether its string lives as long as the router (a route template held in
+    /// an `Arc`), so that its address can key a cache.
+    fn label<'s, B>(&'s self, response: &Response<B>) -> (&'s str, bool) {
         // A gRPC path is a template only for methods that exist: tonic answers others with
         // `grpc-status: 12` (unimplemented), and those must not become series.
         let grpc_path = |uri: &'s Uri| {
@@ -142,13 +144,16 @@ impl RouteSource {
         };
         match self {
             #[cfg(feature = "axum")]
-            Self::Matched(path) => path.as_str(),
-            Self::Envelope(envelope, grpc) => envelope
-                .route()
-                .or_else(|| grpc.as_ref().and_then(grpc_path))
-                .unwrap_or(UNMATCHED),
-            Self::Grpc(uri) => grpc_path(uri).unwrap_or(UNMATCHED),
-            Self::Unknown => UNMATCHED,
+            Self::Matched(path) => (path.as_str(), true),
+            Self::Envelope(envelope, grpc) => match envelope.route() {
+                Some(route) => (route, true),
+                None => (
+                    grpc.as_ref().and_then(grpc_path).unwrap_or(UNMATCHED),
+                    false,
+                ),
+            },
+            Self::Grpc(uri) => (grpc_path(uri).unwrap_or(UNMATCHED), false),
+            Self::Unknown => (UNMATCHED, false),
         }
     }
 }
@@ -179,7 +184,10 @@ struct Pending {
 
 impl Pending {
     fn handles<B>(&self, response: &Response<B>) -> Arc<RouteHandles> {
-        self.http.route(self.method, self.route.label(response))
+        match self.route.label(response) {
+            (route, true) => self.http.route_by_address(self.method, route),
+            (route, false) => self.http.route(self.method, route),
+        }
     }
 }
 
