@@ -43,7 +43,8 @@ use tower_http::{
 /// `noop2` (two do-nothing `map_response` layers) shows what wrapping alone costs;
 /// `envelope-noid` is the envelope layer without the response id header; `user-metrics` is the
 /// prometheus-client middleware of the `tower-http` stack alone, to compare with `metrics`;
-/// `genro` is every genro layer of the request path.
+/// `genro` is every genro layer of the request path, and `genro-without-errors` the same less the
+/// error layer, so that the error layer's cost on the success path shows as the difference.
 const STACKS: &[&str] = &[
     "identity",
     "noop2",
@@ -54,6 +55,7 @@ const STACKS: &[&str] = &[
     "metrics",
     "user-metrics",
     "errors",
+    "genro-without-errors",
     "genro",
     "genro+watchdog",
     "tower-http",
@@ -164,6 +166,12 @@ fn build(stack: &str) -> Router {
             middleware::from_fn_with_state(user_metrics_state(), user_metrics),
         )),
         "errors" => router().layer(ServiceBuilder::new().layer(genro_asgi::ErrorLayer::new())),
+        "genro-without-errors" => router().layer(
+            ServiceBuilder::new()
+                .layer(EnvelopeLayer::new())
+                .layer(RegistryLayer::new(EnvelopeRegistry::new()))
+                .layer(MetricsLayer::new(&MetricsCollector::new())),
+        ),
         "genro" => genro_stack(EnvelopeRegistry::new()),
         // The same stack with a watchdog scanning the registry every 10 ms, on a thread of its
         // own: callgrind.sh counts the main thread only, so this is the request path's cost
