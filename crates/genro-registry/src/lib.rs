@@ -74,6 +74,6 @@ pub use registry::{EnvelopeRegistry, InFlight};
 mod sync {
     pub(crate) use std::sync::{
         atomic::{AtomicUsize, Ordering},
-        Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError,
     };
 }

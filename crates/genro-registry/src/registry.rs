@@ -13,6 +13,16 @@ use uuid::Uuid;
 
 use crate::shards::{Key, Shards};
 
+type Entries = Shards<Arc<RequestEnvelope>, Idle>;
+
+/// How a drain waits for the registry to empty.
+#[derive(Debug)]
+struct Idle {
+    notify: Notify,
+    // How many `wait_idle` calls are waiting; the request path skips the notification when none.
+    waiters: AtomicUsize,
+}
+
 /// The live set of in-flight requests.
 ///
 /// Cheap to clone: every clone is the same registry. [`RegistryLayer`](crate::RegistryLayer)
@@ -29,10 +39,7 @@ pub struct EnvelopeRegistry {
 }
 
 struct Inner {
-    shards: Shards<Arc<RequestEnvelope>>,
-    idle: Notify,
-    // How many `wait_idle` calls are waiting; the request path skips the notification when none.
-    waiters: AtomicUsize,
+    shards: Entries,
 }
 
 impl EnvelopeRegistry {
@@ -48,9 +55,13 @@ impl EnvelopeRegistry {
     pub fn with_shards(count: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
-                shards: Shards::new(count),
-                idle: Notify::new(),
-                waiters: AtomicUsize::new(0),
+                shards: Shards::new(
+                    count,
+                    Idle {
+                        notify: Notify::new(),
+                        waiters: AtomicUsize::new(0),
+                    },
+                ),
             }),
         }
     }
@@ -160,11 +171,12 @@ impl EnvelopeRegistry {
         }
         // Announced before the count is read (both SeqCst): either the last removal sees this
         // waiter and notifies, or this waiter sees the count at zero.
-        self.inner.waiters.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.inner.waiters);
+        let idle = self.inner.shards.ext();
+        idle.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&idle.waiters);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let notified = self.inner.idle.notified();
+            let notified = idle.notify.notified();
             tokio::pin!(notified);
             // Register before checking, so a removal between the check and the wait still wakes us.
             notified.as_mut().enable();
@@ -187,17 +199,8 @@ impl EnvelopeRegistry {
         let hint = shard_hint(envelope.internal_id());
         let key = self.inner.shards.insert(hint, envelope.clone());
         InFlight {
-            registry: self.clone(),
-            key,
+            key: Some(key),
             envelope,
-        }
-    }
-
-    fn untrack(&self, key: Key) {
-        if let Some((_, emptied)) = self.inner.shards.remove(key) {
-            if emptied && self.inner.waiters.load(Ordering::SeqCst) > 0 {
-                self.inner.idle.notify_waiters();
-            }
         }
     }
 }
@@ -246,8 +249,9 @@ fn shard_hint(id: Uuid) -> usize {
 /// Dropping is the only way out, so the entry goes whether the work finished, failed, panicked
 /// (the guard is dropped during unwinding) or was cancelled (its future was dropped).
 pub struct InFlight {
-    registry: EnvelopeRegistry,
-    key: Key,
+    // The entry's shard, not the registry: a guard never touches the registry's own reference
+    // count, which every request would otherwise contend on.
+    key: Option<Key<Arc<RequestEnvelope>, Idle>>,
     envelope: Arc<RequestEnvelope>,
 }
 
@@ -262,16 +266,21 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.envelope.set_phase(genro_envelope::Phase::Finished);
-        self.registry.untrack(self.key);
+        let Some(key) = self.key.take() else { return };
+        if let Some((_, emptied, shard)) = key.remove() {
+            let idle = shard.ext();
+            if emptied && idle.waiters.load(Ordering::SeqCst) > 0 {
+                idle.notify.notify_waiters();
+            }
+        }
     }
 }
 
 impl fmt::Debug for InFlight {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InFlight")
-            .field("key", &self.key)
             .field("id", &self.envelope.internal_id())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -5,21 +5,60 @@
 
 use slab::Slab;
 
-use crate::sync::{AtomicUsize, Mutex, Ordering, PoisonError};
+use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, PoisonError};
 
 /// The most slots a visit reads before it releases the shard lock and takes it again.
 pub(crate) const VISIT_CHUNK: usize = 1024;
 
-/// One cache line per shard, so that two cores working on two shards do not share a line.
+/// What all shards share: the total count, and the owner's extra state `S` (the registry keeps
+/// its idle notification there).
+#[derive(Debug)]
+pub(crate) struct Common<S> {
+    len: AtomicUsize,
+    pub(crate) ext: S,
+}
+
+/// One slab behind its own mutex, aligned to its own cache line so that two cores working on two
+/// shards do not share a line.
 #[derive(Debug)]
 #[repr(align(64))]
-struct Padded<T>(T);
+pub(crate) struct Shard<T, S> {
+    slab: Mutex<Slab<T>>,
+    common: Arc<Common<S>>,
+}
 
-/// Where a value sits: its shard and its slot. Returned by insert, given back to remove.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Key {
-    shard: u32,
+impl<T, S> Shard<T, S> {
+    fn lock(&self) -> crate::sync::MutexGuard<'_, Slab<T>> {
+        // Nothing panics while a shard is locked, but if something ever did, the slab is still
+        // consistent (slab operations do not unwind half-way): keep going rather than poison
+        // every later request.
+        self.slab.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Where a value sits. Holding the shard itself (not the whole set) means that adding and
+/// removing a value touch only that shard's reference count, plus the one shared total.
+#[derive(Debug)]
+pub(crate) struct Key<T, S> {
+    shard: Arc<Shard<T, S>>,
     slot: u32,
+}
+
+impl<T, S> Key<T, S> {
+    /// Removes the value. The flag is true when this removal emptied the whole set. Consuming
+    /// the key makes a second removal of the same slot impossible.
+    pub(crate) fn remove(self) -> Option<(T, bool, Arc<Shard<T, S>>)> {
+        let value = self.shard.lock().try_remove(self.slot as usize)?;
+        let before = self.shard.common.len.fetch_sub(1, Ordering::SeqCst);
+        Some((value, before == 1, self.shard))
+    }
+}
+
+impl<T, S> Shard<T, S> {
+    /// The owner's extra state.
+    pub(crate) fn ext(&self) -> &S {
+        &self.common.ext
+    }
 }
 
 /// A set of slabs, each behind its own mutex, with one atomic count over all of them.
@@ -27,21 +66,30 @@ pub(crate) struct Key {
 /// Insert and remove lock one shard for a few instructions; `len` reads one atomic; visits lock
 /// one shard at a time. No operation ever holds two locks.
 #[derive(Debug)]
-pub(crate) struct Shards<T> {
-    shards: Box<[Padded<Mutex<Slab<T>>>]>,
-    len: Padded<AtomicUsize>,
+pub(crate) struct Shards<T, S> {
+    shards: Box<[Arc<Shard<T, S>>]>,
+    common: Arc<Common<S>>,
     mask: usize,
 }
 
-impl<T> Shards<T> {
+impl<T, S> Shards<T, S> {
     /// `count` is rounded up to a power of two, at least 1.
-    pub(crate) fn new(count: usize) -> Self {
+    pub(crate) fn new(count: usize, ext: S) -> Self {
         let count = count.max(1).next_power_of_two();
+        let common = Arc::new(Common {
+            len: AtomicUsize::new(0),
+            ext,
+        });
         Self {
             shards: (0..count)
-                .map(|_| Padded(Mutex::new(Slab::new())))
+                .map(|_| {
+                    Arc::new(Shard {
+                        slab: Mutex::new(Slab::new()),
+                        common: common.clone(),
+                    })
+                })
                 .collect(),
-            len: Padded(AtomicUsize::new(0)),
+            common,
             mask: count - 1,
         }
     }
@@ -50,41 +98,27 @@ impl<T> Shards<T> {
         self.shards.len()
     }
 
-    fn lock(&self, shard: usize) -> crate::sync::MutexGuard<'_, Slab<T>> {
-        // Nothing panics while a shard is locked, but if something ever did, the slab is still
-        // consistent (slab operations do not unwind half-way): keep going rather than poison
-        // every later request.
-        self.shards[shard]
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// The owner's extra state.
+    pub(crate) fn ext(&self) -> &S {
+        &self.common.ext
     }
 
     /// Inserts `value` in the shard chosen by `hint` (any well-mixed number, such as random id
     /// bits).
-    pub(crate) fn insert(&self, hint: usize, value: T) -> Key {
+    pub(crate) fn insert(&self, hint: usize, value: T) -> Key<T, S> {
         // Count first: `len` may briefly over-count, never under-count, so a drain that sees 0
         // really has nothing left.
-        self.len.0.fetch_add(1, Ordering::AcqRel);
-        let shard = hint & self.mask;
-        let slot = self.lock(shard).insert(value);
+        self.common.len.fetch_add(1, Ordering::AcqRel);
+        let shard = &self.shards[hint & self.mask];
+        let slot = shard.lock().insert(value);
         Key {
-            shard: shard as u32,
+            shard: shard.clone(),
             slot: u32::try_from(slot).expect("fewer than 2^32 values in one shard"),
         }
     }
 
-    /// Removes the value at `key`. The flag is true when this removal emptied the whole set.
-    pub(crate) fn remove(&self, key: Key) -> Option<(T, bool)> {
-        let value = self
-            .lock(key.shard as usize)
-            .try_remove(key.slot as usize)?;
-        let before = self.len.0.fetch_sub(1, Ordering::SeqCst);
-        Some((value, before == 1))
-    }
-
     pub(crate) fn len(&self) -> usize {
-        self.len.0.load(Ordering::SeqCst)
+        self.common.len.load(Ordering::SeqCst)
     }
 
     /// Calls `f` on every value of the shard `hint` selects.
@@ -94,10 +128,10 @@ impl<T> Shards<T> {
     /// the next slot index after re-locking sees every value that stayed in place; values added
     /// or removed meanwhile may or may not be seen.
     pub(crate) fn visit_shard_of(&self, hint: usize, mut f: impl FnMut(&T)) {
-        let shard = hint & self.mask;
+        let shard = &self.shards[hint & self.mask];
         let mut start = 0;
         loop {
-            let slab = self.lock(shard);
+            let slab = shard.lock();
             let end = slab.capacity().min(start + VISIT_CHUNK);
             for slot in start..end {
                 if let Some(value) = slab.get(slot) {

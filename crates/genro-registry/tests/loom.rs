@@ -7,7 +7,7 @@
 mod sync {
     pub(crate) use loom::sync::{
         atomic::{AtomicUsize, Ordering},
-        Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard,
     };
     pub(crate) use std::sync::PoisonError;
 }
@@ -16,22 +16,23 @@ mod sync {
 #[allow(dead_code, unreachable_pub)]
 mod shards;
 
-use loom::{sync::Arc, thread};
+use loom::thread;
 use shards::Shards;
+use sync::Arc;
 
 /// Two threads add and remove at once while a third entry stays: the count never drops to zero
 /// early, so no removal but the very last may report the set as emptied.
 #[test]
 fn no_false_idle_while_an_entry_remains() {
     loom::model(|| {
-        let set = Arc::new(Shards::new(2));
+        let set = Arc::new(Shards::new(2, ()));
         let held = set.insert(0, 0u32);
         let workers: Vec<_> = (1..=2)
             .map(|i| {
                 let set = set.clone();
                 thread::spawn(move || {
                     let key = set.insert(i, i as u32);
-                    let (value, emptied) = set.remove(key).expect("own key is present");
+                    let (value, emptied, _) = key.remove().expect("own key is present");
                     assert_eq!(value, i as u32);
                     assert!(!emptied, "emptied reported while another entry was held");
                 })
@@ -41,7 +42,7 @@ fn no_false_idle_while_an_entry_remains() {
             w.join().unwrap();
         }
         assert_eq!(set.len(), 1);
-        let (_, emptied) = set.remove(held).unwrap();
+        let (_, emptied, _) = held.remove().unwrap();
         assert!(emptied);
         assert_eq!(set.len(), 0);
     });
@@ -52,7 +53,7 @@ fn no_false_idle_while_an_entry_remains() {
 #[test]
 fn concurrent_pairs_leave_nothing_and_report_idle() {
     loom::model(|| {
-        let set = Arc::new(Shards::new(1));
+        let set = Arc::new(Shards::new(1, ()));
         let workers: Vec<_> = (0..2)
             .map(|i| {
                 let set = set.clone();
@@ -63,7 +64,7 @@ fn concurrent_pairs_leave_nothing_and_report_idle() {
                     let mut seen = false;
                     set.visit(|v| seen |= *v == i);
                     assert!(seen, "an inserted value is visible to its inserter");
-                    set.remove(key).expect("own key is present").1
+                    key.remove().expect("own key is present").1
                 })
             })
             .collect();
@@ -79,21 +80,22 @@ fn concurrent_pairs_leave_nothing_and_report_idle() {
     });
 }
 
-/// A key removes only its own value, even when slots are reused between threads.
+/// A key removes only its own value, even when slots are reused between threads; keys are
+/// consumed, so none can remove twice.
 #[test]
 fn keys_remove_their_own_value() {
     loom::model(|| {
-        let set = Arc::new(Shards::new(1));
+        let set = Arc::new(Shards::new(1, ()));
         let a = set.insert(0, 'a');
         let t = {
             let set = set.clone();
             thread::spawn(move || {
                 let b = set.insert(0, 'b');
-                set.remove(b).unwrap().0
+                b.remove().unwrap().0
             })
         };
-        assert_eq!(set.remove(a).unwrap().0, 'a');
+        assert_eq!(a.remove().unwrap().0, 'a');
         assert_eq!(t.join().unwrap(), 'b');
-        assert!(set.remove(a).is_none(), "a key removes at most once");
+        assert_eq!(set.len(), 0);
     });
 }
