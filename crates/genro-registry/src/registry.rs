@@ -267,9 +267,9 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.envelope.set_phase(genro_envelope::Phase::Finished);
         let Some(key) = self.key.take() else { return };
-        if let Some((_, emptied, shard)) = key.remove() {
-            let idle = shard.ext();
-            if emptied && idle.waiters.load(Ordering::SeqCst) > 0 {
+        if let Some(removed) = key.remove() {
+            let idle = removed.shard.ext();
+            if removed.emptied && idle.waiters.load(Ordering::SeqCst) > 0 {
                 idle.notify.notify_waiters();
             }
         }

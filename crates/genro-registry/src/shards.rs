@@ -44,13 +44,25 @@ pub(crate) struct Key<T, S> {
     slot: u32,
 }
 
+/// What a removal gives back.
+#[derive(Debug)]
+pub(crate) struct Removed<T, S> {
+    pub(crate) value: T,
+    /// This removal emptied the whole set.
+    pub(crate) emptied: bool,
+    pub(crate) shard: Arc<Shard<T, S>>,
+}
+
 impl<T, S> Key<T, S> {
-    /// Removes the value. The flag is true when this removal emptied the whole set. Consuming
-    /// the key makes a second removal of the same slot impossible.
-    pub(crate) fn remove(self) -> Option<(T, bool, Arc<Shard<T, S>>)> {
+    /// Removes the value. Consuming the key makes a second removal of the same slot impossible.
+    pub(crate) fn remove(self) -> Option<Removed<T, S>> {
         let value = self.shard.lock().try_remove(self.slot as usize)?;
         let before = self.shard.common.len.fetch_sub(1, Ordering::SeqCst);
-        Some((value, before == 1, self.shard))
+        Some(Removed {
+            value,
+            emptied: before == 1,
+            shard: self.shard,
+        })
     }
 }
 

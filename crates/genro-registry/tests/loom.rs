@@ -32,7 +32,8 @@ fn no_false_idle_while_an_entry_remains() {
                 let set = set.clone();
                 thread::spawn(move || {
                     let key = set.insert(i, i as u32);
-                    let (value, emptied, _) = key.remove().expect("own key is present");
+                    let removed = key.remove().expect("own key is present");
+                    let (value, emptied) = (removed.value, removed.emptied);
                     assert_eq!(value, i as u32);
                     assert!(!emptied, "emptied reported while another entry was held");
                 })
@@ -42,7 +43,7 @@ fn no_false_idle_while_an_entry_remains() {
             w.join().unwrap();
         }
         assert_eq!(set.len(), 1);
-        let (_, emptied, _) = held.remove().unwrap();
+        let emptied = held.remove().unwrap().emptied;
         assert!(emptied);
         assert_eq!(set.len(), 0);
     });
@@ -64,7 +65,7 @@ fn concurrent_pairs_leave_nothing_and_report_idle() {
                     let mut seen = false;
                     set.visit(|v| seen |= *v == i);
                     assert!(seen, "an inserted value is visible to its inserter");
-                    key.remove().expect("own key is present").1
+                    key.remove().expect("own key is present").emptied
                 })
             })
             .collect();
@@ -91,10 +92,10 @@ fn keys_remove_their_own_value() {
             let set = set.clone();
             thread::spawn(move || {
                 let b = set.insert(0, 'b');
-                b.remove().unwrap().0
+                b.remove().unwrap().value
             })
         };
-        assert_eq!(a.remove().unwrap().0, 'a');
+        assert_eq!(a.remove().unwrap().value, 'a');
         assert_eq!(t.join().unwrap(), 'b');
         assert_eq!(set.len(), 0);
     });
