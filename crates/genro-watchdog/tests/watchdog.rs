@@ -60,13 +60,7 @@ const CONFIG: WatchdogConfig = WatchdogConfig {
 
 #[tokio::test(start_paused = true)]
 async fn a_stuck_request_is_reported_once_per_level_and_notified_once() {
-    let logs = Logs::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let (logs, _subscriber) = scoped_logs();
     let registry = EnvelopeRegistry::new();
     let notified: Arc<Mutex<Vec<Notification>>> = Arc::default();
     let watchdog = Watchdog::new(registry.clone(), CONFIG).notifier({
@@ -125,7 +119,12 @@ async fn a_stuck_request_is_reported_once_per_level_and_notified_once() {
 
     tokio::time::sleep(Duration::from_secs(40)).await; // age 56 s: past critical, many scans
     let critical = logs.lines("request is critically stuck");
-    assert_eq!(critical.len(), 1, "{critical:?}");
+    assert_eq!(
+        critical.len(),
+        1,
+        "{critical:?}\n{}",
+        String::from_utf8_lossy(&logs.0.lock().unwrap())
+    );
     assert!(critical[0].contains("ERROR") && critical[0].contains("severity=\"critical\""));
     assert!(critical[0].contains(&id) && critical[0].contains("/reports/{id}"));
     assert_eq!(logs.lines("request is slow").len(), 1, "no second warning");
@@ -171,13 +170,7 @@ async fn a_stuck_request_is_reported_once_per_level_and_notified_once() {
 
 #[tokio::test(start_paused = true)]
 async fn ten_thousand_fast_requests_produce_no_report() {
-    let logs = Logs::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let (logs, _subscriber) = scoped_logs();
     let registry = EnvelopeRegistry::new();
     let calls = Arc::new(Mutex::new(0usize));
     let watchdog = Watchdog::new(
@@ -229,8 +222,24 @@ async fn ten_thousand_fast_requests_produce_no_report() {
     handle.stop().await;
 }
 
+/// Every test here runs under a scoped subscriber. tracing caches each event site's interest
+/// process-wide; a test emitting events with no subscriber at all can leave a site marked
+/// uninteresting while another test's subscriber is being installed, and that test then misses
+/// its log lines.
+fn scoped_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+    let logs = Logs::default();
+    let guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    (logs, guard)
+}
+
 #[tokio::test(start_paused = true)]
 async fn thresholds_change_while_running_and_bad_ones_are_refused() {
+    let (_logs, _subscriber) = scoped_logs();
     let registry = EnvelopeRegistry::new();
     let watchdog = Watchdog::new(registry.clone(), CONFIG);
     let mut metrics = Registry::default();
@@ -284,6 +293,7 @@ async fn thresholds_change_while_running_and_bad_ones_are_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn a_request_first_seen_past_critical_is_reported_once() {
+    let (logs, _subscriber) = scoped_logs();
     let registry = EnvelopeRegistry::new();
     let mut watchdog = Watchdog::new(registry.clone(), CONFIG);
     let _guard = registry.track(Arc::new(genro_envelope::RequestEnvelope::new(
