@@ -314,4 +314,6 @@ async fn a_request_first_seen_past_critical_is_reported_once() {
         0,
         "bookkeeping of finished requests is dropped"
     );
+    assert_eq!(logs.lines("request is critically stuck").len(), 1);
+    assert!(logs.lines("request is slow").is_empty());
 }
