@@ -63,9 +63,13 @@ pub(crate) struct RouteHandles {
     pub(crate) size: Histogram,
     method: &'static str,
     route: RouteLabel,
+    /// The statuses most responses have, without a lock.
+    common: [std::sync::OnceLock<Counter>; COMMON_STATUSES.len()],
     statuses: RwLock<Vec<(u16, Counter)>>,
     requests: Family<RequestLabels, Counter>,
 }
+
+const COMMON_STATUSES: [u16; 8] = [200, 201, 204, 304, 400, 404, 500, 503];
 
 impl RouteHandles {
     /// Whether these handles are for `route` (or stand for it under the overflow label).
@@ -73,9 +77,25 @@ impl RouteHandles {
         &*self.route.0 == route || &*self.route.0 == OVERFLOW
     }
 
-    /// The request counter for `status` on this route. Statuses are few per route, so a short
+    /// Counts one request answered with `status` on this route.
+    pub(crate) fn count(&self, status: u16) {
+        match COMMON_STATUSES.iter().position(|s| *s == status) {
+            Some(i) => self.common[i].get_or_init(|| self.counter(status)).inc(),
+            None => self.requests(status).inc(),
+        };
+    }
+
+    fn counter(&self, status: u16) -> Counter {
+        self.requests.get_or_create_owned(&RequestLabels {
+            method: self.method,
+            route: self.route.clone(),
+            status,
+        })
+    }
+
+    /// The request counter for a less common `status`. Statuses are few per route, so a short
     /// list read under a read lock beats hashing the whole label set.
-    pub(crate) fn requests(&self, status: u16) -> Counter {
+    fn requests(&self, status: u16) -> Counter {
         if let Some((_, c)) = self
             .statuses
             .read()
@@ -85,11 +105,7 @@ impl RouteHandles {
         {
             return c.clone();
         }
-        let counter = self.requests.get_or_create_owned(&RequestLabels {
-            method: self.method,
-            route: self.route.clone(),
-            status,
-        });
+        let counter = self.counter(status);
         let mut statuses = self
             .statuses
             .write()
@@ -163,7 +179,7 @@ impl HttpMetrics {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
         {
-            if handles.method == method && handles.route_is(route) {
+            if std::ptr::eq(handles.method, method) && handles.route_is(route) {
                 return handles.clone();
             }
         }
@@ -215,6 +231,7 @@ impl HttpMetrics {
             size: self.size.get_or_create_owned(&labels),
             method,
             route: labels.route.clone(),
+            common: Default::default(),
             statuses: RwLock::new(Vec::new()),
             requests: self.requests.clone(),
         });

@@ -11,7 +11,6 @@ use genro_envelope::RequestEnvelope;
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use prometheus_client::metrics::gauge::Gauge;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -100,11 +99,14 @@ impl<S: fmt::Debug> fmt::Debug for Metrics<S> {
 }
 
 /// Where the route label will come from, known at request time, read at response time.
+///
+/// Kept small (two words): it rides in every response future.
 enum RouteSource {
     #[cfg(feature = "axum")]
     Matched(axum::extract::MatchedPath),
-    Envelope(Arc<RequestEnvelope>, Option<Uri>),
-    Grpc(Uri),
+    /// The envelope, and whether the request is gRPC (its path is then the envelope's).
+    Envelope(Arc<RequestEnvelope>, bool),
+    Grpc(Box<Uri>),
     Unknown,
 }
 
@@ -122,11 +124,10 @@ impl RouteSource {
         if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
             return Self::Matched(path.clone());
         }
-        let grpc = is_grpc(req).then(|| req.uri().clone());
-        match (RequestEnvelope::from_request(req), grpc) {
+        match (RequestEnvelope::from_request(req), is_grpc(req)) {
             (Some(envelope), grpc) => Self::Envelope(envelope.clone(), grpc),
-            (None, Some(uri)) => Self::Grpc(uri),
-            (None, None) => Self::Unknown,
+            (None, true) => Self::Grpc(Box::new(req.uri().clone())),
+            (None, false) => Self::Unknown,
         }
     }
 
@@ -135,42 +136,40 @@ impl RouteSource {
     fn label<'s, B>(&'s self, response: &Response<B>) -> (&'s str, bool) {
         // A gRPC path is a template only for methods that exist: tonic answers others with
         // `grpc-status: 12` (unimplemented), and those must not become series.
-        let grpc_path = |uri: &'s Uri| {
+        let grpc_path = |path: &'s str| {
             let unimplemented = response
                 .headers()
                 .get(&GRPC_STATUS)
                 .is_some_and(|s| s == "12");
-            (!unimplemented).then(|| uri.path())
+            (!unimplemented).then_some(path)
         };
         match self {
             #[cfg(feature = "axum")]
             Self::Matched(path) => (path.as_str(), true),
             Self::Envelope(envelope, grpc) => match envelope.route() {
                 Some(route) => (route, true),
-                None => (
-                    grpc.as_ref().and_then(grpc_path).unwrap_or(UNMATCHED),
-                    false,
-                ),
+                None if *grpc => (grpc_path(envelope.path()).unwrap_or(UNMATCHED), false),
+                None => (UNMATCHED, false),
             },
-            Self::Grpc(uri) => (grpc_path(uri).unwrap_or(UNMATCHED), false),
+            Self::Grpc(uri) => (grpc_path(uri.path()).unwrap_or(UNMATCHED), false),
             Self::Unknown => (UNMATCHED, false),
         }
     }
 }
 
-/// Counts one request in flight until dropped.
-struct InFlight(Gauge);
+/// Counts one request in flight until dropped; also the request's handle on the metrics.
+struct InFlight(Arc<HttpMetrics>);
 
 impl InFlight {
-    fn new(gauge: &Gauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
+    fn new(http: &Arc<HttpMetrics>) -> Self {
+        http.in_flight.inc();
+        Self(http.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.in_flight.dec();
     }
 }
 
@@ -178,15 +177,14 @@ struct Pending {
     start: Instant,
     method: &'static str,
     route: RouteSource,
-    http: Arc<HttpMetrics>,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl Pending {
     fn handles<B>(&self, response: &Response<B>) -> Arc<RouteHandles> {
         match self.route.label(response) {
-            (route, true) => self.http.route_by_address(self.method, route),
-            (route, false) => self.http.route(self.method, route),
+            (route, true) => self.in_flight.0.route_by_address(self.method, route),
+            (route, false) => self.in_flight.0.route(self.method, route),
         }
     }
 }
@@ -209,8 +207,7 @@ where
             start: Instant::now(),
             method: method_label(req.method()),
             route: RouteSource::of(&req),
-            http: self.http.clone(),
-            _in_flight: InFlight::new(&self.http.in_flight),
+            in_flight: InFlight::new(&self.http),
         };
         ResponseFuture {
             inner: self.inner.call(req),
@@ -252,7 +249,7 @@ where
                 status: response.status().as_u16(),
                 start: p.start,
                 bytes: 0,
-                _in_flight: p._in_flight,
+                _in_flight: p.in_flight,
             }
         });
         Poll::Ready(Ok(response.map(|inner| ResponseBody { inner, done })))
@@ -270,7 +267,7 @@ struct Done {
 
 impl Drop for Done {
     fn drop(&mut self) {
-        self.handles.requests(self.status).inc();
+        self.handles.count(self.status);
         self.handles
             .duration
             .observe(self.start.elapsed().as_secs_f64());
