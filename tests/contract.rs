@@ -6,8 +6,11 @@ use std::convert::Infallible;
 use axum::{body::Body, routing::get, Router};
 use genro_asgi::{
     envelope::{EnvelopeService, ResponseFuture as EnvelopeFuture},
+    errors::{Errors, ResponseFuture as ErrorsFuture},
+    metrics::{Metrics, ResponseBody as MetricsBody, ResponseFuture as MetricsFuture},
     registry::{Registry, ResponseBody, ResponseFuture as RegistryFuture},
-    EnvelopeLayer, EnvelopeRegistry, InFlightToken, RegistryLayer,
+    EnvelopeLayer, EnvelopeRegistry, ErrorLayer, InFlightToken, MetricsCollector, MetricsLayer,
+    MetricsService, RegistryLayer, WebhookNotifier,
 };
 use http::{Request, Response};
 use tower::{ServiceBuilder, ServiceExt};
@@ -20,6 +23,16 @@ type Inner = tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, Inf
 #[test]
 fn layers_and_services_are_clone_send_sync_static() {
     assert_shareable::<EnvelopeLayer>();
+    assert_shareable::<MetricsLayer>();
+    assert_shareable::<ErrorLayer>();
+    assert_shareable::<MetricsCollector>();
+    assert_shareable::<MetricsService>();
+    assert_shareable::<WebhookNotifier>();
+    assert_shareable::<Metrics<Inner>>();
+    assert_shareable::<Errors<Inner>>();
+    assert_send::<MetricsFuture<<Inner as tower::Service<Request<Body>>>::Future>>();
+    assert_send::<ErrorsFuture<<Inner as tower::Service<Request<Body>>>::Future, Body>>();
+    assert_send::<MetricsBody<Body>>();
     assert_shareable::<RegistryLayer>();
     assert_shareable::<EnvelopeRegistry>();
     assert_shareable::<InFlightToken>();
@@ -34,9 +47,12 @@ fn layers_and_services_are_clone_send_sync_static() {
 #[tokio::test]
 async fn the_stack_works_inside_an_axum_router() {
     let registry = EnvelopeRegistry::new();
+    let collector = MetricsCollector::new();
     let stack = ServiceBuilder::new()
         .layer(EnvelopeLayer::new())
-        .layer(RegistryLayer::new(registry.clone()));
+        .layer(RegistryLayer::new(registry.clone()))
+        .layer(MetricsLayer::new(&collector))
+        .layer(ErrorLayer::new());
 
     // Per route, inside the routing (sees MatchedPath) ...
     let per_route: Router = Router::new()

@@ -194,6 +194,19 @@ impl ErrorLayer {
         self
     }
 
+    /// Like [`handler`](Self::handler), for a handler that builds the whole response itself
+    /// (see [`Problem::from_response`]).
+    #[must_use]
+    pub fn handler_response<E, F>(self, respond: F) -> Self
+    where
+        E: StdError + 'static,
+        F: Fn(&E, &RequestEnvelope) -> Response<bytes::Bytes> + Send + Sync + 'static,
+    {
+        self.handler::<E, _>(move |error, envelope| {
+            Problem::from_response(respond(error, envelope))
+        })
+    }
+
     /// Whether responses include the error's detail and its backtrace or panic message. Off by
     /// default; turn it on only where the clients are the developers.
     #[must_use]

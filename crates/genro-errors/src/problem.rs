@@ -15,6 +15,8 @@ pub struct Problem {
     pub(crate) type_uri: String,
     pub(crate) detail: Option<String>,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// A response of the handler's own, sent as it is (plus `x-error-id`).
+    pub(crate) own: Option<Box<(HeaderMap, Bytes)>>,
 }
 
 impl Problem {
@@ -27,7 +29,19 @@ impl Problem {
             type_uri: "about:blank".to_owned(),
             detail: None,
             headers: Vec::new(),
+            own: None,
         }
+    }
+
+    /// A response of your own instead of a rendered problem: its status, headers and body are
+    /// sent as they are, with `x-error-id` added. Content negotiation and gRPC mapping are then
+    /// yours; logging, metrics and observers still happen.
+    #[must_use]
+    pub fn from_response(response: http::Response<Bytes>) -> Self {
+        let (parts, body) = response.into_parts();
+        let mut problem = Self::new(parts.status);
+        problem.own = Some(Box::new((parts.headers, body)));
+        problem
     }
 
     /// A short, human-readable summary of the kind of problem.
@@ -122,6 +136,18 @@ pub(crate) struct Extra<'a> {
 pub(crate) const X_ERROR_ID: HeaderName = HeaderName::from_static("x-error-id");
 
 pub(crate) fn render(problem: &Problem, format: Format, extra: &Extra<'_>) -> Rendered {
+    if let Some(own) = &problem.own {
+        let (headers, body) = &**own;
+        let mut headers = headers.clone();
+        if let Ok(id) = HeaderValue::from_str(extra.error_id) {
+            headers.insert(X_ERROR_ID, id);
+        }
+        return Rendered {
+            status: problem.status,
+            headers,
+            body: body.clone(),
+        };
+    }
     let mut headers = HeaderMap::new();
     for (name, value) in &problem.headers {
         headers.append(name.clone(), value.clone());

@@ -56,8 +56,27 @@ impl std::fmt::Display for Secret {
 }
 impl std::error::Error for Secret {}
 
+#[derive(Debug)]
+struct RateLimited;
+impl std::fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("slow down")
+    }
+}
+impl std::error::Error for RateLimited {}
+
 fn layer() -> ErrorLayer {
     ErrorLayer::new()
+        .handler_response::<RateLimited, _>(|_, envelope| {
+            http::Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header("content-type", "application/vnd.acme+json")
+                .body(bytes::Bytes::from(format!(
+                    r#"{{"wait":3,"path":"{}"}}"#,
+                    envelope.path()
+                )))
+                .unwrap()
+        })
         .handler::<NotFound, _>(|e, _| {
             Problem::new(StatusCode::NOT_FOUND)
                 .title("Order not found")
@@ -110,6 +129,10 @@ fn app(layer: ErrorLayer) -> Router {
             get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "handled by the app") }),
         )
         .route("/ok", get(|| async { "fine" }))
+        .route(
+            "/limited",
+            get(|| async { Err::<String, Error>(RateLimited.into()) }),
+        )
         .layer(
             ServiceBuilder::new()
                 .layer(EnvelopeLayer::new())
@@ -177,6 +200,13 @@ async fn registered_types_map_to_their_status_and_body() {
     let a = get_with(&app, "/wrapped", None).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     assert_eq!(json(&a.body)["detail"], "order 9 does not exist");
+
+    // A handler that builds its own response.
+    let a = get_with(&app, "/limited", None).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.headers["content-type"], "application/vnd.acme+json");
+    assert_eq!(a.body, r#"{"wait":3,"path":"/limited"}"#);
+    assert_eq!(a.headers["x-error-id"].len(), 8);
 
     // An unregistered error keeps the status it was given.
     let a = get_with(&app, "/teapot", None).await;
