@@ -20,13 +20,13 @@ struct Fixture {
     rt: Runtime,
     addr: SocketAddr,
     layer: EnvelopeLayer,
-    logs: common::LogBuffer,
+    logs: &'static common::LogBuffer,
 }
 
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let logs = common::LogBuffer::install_global();
+        let logs = common::LogBuffer::global();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

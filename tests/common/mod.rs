@@ -1,14 +1,9 @@
 //! Shared helpers of the root integration tests: real TCP servers on loopback.
 #![allow(dead_code, unreachable_pub)]
 
-use std::{
-    io::Write,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-};
+use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
-use tracing_subscriber::fmt::MakeWriter;
 
 /// Serves `app` on an ephemeral loopback port with axum's hyper-based server, passing the peer
 /// address as `ConnectInfo`. Returns the address.
@@ -28,43 +23,8 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
     addr
 }
 
-/// A tracing writer that keeps everything written, for tests that read the logs.
-#[derive(Clone, Default)]
-pub struct LogBuffer(pub Arc<Mutex<Vec<u8>>>);
-
-impl LogBuffer {
-    pub fn contents(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Installs a global subscriber at DEBUG writing here. Call once per test binary.
-    pub fn install_global() -> Self {
-        let buf = Self::default();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(buf.clone())
-            .with_ansi(false)
-            .init();
-        buf
-    }
-}
-
-impl Write for LogBuffer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for LogBuffer {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
+#[allow(unused_imports)]
+pub use genro_test_support::LogBuffer;
 
 /// Starts a real tonic server on loopback serving tonic-health (its generated code needs no
 /// protoc) behind `$layer`, with service `genro.Test` reported as serving, and connects a real

@@ -187,31 +187,8 @@ async fn the_extractor_without_the_layer_says_how_to_fix_it() {
 
 #[test]
 fn ids_are_recorded_on_the_current_span() {
-    use tracing_subscriber::fmt::MakeWriter;
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl<'a> MakeWriter<'a> for Buf {
-        type Writer = Self;
-        fn make_writer(&'a self) -> Self {
-            self.clone()
-        }
-    }
-
-    let buf = Buf::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(buf.clone())
-        .with_ansi(false)
-        .finish();
+    let buf = genro_test_support::LogBuffer::default();
+    let subscriber = buf.subscriber();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -233,7 +210,7 @@ fn ids_are_recorded_on_the_current_span() {
         let res = rt.block_on(svc.oneshot(req)).unwrap();
         res.headers()["x-request-id"].to_str().unwrap().to_owned()
     });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let out = buf.contents();
     assert_eq!(id, "span-ext-1");
     assert!(
         out.contains("external_id=\"span-ext-1\"") || out.contains("external_id=span-ext-1"),

@@ -9,11 +9,11 @@ use std::{
 use axum::{body::Body, routing::get, Router};
 use genro_envelope::EnvelopeLayer;
 use genro_errors::{Error, ErrorKind, ErrorLayer, ErrorReport, Problem};
+use genro_test_support::LogBuffer;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tower::{ServiceBuilder, ServiceExt};
-use tracing_subscriber::fmt::MakeWriter;
 
 #[derive(Debug)]
 struct NotFound(u32);
@@ -420,34 +420,8 @@ async fn observers_see_each_error_and_cannot_hold_the_response_past_their_limit(
 
 /// One global subscriber for this test binary, installed by every test before it runs: with a
 /// single dispatcher, no event site's cached interest can race with a subscriber being set.
-fn logs() -> &'static Logs {
-    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .init();
-        logs
-    })
-}
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-impl<'a> MakeWriter<'a> for Logs {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
+fn logs() -> &'static LogBuffer {
+    LogBuffer::global()
 }
 
 #[tokio::test]
@@ -456,7 +430,7 @@ async fn the_error_id_in_the_log_is_the_one_in_the_header() {
     let app = app(layer());
     let secret = get_with(&app, "/secret", None).await;
     let panic = get_with(&app, "/panic", None).await;
-    let out = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let out = logs.contents();
     for (answer, needle) in [(&secret, "hunter2"), (&panic, "boom")] {
         let id = answer.headers["x-error-id"].to_str().unwrap();
         // Other tests log too; this request's line is found by its id, which is unique.

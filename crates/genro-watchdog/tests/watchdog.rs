@@ -9,42 +9,12 @@ use std::{
 
 use genro_envelope::EnvelopeLayer;
 use genro_registry::{EnvelopeRegistry, RegistryLayer};
+use genro_test_support::LogBuffer;
 use genro_watchdog::{Notification, Severity, Watchdog, WatchdogConfig};
 use http::{Request, Response};
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tokio::sync::oneshot;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn lines(&self, needle: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Logs {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
 
 fn metrics_text(registry: &Registry) -> String {
     let mut text = String::new();
@@ -119,12 +89,7 @@ async fn a_stuck_request_is_reported_once_per_level_and_notified_once() {
 
     tokio::time::sleep(Duration::from_secs(40)).await; // age 56 s: past critical, many scans
     let critical = logs.lines("request is critically stuck");
-    assert_eq!(
-        critical.len(),
-        1,
-        "{critical:?}\n{}",
-        String::from_utf8_lossy(&logs.0.lock().unwrap())
-    );
+    assert_eq!(critical.len(), 1, "{critical:?}\n{}", logs.contents());
     assert!(critical[0].contains("ERROR") && critical[0].contains("severity=\"critical\""));
     assert!(critical[0].contains(&id) && critical[0].contains("/reports/{id}"));
     assert_eq!(logs.lines("request is slow").len(), 1, "no second warning");
@@ -226,15 +191,8 @@ async fn ten_thousand_fast_requests_produce_no_report() {
 /// process-wide; a test emitting events with no subscriber at all can leave a site marked
 /// uninteresting while another test's subscriber is being installed, and that test then misses
 /// its log lines.
-fn scoped_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
-    let logs = Logs::default();
-    let guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish(),
-    );
-    (logs, guard)
+fn scoped_logs() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+    LogBuffer::scoped()
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,0 +1,85 @@
+//! Test helpers shared by the genro-asgi crates. Not published; used as a dev-dependency.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+};
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// A tracing writer that keeps everything written, so tests can read the logs.
+#[derive(Clone, Default, Debug)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// Everything written so far.
+    #[must_use]
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+
+    /// The lines that contain `needle`.
+    #[must_use]
+    pub fn lines(&self, needle: &str) -> Vec<String> {
+        self.contents()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A subscriber at DEBUG level writing here, without colours.
+    #[must_use]
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .finish()
+    }
+
+    /// Installs a subscriber for the current thread only, until the guard drops.
+    #[must_use]
+    pub fn scoped() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let guard = tracing::subscriber::set_default(logs.subscriber());
+        (logs, guard)
+    }
+
+    /// The process-wide buffer: the first call installs a global subscriber writing to it.
+    ///
+    /// Prefer it when several tests of one binary log: with a single dispatcher, no event site's
+    /// cached interest can race with another test installing its own subscriber. Find a test's
+    /// lines by something unique to it, such as a request id.
+    pub fn global() -> &'static Self {
+        static GLOBAL: OnceLock<LogBuffer> = OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            let logs = Self::default();
+            tracing::subscriber::set_global_default(logs.subscriber())
+                .expect("no other global subscriber in this test binary");
+            logs
+        })
+    }
+}
+
+impl Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogBuffer {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
