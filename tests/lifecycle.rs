@@ -204,6 +204,17 @@ async fn streaming_body_keeps_the_request_until_its_last_chunk() {
         "tracked for {lifetime:?}"
     );
     assert_eq!(envelope.phase(), Phase::Finished);
+    // The recorded duration runs to the last chunk too.
+    let text = collector.render();
+    let recorded: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"http_request_duration_seconds_sum{method="GET",route="/stream10"} "#)
+        })
+        .expect("duration recorded")
+        .parse()
+        .unwrap();
+    assert!(recorded >= 2.0, "recorded {recorded} s");
 }
 
 /// RELIABILITY.md 3, second half: the client disconnects mid-body; the entry is gone within 1 s.

@@ -72,6 +72,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // A request that already has an envelope (an EnvelopeLayer further out, or the server)
+        // keeps it: one request, one id, whatever the layering.
+        if RequestEnvelope::from_request(&req).is_some() {
+            return ResponseFuture::new(self.inner.call(req), None);
+        }
         let external_id = self.external_id(&req);
         let envelope = Arc::new(RequestEnvelope::assemble(
             req.method().clone(),

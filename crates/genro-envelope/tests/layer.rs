@@ -218,3 +218,29 @@ fn ids_are_recorded_on_the_current_span() {
     );
     assert!(out.contains("request_id="), "{out}");
 }
+
+#[tokio::test]
+async fn a_second_envelope_layer_keeps_the_first_envelope() {
+    let seen = Arc::new(Mutex::new(None));
+    let svc = tower::ServiceBuilder::new()
+        .layer(EnvelopeLayer::new())
+        .layer(EnvelopeLayer::new().response_id(ResponseId::Internal))
+        .service(service_fn({
+            let seen = seen.clone();
+            move |req: Request<()>| {
+                *seen.lock().unwrap() = RequestEnvelope::from_request(&req).cloned();
+                async { Ok::<_, Infallible>(Response::new(())) }
+            }
+        }));
+    let req = Request::get("/")
+        .header("x-request-id", "ext-1")
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let envelope = seen.lock().unwrap().take().unwrap();
+    // The outer layer's envelope reached the handler, and the outer layer's policy (echo) set
+    // the header: the inner layer neither made a second envelope nor wrote its internal id.
+    assert_eq!(envelope.external_id(), Some("ext-1"));
+    assert_eq!(res.headers().get_all("x-request-id").iter().count(), 1);
+    assert_eq!(res.headers()["x-request-id"], "ext-1");
+}
