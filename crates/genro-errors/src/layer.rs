@@ -348,14 +348,14 @@ impl<S: fmt::Debug> fmt::Debug for Errors<S> {
 /// [`EnvelopeLayer`](genro_envelope::EnvelopeLayer) outside, the success path makes none).
 enum Subject {
     Envelope(Arc<RequestEnvelope>),
-    Request(http::Method, http::Uri, http::Version),
+    Request(http::Method, http::Uri),
 }
 
 impl Subject {
     fn envelope(self) -> Arc<RequestEnvelope> {
         match self {
             Self::Envelope(envelope) => envelope,
-            Self::Request(method, uri, _version) => Arc::new(RequestEnvelope::new(method, uri)),
+            Self::Request(method, uri) => Arc::new(RequestEnvelope::new(method, uri)),
         }
     }
 }
@@ -405,7 +405,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let subject = match RequestEnvelope::from_request(&req) {
             Some(envelope) => Subject::Envelope(envelope.clone()),
-            None => Subject::Request(req.method().clone(), req.uri().clone(), req.version()),
+            None => Subject::Request(req.method().clone(), req.uri().clone()),
         };
         let ctx = Ctx {
             subject,
