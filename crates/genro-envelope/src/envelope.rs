@@ -444,9 +444,9 @@ impl RouteName {
 
     fn as_str(&self) -> &str {
         // Without a framework feature the enum has no variants, and this match none either.
-        match self {
+        match *self {
             #[cfg(feature = "axum")]
-            Self::Axum(p) => p.as_str(),
+            Self::Axum(ref p) => p.as_str(),
         }
     }
 }
