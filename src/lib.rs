@@ -12,14 +12,20 @@
 //! | `genro-metrics` | [`genro_metrics`] | [`MetricsCollector`], [`MetricsLayer`], [`MetricsService`] |
 //! | `genro-errors` | [`genro_errors`] | [`ErrorLayer`], [`Problem`], [`Error`] |
 //! | `genro-watchdog` | [`genro_watchdog`] | [`Watchdog`], [`WatchdogConfig`], [`Notifier`], [`WebhookNotifier`] |
+//! | `axum` (default) | — | the envelope extractor, route templates from `MatchedPath`, `IntoResponse` for [`Error`] |
+//! | `tonic` | — | the error layer under tonic (`RenderedBody` for tonic's body) |
 //!
 //! See the README for the crate map and a quick start.
 
 #[cfg(feature = "genro-envelope")]
 #[doc(inline)]
 pub use genro_envelope::{
-    self as envelope, ClientAddr, Envelope, EnvelopeLayer, Phase, RequestEnvelope, ResponseId,
+    self as envelope, ClientAddr, EnvelopeLayer, Phase, RequestEnvelope, ResponseId,
 };
+
+#[cfg(all(feature = "genro-envelope", feature = "axum"))]
+#[doc(inline)]
+pub use genro_envelope::Envelope;
 
 #[cfg(feature = "genro-registry")]
 #[doc(inline)]
