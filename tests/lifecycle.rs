@@ -73,6 +73,20 @@ fn app_with_metrics(registry: &EnvelopeRegistry, collector: &MetricsCollector) -
         )
 }
 
+/// The envelope and registry layers, tracking in `registry`.
+fn tracked(
+    registry: &EnvelopeRegistry,
+) -> ServiceBuilder<
+    tower::layer::util::Stack<
+        RegistryLayer,
+        tower::layer::util::Stack<EnvelopeLayer, tower::layer::util::Identity>,
+    >,
+> {
+    ServiceBuilder::new()
+        .layer(EnvelopeLayer::new())
+        .layer(RegistryLayer::new(registry.clone()))
+}
+
 fn in_flight_gauge(collector: &MetricsCollector) -> String {
     collector
         .render()
@@ -257,11 +271,9 @@ async fn websocket_session_is_tracked_until_it_closes() {
         })
     }
     let registry = EnvelopeRegistry::new();
-    let app = Router::new().route("/ws", any(ws)).layer(
-        ServiceBuilder::new()
-            .layer(EnvelopeLayer::new())
-            .layer(RegistryLayer::new(registry.clone())),
-    );
+    let app = Router::new()
+        .route("/ws", any(ws))
+        .layer(tracked(&registry));
     let addr = common::serve(app).await;
 
     let (mut socket, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
@@ -296,11 +308,9 @@ async fn websocket_without_the_token_is_not_tracked_after_the_handshake() {
             .on_upgrade(|mut socket| async move { while let Some(Ok(_)) = socket.recv().await {} })
     }
     let registry = EnvelopeRegistry::new();
-    let app = Router::new().route("/ws", any(ws)).layer(
-        ServiceBuilder::new()
-            .layer(EnvelopeLayer::new())
-            .layer(RegistryLayer::new(registry.clone())),
-    );
+    let app = Router::new()
+        .route("/ws", any(ws))
+        .layer(tracked(&registry));
     let addr = common::serve(app).await;
     let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await

@@ -85,6 +85,10 @@ fn always(status: StatusCode) -> Answer {
     Arc::new(move |_| Some(status))
 }
 
+fn critical(message: impl Into<String>) -> Notification {
+    Notification::new("critical_error", Severity::Critical, message)
+}
+
 fn info() -> RequestInfo {
     let envelope = genro_envelope::RequestEnvelope::new(
         http::Method::PUT,
@@ -148,13 +152,7 @@ async fn transient_failures_are_retried_with_backoff() {
         .backoff(Duration::from_millis(20))
         .build()
         .unwrap();
-    notifier
-        .notify(Notification::new(
-            "critical_error",
-            Severity::Critical,
-            "boom",
-        ))
-        .await;
+    notifier.notify(critical("boom")).await;
     eventually("delivered on the third attempt", || {
         notifier.outcome_count("sent") == 1
     })
@@ -168,9 +166,7 @@ async fn transient_failures_are_retried_with_backoff() {
         .unwrap()
         .build()
         .unwrap();
-    notifier
-        .notify(Notification::new("critical_error", Severity::Critical, "x"))
-        .await;
+    notifier.notify(critical("x")).await;
     eventually("refused", || notifier.outcome_count("failed") == 1).await;
     assert_eq!(received.lock().unwrap().len(), 1);
     assert_eq!(notifier.outcome_count("retried"), 0);
@@ -186,13 +182,7 @@ async fn a_server_that_never_answers_times_out_and_fails() {
         .backoff(Duration::from_millis(10))
         .build()
         .unwrap();
-    notifier
-        .notify(Notification::new(
-            "critical_error",
-            Severity::Critical,
-            "slow",
-        ))
-        .await;
+    notifier.notify(critical("slow")).await;
     eventually("given up after two attempts", || {
         notifier.outcome_count("failed") == 1
     })
@@ -219,11 +209,7 @@ async fn a_full_queue_drops_and_counts_without_blocking_and_nothing_leaks() {
         // Each call returns at once even though the endpoint is hung.
         tokio::time::timeout(
             Duration::from_millis(50),
-            notifier.notify(Notification::new(
-                "critical_error",
-                Severity::Critical,
-                format!("n{i}"),
-            )),
+            notifier.notify(critical(format!("n{i}"))),
         )
         .await
         .expect("notify never blocks");
@@ -250,7 +236,7 @@ async fn repeats_within_the_window_are_sent_once() {
         .unwrap()
         .build()
         .unwrap();
-    let n = Notification::new("critical_error", Severity::Critical, "same").with_dedup_key("k1");
+    let n = critical("same").with_dedup_key("k1");
     notifier.notify(n.clone()).await;
     notifier.notify(n.clone()).await;
     notifier.notify(n.with_dedup_key("k2")).await;
@@ -282,9 +268,7 @@ async fn https_with_a_private_root_certificate() {
         .max_retries(0)
         .build()
         .unwrap();
-    untrusting
-        .notify(Notification::new("critical_error", Severity::Critical, "a"))
-        .await;
+    untrusting.notify(critical("a")).await;
     eventually("refused by TLS", || untrusting.outcome_count("failed") == 1).await;
     assert!(received.lock().unwrap().is_empty());
 
@@ -294,9 +278,7 @@ async fn https_with_a_private_root_certificate() {
         .root_certificate(cert_der.to_vec())
         .build()
         .unwrap();
-    trusting
-        .notify(Notification::new("critical_error", Severity::Critical, "b"))
-        .await;
+    trusting.notify(critical("b")).await;
     eventually("delivered over https", || {
         trusting.outcome_count("sent") == 1
     })
