@@ -23,6 +23,7 @@ pub enum ResponseId {
     None,
 }
 
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) header: HeaderName,
     pub(crate) response_id: ResponseId,
@@ -60,15 +61,9 @@ impl EnvelopeLayer {
     }
 
     fn settings_mut(&mut self) -> &mut Settings {
-        // Only reachable while building; a layer already cloned into services gets a copy.
-        if Arc::get_mut(&mut self.settings).is_none() {
-            self.settings = Arc::new(Settings {
-                header: self.settings.header.clone(),
-                response_id: self.settings.response_id,
-                invalid: self.settings.invalid.clone(),
-            });
-        }
-        Arc::get_mut(&mut self.settings).expect("settings were just made unique")
+        // Only while building: a layer already cloned into services gets its own copy, and the
+        // copy keeps sharing the refusal counter.
+        Arc::make_mut(&mut self.settings)
     }
 
     /// The header that carries the external id in, and the id out.

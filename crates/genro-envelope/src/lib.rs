@@ -81,6 +81,6 @@ pub use envelope::{
 #[cfg(feature = "axum")]
 pub use extract::{Envelope, MissingEnvelope};
 pub use future::ResponseFuture;
-pub use id::{is_valid_external_id, MAX_EXTERNAL_ID_LEN};
+pub use id::{is_grpc, is_valid_external_id, MAX_EXTERNAL_ID_LEN};
 pub use layer::{EnvelopeLayer, ResponseId, DEFAULT_HEADER};
 pub use service::EnvelopeService;

@@ -410,10 +410,7 @@ where
         let ctx = Ctx {
             subject,
             accept: req.headers().get(header::ACCEPT).cloned(),
-            grpc: req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")),
+            grpc: genro_envelope::is_grpc(req.headers()),
             settings: self.settings.clone(),
         };
         if let Some(error) = self.not_ready.take() {

@@ -112,19 +112,16 @@ enum RouteSource {
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
-fn is_grpc<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
 impl RouteSource {
     fn of<B>(req: &Request<B>) -> Self {
         #[cfg(feature = "axum")]
         if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
             return Self::Matched(path.clone());
         }
-        match (RequestEnvelope::from_request(req), is_grpc(req)) {
+        match (
+            RequestEnvelope::from_request(req),
+            genro_envelope::is_grpc(req.headers()),
+        ) {
             (Some(envelope), grpc) => Self::Envelope(envelope.clone(), grpc),
             (None, true) => Self::Grpc(Box::new(req.uri().clone())),
             (None, false) => Self::Unknown,
