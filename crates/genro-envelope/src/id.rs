@@ -29,6 +29,7 @@ pub fn is_valid_external_id(value: &[u8]) -> bool {
 /// `application/grpc+…` variants. The error layer answers such requests with a gRPC status and
 /// the metrics layer takes their method path as the route.
 #[must_use]
+#[inline]
 pub fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
