@@ -48,6 +48,7 @@ use tower_http::{
 const STACKS: &[&str] = &[
     "identity",
     "noop2",
+    "noop-body",
     "envelope",
     "envelope-noid",
     "registry",
@@ -138,6 +139,34 @@ fn genro_stack(registry: EnvelopeRegistry) -> Router {
     )
 }
 
+pin_project_lite::pin_project! {
+    /// A body wrapper that only forwards (frames, end of stream and size hint).
+    struct PassBody<B> {
+        #[pin]
+        inner: B,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for PassBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 fn build(stack: &str) -> Router {
     match stack {
         "identity" => router().layer(ServiceBuilder::new().layer(Identity::new())),
@@ -146,6 +175,11 @@ fn build(stack: &str) -> Router {
             ServiceBuilder::new()
                 .map_response(|r: AxumResponse| r)
                 .map_response(|r: AxumResponse| r),
+        ),
+        // The least any layer that must see the end of the body pays: a pass-through body
+        // wrapper, which makes axum box the response body again.
+        "noop-body" => router().layer(
+            ServiceBuilder::new().map_response(|r: AxumResponse| r.map(|inner| PassBody { inner })),
         ),
         "envelope-noid" => router().layer(
             ServiceBuilder::new()
@@ -240,6 +274,12 @@ async fn run(stack: &str, n: usize) {
 
 fn sizes() {
     use std::mem::size_of;
+    type Rf = axum::routing::future::RouteFuture<Infallible>;
+    eprintln!("RouteFuture {} Request {} Response {}", size_of::<Rf>(), size_of::<Request<Body>>(), size_of::<AxumResponse>());
+    eprintln!("errors fut {}", size_of::<genro_asgi::errors::ResponseFuture<Rf, Body>>());
+    eprintln!("metrics fut {}", size_of::<genro_asgi::metrics::ResponseFuture<Rf>>());
+    eprintln!("registry fut {}", size_of::<genro_registry::ResponseFuture<Rf>>());
+    eprintln!("envelope fut {}", size_of::<genro_envelope::ResponseFuture<Rf>>());
     // Arc's heap block is the value plus two reference counts.
     let envelope = size_of::<RequestEnvelope>() + 2 * size_of::<usize>();
     // A slab slot holds the Arc pointer behind an enum tag; the guard is a registry handle and a
