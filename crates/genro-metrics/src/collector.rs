@@ -11,12 +11,15 @@ use http::{header, HeaderValue, Request, Response};
 use http_body_util::Full;
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 use tower_service::Service;
 
-use crate::labels::{RouteLabel, OVERFLOW};
+use crate::{
+    histogram::Histogram,
+    labels::{RouteLabel, OVERFLOW},
+};
 
 /// The default most distinct route labels; see [`MetricsCollector::max_routes`].
 pub const DEFAULT_MAX_ROUTES: usize = 500;
@@ -42,27 +45,12 @@ pub(crate) struct RouteLabels {
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
-fn duration_histogram() -> Histogram {
-    // Prometheus client libraries' default buckets, 5 ms to 10 s, plus 30 s and 60 s for
-    // streaming responses.
-    Histogram::new([
-        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    ])
-}
-
-fn size_histogram() -> Histogram {
-    // 64 B to 64 MiB, by powers of four.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        64.0, 4.0, 11,
-    ))
-}
-
 /// Metric handles for one (method, route) pair, made once and reused by every request on it.
 pub(crate) struct RouteHandles {
     pub(crate) duration: Histogram,
     pub(crate) size: Histogram,
     method: &'static str,
-    route: RouteLabel,
+    pub(crate) route: RouteLabel,
     /// The statuses most responses have, without a lock.
     common: [std::sync::OnceLock<Counter>; COMMON_STATUSES.len()],
     statuses: RwLock<Vec<(u16, Counter)>>,
@@ -153,19 +141,77 @@ pub(crate) struct HttpMetrics {
     by_address:
         RwLock<hashbrown::HashMap<(usize, usize), Arc<RouteHandles>, foldhash::fast::RandomState>>,
     max_routes: usize,
+    /// Tells collectors apart in the per-thread cache (an address could be reused).
+    #[cfg(feature = "axum")]
+    id: u64,
+}
+
+/// How many recent (collector, method, route) lookups each thread remembers.
+#[cfg(feature = "axum")]
+const RECENT_SLOTS: usize = 16;
+
+/// A recent lookup. It holds the `MatchedPath`, so the template's address cannot be freed and
+/// reused while the entry lives: equal addresses mean the same template.
+#[cfg(feature = "axum")]
+struct Recent {
+    collector: u64,
+    method: &'static str,
+    path: axum::extract::MatchedPath,
+    handles: Arc<RouteHandles>,
+}
+
+#[cfg(feature = "axum")]
+thread_local! {
+    static RECENT: std::cell::RefCell<[Option<Recent>; RECENT_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; RECENT_SLOTS]) };
 }
 
 impl HttpMetrics {
     fn new(max_routes: usize) -> Self {
+        #[cfg(feature = "axum")]
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
+            #[cfg(feature = "axum")]
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             requests: Family::default(),
-            duration: Family::new_with_constructor(duration_histogram),
-            size: Family::new_with_constructor(size_histogram),
+            duration: Family::new_with_constructor(Histogram::duration),
+            size: Family::new_with_constructor(Histogram::size),
             in_flight: Gauge::default(),
             routes: RwLock::default(),
             by_address: RwLock::default(),
             max_routes,
         }
+    }
+
+    /// The handles of an axum route template. A thread answers most requests from a few routes,
+    /// so the lookup is first tried in a small per-thread cache: no lock, no hashing.
+    #[cfg(feature = "axum")]
+    pub(crate) fn matched(
+        &self,
+        method: &'static str,
+        path: &axum::extract::MatchedPath,
+    ) -> Arc<RouteHandles> {
+        let route = path.as_str();
+        let slot = ((route.as_ptr() as usize >> 3) ^ (method.as_ptr() as usize >> 2)) % RECENT_SLOTS;
+        RECENT.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            if let Some(hit) = &recent[slot] {
+                if hit.collector == self.id
+                    && std::ptr::eq(hit.method, method)
+                    && std::ptr::eq(hit.path.as_str(), route)
+                {
+                    return hit.handles.clone();
+                }
+            }
+            let handles = self.route_by_address(method, route);
+            recent[slot] = Some(Recent {
+                collector: self.id,
+                method,
+                path: path.clone(),
+                handles: handles.clone(),
+            });
+            handles
+        })
     }
 
     /// [`route`](Self::route) for a route string that outlives the request (a template held by

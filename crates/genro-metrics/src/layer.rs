@@ -102,8 +102,9 @@ impl<S: fmt::Debug> fmt::Debug for Metrics<S> {
 ///
 /// Kept small (two words): it rides in every response future.
 enum RouteSource {
+    /// Found when the request arrived (an axum route template).
     #[cfg(feature = "axum")]
-    Matched(axum::extract::MatchedPath),
+    Resolved(Arc<RouteHandles>),
     /// The envelope, and whether the request is gRPC (its path is then the envelope's).
     Envelope(Arc<RequestEnvelope>, bool),
     Grpc(Box<Uri>),
@@ -113,11 +114,13 @@ enum RouteSource {
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 impl RouteSource {
-    fn of<B>(req: &Request<B>) -> Self {
+    fn of<B>(req: &Request<B>, http: &HttpMetrics, method: &'static str) -> Self {
         #[cfg(feature = "axum")]
         if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return Self::Matched(path.clone());
+            return Self::Resolved(http.matched(method, path));
         }
+        #[cfg(not(feature = "axum"))]
+        let _ = (http, method);
         match (
             RequestEnvelope::from_request(req),
             genro_envelope::is_grpc(req.headers()),
@@ -141,8 +144,9 @@ impl RouteSource {
             (!unimplemented).then_some(path)
         };
         match self {
+            // Never asked: `handles` returns resolved handles as they are.
             #[cfg(feature = "axum")]
-            Self::Matched(path) => (path.as_str(), true),
+            Self::Resolved(handles) => (&handles.route.0, true),
             Self::Envelope(envelope, grpc) => match envelope.route() {
                 Some(route) => (route, true),
                 None if *grpc => (grpc_path(envelope.path()).unwrap_or(UNMATCHED), false),
@@ -177,11 +181,21 @@ struct Pending {
     in_flight: InFlight,
 }
 
-impl Pending {
-    fn handles<B>(&self, response: &Response<B>) -> Arc<RouteHandles> {
-        match self.route.label(response) {
-            (route, true) => self.in_flight.0.route_by_address(self.method, route),
-            (route, false) => self.in_flight.0.route(self.method, route),
+impl RouteSource {
+    /// The metric handles of this request's route, once its response is known.
+    fn handles<B>(
+        self,
+        http: &HttpMetrics,
+        method: &'static str,
+        response: &Response<B>,
+    ) -> Arc<RouteHandles> {
+        #[cfg(feature = "axum")]
+        if let Self::Resolved(handles) = self {
+            return handles;
+        }
+        match self.label(response) {
+            (route, true) => http.route_by_address(method, route),
+            (route, false) => http.route(method, route),
         }
     }
 }
@@ -200,10 +214,11 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let method = method_label(req.method());
         let pending = Pending {
             start: Instant::now(),
-            method: method_label(req.method()),
-            route: RouteSource::of(&req),
+            method,
+            route: RouteSource::of(&req, &self.http, method),
             in_flight: InFlight::new(&self.http),
         };
         ResponseFuture {
@@ -240,7 +255,7 @@ where
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
         let done = this.pending.take().map(|p| {
-            let handles = p.handles(&response);
+            let handles = p.route.handles(&p.in_flight.0, p.method, &response);
             Done {
                 handles,
                 status: response.status().as_u16(),

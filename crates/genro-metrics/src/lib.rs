@@ -51,6 +51,7 @@
 //! 1.88.
 
 mod collector;
+mod histogram;
 mod labels;
 mod layer;
 mod process;
