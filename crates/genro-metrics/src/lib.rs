@@ -14,7 +14,14 @@
 //! reused: the request path does not allocate labels.
 //!
 //! prometheus-client is the Prometheus project's own Rust client; its output passes
-//! `promtool check metrics`.
+//! `promtool check metrics`. The two request histograms are this crate's own metric type,
+//! encoded through prometheus-client's `EncodeMetric` trait: prometheus-client's `Histogram`
+//! takes a mutex on every observation, and the request path makes two observations per request.
+//! Ours updates one atomic bucket and an atomic sum, and costs about a third as many instructions.
+//!
+//! With the `axum` feature, the per-route metric handles are found when the request arrives,
+//! through a small per-thread cache keyed by the route template's address (the cache entry holds
+//! the template, so the address cannot be reused while it is cached).
 //!
 //! # Example
 //!
