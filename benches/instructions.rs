@@ -49,6 +49,7 @@ const STACKS: &[&str] = &[
     "identity",
     "noop2",
     "noop-body",
+    "floor-envelope",
     "envelope",
     "envelope-noid",
     "registry",
@@ -167,6 +168,25 @@ impl<B: http_body::Body> http_body::Body for PassBody<B> {
     }
 }
 
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// 128 random bits from a per-thread xorshift state: no syscall, like the envelope's generator.
+fn fastrand_u128() -> u128 {
+    thread_local!(static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0x9e37_79b9_7f4a_7c15) });
+    STATE.with(|s| {
+        let mut x = s.get();
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let v = (u128::from(next()) << 64) | u128::from(next());
+        s.set(x);
+        v
+    })
+}
+
 fn build(stack: &str) -> Router {
     match stack {
         "identity" => router().layer(ServiceBuilder::new().layer(Identity::new())),
@@ -180,6 +200,26 @@ fn build(stack: &str) -> Router {
         // wrapper, which makes axum box the response body again.
         "noop-body" => router().layer(
             ServiceBuilder::new().map_response(|r: AxumResponse| r.map(|inner| PassBody { inner })),
+        ),
+        // What the envelope layer must do, written with http and std alone: an `Arc` of the
+        // envelope's size in the request extensions, and a fresh UUID in the response header.
+        // No genro code runs: it is the floor under the envelope layer's cost.
+        "floor-envelope" => router().layer(
+            ServiceBuilder::new()
+                .map_request(|mut r: AxumRequest| {
+                    let envelope = std::sync::Arc::new([0u64; 38]);
+                    r.extensions_mut().insert(envelope);
+                    r
+                })
+                .map_response(|mut r: AxumResponse| {
+                    let id = uuid::Uuid::from_u128(fastrand_u128());
+                    let mut buf = uuid::Uuid::encode_buffer();
+                    let text = id.hyphenated().encode_lower(&mut buf);
+                    if let http::header::Entry::Vacant(slot) = r.headers_mut().entry(X_REQUEST_ID) {
+                        slot.insert(http::HeaderValue::from_str(text).expect("uuid text"));
+                    }
+                    r
+                }),
         ),
         "envelope-noid" => router().layer(
             ServiceBuilder::new()
