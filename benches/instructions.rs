@@ -315,11 +315,28 @@ async fn run(stack: &str, n: usize) {
 fn sizes() {
     use std::mem::size_of;
     type Rf = axum::routing::future::RouteFuture<Infallible>;
-    eprintln!("RouteFuture {} Request {} Response {}", size_of::<Rf>(), size_of::<Request<Body>>(), size_of::<AxumResponse>());
-    eprintln!("errors fut {}", size_of::<genro_asgi::errors::ResponseFuture<Rf, Body>>());
-    eprintln!("metrics fut {}", size_of::<genro_asgi::metrics::ResponseFuture<Rf>>());
-    eprintln!("registry fut {}", size_of::<genro_registry::ResponseFuture<Rf>>());
-    eprintln!("envelope fut {}", size_of::<genro_envelope::ResponseFuture<Rf>>());
+    eprintln!(
+        "RouteFuture {} Request {} Response {}",
+        size_of::<Rf>(),
+        size_of::<Request<Body>>(),
+        size_of::<AxumResponse>()
+    );
+    eprintln!(
+        "errors fut {}",
+        size_of::<genro_asgi::errors::ResponseFuture<Rf, Body>>()
+    );
+    eprintln!(
+        "metrics fut {}",
+        size_of::<genro_asgi::metrics::ResponseFuture<Rf>>()
+    );
+    eprintln!(
+        "registry fut {}",
+        size_of::<genro_registry::ResponseFuture<Rf>>()
+    );
+    eprintln!(
+        "envelope fut {}",
+        size_of::<genro_envelope::ResponseFuture<Rf>>()
+    );
     // Arc's heap block is the value plus two reference counts.
     let envelope = size_of::<RequestEnvelope>() + 2 * size_of::<usize>();
     // A slab slot holds the Arc pointer behind an enum tag; the guard is a registry handle and a

@@ -192,7 +192,8 @@ impl HttpMetrics {
         path: &axum::extract::MatchedPath,
     ) -> Arc<RouteHandles> {
         let route = path.as_str();
-        let slot = ((route.as_ptr() as usize >> 3) ^ (method.as_ptr() as usize >> 2)) % RECENT_SLOTS;
+        let slot =
+            ((route.as_ptr() as usize >> 3) ^ (method.as_ptr() as usize >> 2)) % RECENT_SLOTS;
         RECENT.with(|recent| {
             let mut recent = recent.borrow_mut();
             if let Some(hit) = &recent[slot] {
