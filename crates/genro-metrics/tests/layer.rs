@@ -240,3 +240,39 @@ async fn metrics_service_negotiates_the_format() {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
 }
+
+/// Route handles are cached per thread: two collectors seeing the same template (one router,
+/// two layers) on one thread, and routers rebuilt over and over (templates freed and allocated
+/// again), must still each count exactly their own requests under the right label.
+#[tokio::test(flavor = "current_thread")]
+async fn the_route_cache_never_mixes_collectors_or_routers() {
+    let first = MetricsCollector::new();
+    let second = MetricsCollector::new();
+    let both = Router::new()
+        .route("/same", get(|| async { "x" }))
+        .layer(MetricsLayer::new(&first))
+        .layer(MetricsLayer::new(&second));
+    for _ in 0..3 {
+        assert_eq!(call(&both, Method::GET, "/same").await, 200);
+    }
+    // Rebuilt routers: the freed template of one can be allocated again for the next.
+    for i in 0..50 {
+        let route = if i % 2 == 0 { "/even" } else { "/odd" };
+        let rebuilt = Router::new()
+            .route(route, get(|| async { "x" }))
+            .layer(MetricsLayer::new(&first));
+        assert_eq!(call(&rebuilt, Method::GET, route).await, 200);
+    }
+
+    let count = |c: &MetricsCollector, route: &str| {
+        value(
+            &c.render(),
+            &format!(r#"http_requests_total{{method="GET",route="{route}",status="200"}}"#),
+        )
+    };
+    assert_eq!(count(&first, "/same"), Some(3.0));
+    assert_eq!(count(&second, "/same"), Some(3.0));
+    assert_eq!(count(&first, "/even"), Some(25.0));
+    assert_eq!(count(&first, "/odd"), Some(25.0));
+    assert_eq!(count(&second, "/even"), None);
+}
