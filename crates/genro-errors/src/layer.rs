@@ -469,6 +469,7 @@ where
 {
     type Output = Result<Response<B>, Infallible>;
 
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let this = self.as_mut().project();
