@@ -141,38 +141,31 @@ pub(crate) struct HttpMetrics {
     by_address:
         RwLock<hashbrown::HashMap<(usize, usize), Arc<RouteHandles>, foldhash::fast::RandomState>>,
     max_routes: usize,
-    /// Tells collectors apart in the per-thread cache (an address could be reused).
+    /// Route handles by template address, without a lock; see [`HttpMetrics::matched`].
     #[cfg(feature = "axum")]
-    id: u64,
+    recent: Box<[std::sync::OnceLock<Recent>]>,
 }
 
-/// How many recent (collector, method, route) lookups each thread remembers.
+/// Slots of the lock-free route cache (a few KiB per collector).
 #[cfg(feature = "axum")]
-const RECENT_SLOTS: usize = 16;
+const RECENT_SLOTS: usize = 128;
 
-/// A recent lookup. It holds the `MatchedPath`, so the template's address cannot be freed and
+/// A cached route. It holds the `MatchedPath`, so the template's address cannot be freed and
 /// reused while the entry lives: equal addresses mean the same template.
 #[cfg(feature = "axum")]
 struct Recent {
-    collector: u64,
     method: &'static str,
     path: axum::extract::MatchedPath,
     handles: Arc<RouteHandles>,
 }
 
-#[cfg(feature = "axum")]
-thread_local! {
-    static RECENT: std::cell::RefCell<[Option<Recent>; RECENT_SLOTS]> =
-        const { std::cell::RefCell::new([const { None }; RECENT_SLOTS]) };
-}
-
 impl HttpMetrics {
     fn new(max_routes: usize) -> Self {
-        #[cfg(feature = "axum")]
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
             #[cfg(feature = "axum")]
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            recent: (0..RECENT_SLOTS)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             requests: Family::default(),
             duration: Family::new_with_constructor(Histogram::duration),
             size: Family::new_with_constructor(Histogram::size),
@@ -183,8 +176,10 @@ impl HttpMetrics {
         }
     }
 
-    /// The handles of an axum route template. A thread answers most requests from a few routes,
-    /// so the lookup is first tried in a small per-thread cache: no lock, no hashing.
+    /// The handles of an axum route template. Templates live in the router, so each has a
+    /// stable address: a direct-mapped table of write-once slots, keyed by that address and the
+    /// method's, answers most requests with one atomic load and no lock. The first route to
+    /// claim a slot keeps it; a route whose slot is taken uses the locked map.
     #[cfg(feature = "axum")]
     pub(crate) fn matched(
         &self,
@@ -192,27 +187,22 @@ impl HttpMetrics {
         path: &axum::extract::MatchedPath,
     ) -> Arc<RouteHandles> {
         let route = path.as_str();
-        let slot =
-            ((route.as_ptr() as usize >> 3) ^ (method.as_ptr() as usize >> 2)) % RECENT_SLOTS;
-        RECENT.with(|recent| {
-            let mut recent = recent.borrow_mut();
-            if let Some(hit) = &recent[slot] {
-                if hit.collector == self.id
-                    && std::ptr::eq(hit.method, method)
-                    && std::ptr::eq(hit.path.as_str(), route)
-                {
-                    return hit.handles.clone();
-                }
+        let at = ((route.as_ptr() as usize >> 3) ^ (method.as_ptr() as usize >> 1)) % RECENT_SLOTS;
+        let slot = &self.recent[at];
+        if let Some(hit) = slot.get() {
+            if std::ptr::eq(hit.method, method) && std::ptr::eq(hit.path.as_str(), route) {
+                return hit.handles.clone();
             }
-            let handles = self.route_by_address(method, route);
-            recent[slot] = Some(Recent {
-                collector: self.id,
-                method,
-                path: path.clone(),
-                handles: handles.clone(),
-            });
-            handles
-        })
+            return self.route_by_address(method, route);
+        }
+        let handles = self.route_by_address(method, route);
+        // Losing a race to another route only means this one keeps using the locked map.
+        let _ = slot.set(Recent {
+            method,
+            path: path.clone(),
+            handles: handles.clone(),
+        });
+        handles
     }
 
     /// [`route`](Self::route) for a route string that outlives the request (a template held by

@@ -20,8 +20,8 @@
 //! Ours updates one atomic bucket and an atomic sum, and costs about a third as many instructions.
 //!
 //! With the `axum` feature, the per-route metric handles are found when the request arrives,
-//! through a small per-thread cache keyed by the route template's address (the cache entry holds
-//! the template, so the address cannot be reused while it is cached).
+//! in a lock-free table of write-once slots keyed by the route template's address (an entry
+//! holds the template, so the address cannot be reused while it is cached).
 //!
 //! # Example
 //!

@@ -241,9 +241,9 @@ async fn metrics_service_negotiates_the_format() {
     }
 }
 
-/// Route handles are cached per thread: two collectors seeing the same template (one router,
-/// two layers) on one thread, and routers rebuilt over and over (templates freed and allocated
-/// again), must still each count exactly their own requests under the right label.
+/// Route handles are cached by template address: two collectors seeing the same template (one
+/// router, two layers), and routers rebuilt over and over (templates freed and allocated again),
+/// must still each count exactly their own requests under the right label.
 #[tokio::test(flavor = "current_thread")]
 async fn the_route_cache_never_mixes_collectors_or_routers() {
     let first = MetricsCollector::new();
