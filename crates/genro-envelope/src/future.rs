@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::{layer::Settings, service::response_id_value, RequestEnvelope};
+use crate::{layer::Settings, RequestEnvelope};
 
 pin_project! {
     /// Response future of [`EnvelopeService`](crate::EnvelopeService): writes the id header on the response.
@@ -53,13 +53,7 @@ where
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx))?;
         if let Some((settings, envelope)) = this.for_response.take() {
-            if let http::header::Entry::Vacant(slot) =
-                response.headers_mut().entry(&settings.header)
-            {
-                if let Some(value) = response_id_value(&settings, &envelope) {
-                    slot.insert(value);
-                }
-            }
+            settings.write_response_id(&mut response, &envelope);
         }
         Poll::Ready(Ok(response))
     }

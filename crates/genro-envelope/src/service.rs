@@ -38,26 +38,6 @@ impl<S: fmt::Debug> fmt::Debug for EnvelopeService<S> {
     }
 }
 
-impl<S> EnvelopeService<S> {
-    fn external_id<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
-        let value = req.headers().get(&self.settings.header)?;
-        match Refusal::of(value.as_bytes()) {
-            None => Some(value.clone()),
-            Some(refusal) => {
-                self.settings.invalid.inc();
-                // The value itself is hostile input: only its length and the reason are logged.
-                tracing::debug!(
-                    header = %self.settings.header,
-                    len = value.len(),
-                    reason = refusal.reason(),
-                    "dropped an invalid external request id"
-                );
-                None
-            }
-        }
-    }
-}
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for EnvelopeService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -72,27 +52,64 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        // A request that already has an envelope (an EnvelopeLayer further out, or the server)
-        // keeps it: one request, one id, whatever the layering.
-        if RequestEnvelope::from_request(&req).is_some() {
-            return ResponseFuture::new(self.inner.call(req), None);
+        let (envelope, made_here) = self.settings.attach(&mut req);
+        // A request that already had an envelope (an EnvelopeLayer further out, or the server)
+        // keeps it, and whoever made it writes the response id.
+        let for_response = (made_here && self.settings.response_id != ResponseId::None)
+            .then(|| (self.settings.clone(), envelope));
+        ResponseFuture::new(self.inner.call(req), for_response)
+    }
+}
+
+impl Settings {
+    fn external_id<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
+        let value = req.headers().get(&self.header)?;
+        match Refusal::of(value.as_bytes()) {
+            None => Some(value.clone()),
+            Some(refusal) => {
+                self.invalid.inc();
+                // The value itself is hostile input: only its length and the reason are logged.
+                tracing::debug!(
+                    header = %self.header,
+                    len = value.len(),
+                    reason = refusal.reason(),
+                    "dropped an invalid external request id"
+                );
+                None
+            }
         }
-        let external_id = self.external_id(&req);
+    }
+
+    /// Gives `req` an envelope, unless it has one. Returns the request's envelope, and whether it
+    /// was made here.
+    pub(crate) fn attach<B>(&self, req: &mut Request<B>) -> (Arc<RequestEnvelope>, bool) {
+        if let Some(envelope) = RequestEnvelope::from_request(req) {
+            return (envelope.clone(), false);
+        }
         let envelope = Arc::new(RequestEnvelope::assemble(
             req.method().clone(),
             req.uri().clone(),
             req.version(),
             client_from(req.extensions()),
-            external_id,
+            self.external_id(req),
             RouteName::from_extensions(req.extensions()),
         ));
         record_on_span(&envelope);
-        let for_response = match self.settings.response_id {
-            ResponseId::None => None,
-            _ => Some((self.settings.clone(), envelope.clone())),
-        };
-        req.extensions_mut().insert(envelope);
-        ResponseFuture::new(self.inner.call(req), for_response)
+        req.extensions_mut().insert(envelope.clone());
+        (envelope, true)
+    }
+
+    /// Writes the id header on `response`, unless the response already has one.
+    pub(crate) fn write_response_id<B>(
+        &self,
+        response: &mut Response<B>,
+        envelope: &RequestEnvelope,
+    ) {
+        if let http::header::Entry::Vacant(slot) = response.headers_mut().entry(&self.header) {
+            if let Some(value) = response_id_value(self, envelope) {
+                slot.insert(value);
+            }
+        }
     }
 }
 
