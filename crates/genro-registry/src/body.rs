@@ -6,7 +6,7 @@ use std::{
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::future::Tracked;
+use crate::future::Tracking;
 
 pin_project! {
     /// Response body of [`Registry`](crate::Registry): the request stays in the registry until
@@ -15,12 +15,13 @@ pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        tracked: Option<Tracked>,
+        tracked: Option<Tracking>,
     }
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, tracked: Option<Tracked>) -> Self {
+    /// A body that keeps `tracked` until it ends, fails or is dropped.
+    pub fn new(inner: B, tracked: Option<Tracking>) -> Self {
         Self { inner, tracked }
     }
 }

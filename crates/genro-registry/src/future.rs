@@ -29,6 +29,29 @@ impl Tracked {
     }
 }
 
+/// One request's place in the registry, from [`RegistryLayer::begin`] until dropped: dropping
+/// it removes the entry (once the last [`InFlightToken`] of an upgraded request is gone too).
+///
+/// [`RegistryLayer::begin`]: crate::RegistryLayer::begin
+/// [`InFlightToken`]: crate::InFlightToken
+#[derive(Debug)]
+pub struct Tracking(pub(crate) Tracked);
+
+impl Tracking {
+    /// Records what the response head says about the request's phase: streaming its body, or
+    /// upgraded (a `101`, or a successful `CONNECT`).
+    pub fn respond(&self, status: StatusCode) {
+        let envelope = self.0.envelope();
+        let upgraded = status == StatusCode::SWITCHING_PROTOCOLS
+            || (envelope.method() == Method::CONNECT && status.is_success());
+        envelope.set_phase(if upgraded {
+            Phase::Upgraded
+        } else {
+            Phase::Streaming
+        });
+    }
+}
+
 pin_project! {
     /// Response future of [`Registry`](crate::Registry). Holds the registry entry until the
     /// response is ready, then hands it to the [`ResponseBody`].
@@ -36,12 +59,12 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        tracked: Option<Tracked>,
+        tracked: Option<Tracking>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, tracked: Tracked) -> Self {
+    pub(crate) fn new(inner: F, tracked: Tracking) -> Self {
         Self {
             inner,
             tracked: Some(tracked),
@@ -62,14 +85,7 @@ where
         let response = ready!(this.inner.poll(cx))?;
         let tracked = this.tracked.take();
         if let Some(tracked) = &tracked {
-            let envelope = tracked.envelope();
-            let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS
-                || (envelope.method() == Method::CONNECT && response.status().is_success());
-            envelope.set_phase(if upgraded {
-                Phase::Upgraded
-            } else {
-                Phase::Streaming
-            });
+            tracked.respond(response.status());
         }
         Poll::Ready(Ok(response.map(|body| ResponseBody::new(body, tracked))))
     }

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    future::{ResponseFuture, Tracked},
+    future::{ResponseFuture, Tracked, Tracking},
     registry::InFlight,
     EnvelopeRegistry,
 };
@@ -49,6 +49,34 @@ impl RegistryLayer {
     pub fn registry(&self) -> &EnvelopeRegistry {
         &self.registry
     }
+}
+
+impl RegistryLayer {
+    /// Tracks `req`, whose envelope is `envelope`, as the layer's service does: the entry lives
+    /// until the returned [`Tracking`] is dropped. A request asking for an upgrade also gets an
+    /// [`InFlightToken`] in its extensions, which keeps the entry while the upgraded connection
+    /// lives.
+    ///
+    /// For services that do this layer's work together with other work in one future (as
+    /// genro-asgi's `GenroLayer` does); a plain stack uses the layer itself.
+    pub fn begin<B>(&self, req: &mut Request<B>, envelope: Arc<RequestEnvelope>) -> Tracking {
+        begin(&self.registry, req, envelope)
+    }
+}
+
+fn begin<B>(
+    registry: &EnvelopeRegistry,
+    req: &mut Request<B>,
+    envelope: Arc<RequestEnvelope>,
+) -> Tracking {
+    let guard = registry.track(envelope);
+    Tracking(if wants_upgrade(req) {
+        let shared = Arc::new(guard);
+        req.extensions_mut().insert(InFlightToken(shared.clone()));
+        Tracked::Shared(shared)
+    } else {
+        Tracked::Owned(guard)
+    })
 }
 
 impl Default for RegistryLayer {
@@ -159,14 +187,7 @@ where
                 envelope
             }
         };
-        let guard = self.registry.track(envelope);
-        let tracked = if wants_upgrade(&req) {
-            let shared = Arc::new(guard);
-            req.extensions_mut().insert(InFlightToken(shared.clone()));
-            Tracked::Shared(shared)
-        } else {
-            Tracked::Owned(guard)
-        };
+        let tracked = begin(&self.registry, &mut req, envelope);
         // If `call` panics, `tracked` is dropped while unwinding and the entry goes with it.
         let future = self.inner.call(req);
         ResponseFuture::new(future, tracked)

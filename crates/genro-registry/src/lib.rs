@@ -66,7 +66,7 @@ mod registry;
 mod shards;
 
 pub use body::ResponseBody;
-pub use future::ResponseFuture;
+pub use future::{ResponseFuture, Tracking};
 pub use layer::{InFlightToken, Registry, RegistryLayer};
 pub use registry::{EnvelopeRegistry, InFlight};
 
