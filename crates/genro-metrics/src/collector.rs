@@ -49,6 +49,8 @@ type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 pub(crate) struct RouteHandles {
     pub(crate) duration: Histogram,
     pub(crate) size: Histogram,
+    /// The collector's in-flight gauge, so a request can leave it without a collector handle.
+    pub(crate) in_flight: Gauge,
     method: &'static str,
     pub(crate) route: RouteLabel,
     /// The statuses most responses have, without a lock.
@@ -266,6 +268,7 @@ impl HttpMetrics {
         let handles = Arc::new(RouteHandles {
             duration: self.duration.get_or_create_owned(&labels),
             size: self.size.get_or_create_owned(&labels),
+            in_flight: self.in_flight.clone(),
             method,
             route: labels.route.clone(),
             common: Default::default(),

@@ -58,6 +58,17 @@ impl MetricsLayer {
     }
 }
 
+impl MetricsLayer {
+    /// Starts measuring `req`, as the layer's service does; see [`Measurement`].
+    ///
+    /// For services that do this layer's work together with other work in one future (as
+    /// genro-asgi's `GenroLayer` does); a plain stack uses the layer itself.
+    #[must_use]
+    pub fn begin<B>(&self, req: &Request<B>) -> Measurement {
+        Measurement::new(req, &self.http)
+    }
+}
+
 impl fmt::Debug for MetricsLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsLayer").finish_non_exhaustive()
@@ -98,13 +109,8 @@ impl<S: fmt::Debug> fmt::Debug for Metrics<S> {
     }
 }
 
-/// Where the route label will come from, known at request time, read at response time.
-///
-/// Kept small (two words): it rides in every response future.
-enum RouteSource {
-    /// Found when the request arrived (an axum route template).
-    #[cfg(feature = "axum")]
-    Resolved(Arc<RouteHandles>),
+/// Where the route label comes from when it is not known when the request arrives.
+enum LateRoute {
     /// The envelope, and whether the request is gRPC (its path is then the envelope's).
     Envelope(Arc<RequestEnvelope>, bool),
     Grpc(Box<Uri>),
@@ -113,14 +119,8 @@ enum RouteSource {
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
-impl RouteSource {
-    fn of<B>(req: &Request<B>, http: &HttpMetrics, method: &'static str) -> Self {
-        #[cfg(feature = "axum")]
-        if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return Self::Resolved(http.matched(method, path));
-        }
-        #[cfg(not(feature = "axum"))]
-        let _ = (http, method);
+impl LateRoute {
+    fn of<B>(req: &Request<B>) -> Self {
         match (
             RequestEnvelope::from_request(req),
             genro_envelope::is_grpc(req.headers()),
@@ -144,9 +144,6 @@ impl RouteSource {
             (!unimplemented).then_some(path)
         };
         match self {
-            // Never asked: `handles` returns resolved handles as they are.
-            #[cfg(feature = "axum")]
-            Self::Resolved(handles) => (&handles.route.0, true),
             Self::Envelope(envelope, grpc) => match envelope.route() {
                 Some(route) => (route, true),
                 None if *grpc => (grpc_path(envelope.path()).unwrap_or(UNMATCHED), false),
@@ -156,46 +153,104 @@ impl RouteSource {
             Self::Unknown => (UNMATCHED, false),
         }
     }
-}
 
-/// Counts one request in flight until dropped; also the request's handle on the metrics.
-struct InFlight(Arc<HttpMetrics>);
-
-impl InFlight {
-    fn new(http: &Arc<HttpMetrics>) -> Self {
-        http.in_flight.inc();
-        Self(http.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.dec();
-    }
-}
-
-struct Pending {
-    start: Instant,
-    method: &'static str,
-    route: RouteSource,
-    in_flight: InFlight,
-}
-
-impl RouteSource {
-    /// The metric handles of this request's route, once its response is known.
+    /// The metric handles of this route, once the response is known.
     fn handles<B>(
-        self,
+        &self,
         http: &HttpMetrics,
         method: &'static str,
         response: &Response<B>,
     ) -> Arc<RouteHandles> {
-        #[cfg(feature = "axum")]
-        if let Self::Resolved(handles) = self {
-            return handles;
-        }
         match self.label(response) {
             (route, true) => http.route_by_address(method, route),
             (route, false) => http.route(method, route),
+        }
+    }
+}
+
+/// The route of one request.
+enum Route {
+    /// Its handles: found when the request arrived (an axum route template), or once the
+    /// response was known.
+    Known(Arc<RouteHandles>),
+    /// To be found from the response.
+    Late(LateRoute, Arc<HttpMetrics>),
+}
+
+/// The measurement of one request, from [`MetricsLayer::begin`] until dropped.
+///
+/// It counts the request in flight at once. Give it the response head with
+/// [`respond`](Self::respond) and the body's bytes with [`add_bytes`](Self::add_bytes); it
+/// records the request when dropped, at the end of the body or when the body is dropped early.
+/// Dropped before a response, it leaves `in_flight` and is not counted.
+pub struct Measurement {
+    route: Route,
+    start: Instant,
+    method: &'static str,
+    /// 0 until there is a response.
+    status: u16,
+    bytes: u64,
+}
+
+impl Measurement {
+    fn new<B>(req: &Request<B>, http: &Arc<HttpMetrics>) -> Self {
+        let method = method_label(req.method());
+        #[cfg(feature = "axum")]
+        let route = match req.extensions().get::<axum::extract::MatchedPath>() {
+            Some(path) => Route::Known(http.matched(method, path)),
+            None => Route::Late(LateRoute::of(req), http.clone()),
+        };
+        #[cfg(not(feature = "axum"))]
+        let route = Route::Late(LateRoute::of(req), http.clone());
+        http.in_flight.inc();
+        Self {
+            route,
+            start: Instant::now(),
+            method,
+            status: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Learns the status, and the route if it was not known yet, from the response head.
+    pub fn respond<B>(&mut self, response: &Response<B>) {
+        self.status = response.status().as_u16();
+        if let Route::Late(late, http) = &self.route {
+            self.route = Route::Known(late.handles(http, self.method, response));
+        }
+    }
+
+    /// Adds `n` bytes of response body.
+    pub fn add_bytes(&mut self, n: u64) {
+        self.bytes += n;
+    }
+}
+
+impl fmt::Debug for Measurement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Measurement")
+            .field("method", &self.method)
+            .field("status", &self.status)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Measurement {
+    fn drop(&mut self) {
+        let handles = match &self.route {
+            Route::Known(handles) => handles,
+            Route::Late(_, http) => {
+                http.in_flight.dec();
+                return;
+            }
+        };
+        handles.in_flight.dec();
+        if self.status != 0 {
+            handles.count(self.status);
+            handles.duration.observe(self.start.elapsed().as_secs_f64());
+            #[allow(clippy::cast_precision_loss)] // exact below 2^53 bytes
+            handles.size.observe(self.bytes as f64);
         }
     }
 }
@@ -214,16 +269,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let method = method_label(req.method());
-        let pending = Pending {
-            start: Instant::now(),
-            method,
-            route: RouteSource::of(&req, &self.http, method),
-            in_flight: InFlight::new(&self.http),
-        };
         ResponseFuture {
+            measurement: Some(Measurement::new(&req, &self.http)),
             inner: self.inner.call(req),
-            pending: Some(pending),
         }
     }
 }
@@ -233,7 +281,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        pending: Option<Pending>,
+        measurement: Option<Measurement>,
     }
 }
 
@@ -255,36 +303,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
-        let done = this.pending.take().map(|p| {
-            let handles = p.route.handles(&p.in_flight.0, p.method, &response);
-            Done {
-                handles,
-                status: response.status().as_u16(),
-                start: p.start,
-                bytes: 0,
-                _in_flight: p.in_flight,
-            }
+        let measurement = this.measurement.take().map(|mut measurement| {
+            measurement.respond(&response);
+            measurement
         });
-        Poll::Ready(Ok(response.map(|inner| ResponseBody { inner, done })))
-    }
-}
-
-/// Records the request when dropped: at the end of the body, or when the body is dropped early.
-struct Done {
-    handles: Arc<RouteHandles>,
-    status: u16,
-    start: Instant,
-    bytes: u64,
-    _in_flight: InFlight,
-}
-
-impl Drop for Done {
-    fn drop(&mut self) {
-        self.handles.count(self.status);
-        self.handles
-            .duration
-            .observe(self.start.elapsed().as_secs_f64());
-        self.handles.size.observe(self.bytes as f64);
+        Poll::Ready(Ok(
+            response.map(|inner| ResponseBody::new(inner, measurement))
+        ))
     }
 }
 
@@ -293,7 +318,15 @@ pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        done: Option<Done>,
+        measurement: Option<Measurement>,
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// A body that counts its bytes into `measurement` and drops it when the body ends, fails or
+    /// is dropped.
+    pub fn new(inner: B, measurement: Option<Measurement>) -> Self {
+        Self { inner, measurement }
     }
 }
 
@@ -318,12 +351,14 @@ impl<B: Body> Body for ResponseBody<B> {
         let frame = ready!(this.inner.poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
-                if let (Some(done), Some(data)) = (this.done.as_mut(), frame.data_ref()) {
-                    done.bytes += bytes::Buf::remaining(data) as u64;
+                if let (Some(measurement), Some(data)) =
+                    (this.measurement.as_mut(), frame.data_ref())
+                {
+                    measurement.add_bytes(bytes::Buf::remaining(data) as u64);
                 }
             }
             // The end, or a failure that ends it: record now rather than when dropped.
-            None | Some(Err(_)) => drop(this.done.take()),
+            None | Some(Err(_)) => drop(this.measurement.take()),
         }
         Poll::Ready(frame)
     }

@@ -68,4 +68,4 @@ pub use collector::{
     PROMETHEUS_CONTENT_TYPE,
 };
 pub use labels::{OVERFLOW, UNMATCHED};
-pub use layer::{Metrics, MetricsLayer, ResponseBody, ResponseFuture};
+pub use layer::{Measurement, Metrics, MetricsLayer, ResponseBody, ResponseFuture};
