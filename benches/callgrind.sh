@@ -12,7 +12,7 @@ bin=$(cargo bench --bench instructions --no-run 2>&1 | sed -n 's/.*Executable .*
 [ -x "$bin" ] || { echo "could not find the instructions bench binary" >&2; exit 1; }
 
 stacks=("$@")
-[ ${#stacks[@]} -gt 0 ] || stacks=(identity noop2 noop-body floor-envelope envelope envelope-noid registry envelope+registry metrics user-metrics errors genro-without-errors genro genro+watchdog tower-http)
+[ ${#stacks[@]} -gt 0 ] || stacks=(identity noop2 noop-body floor-envelope envelope envelope-noid registry envelope+registry metrics user-metrics errors genro-without-errors genro genro-layer genro+watchdog tower-http)
 [[ " ${stacks[*]} " == *" identity "* ]] || stacks=(identity "${stacks[@]}")
 
 tmp=$(mktemp -d)

@@ -59,6 +59,7 @@ const STACKS: &[&str] = &[
     "errors",
     "genro-without-errors",
     "genro",
+    "genro-layer",
     "genro+watchdog",
     "tower-http",
 ];
@@ -247,6 +248,11 @@ fn build(stack: &str) -> Router {
                 .layer(MetricsLayer::new(&MetricsCollector::new())),
         ),
         "genro" => genro_stack(EnvelopeRegistry::new()),
+        // The same four parts as one layer.
+        "genro-layer" => router().layer(ServiceBuilder::new().layer(genro_asgi::GenroLayer::new(
+            &EnvelopeRegistry::new(),
+            &MetricsCollector::new(),
+        ))),
         // The same stack with a watchdog scanning the registry every 10 ms, on a thread of its
         // own: callgrind.sh counts the main thread only, so this is the request path's cost
         // while scans run against the same registry.

@@ -3,7 +3,7 @@
 //! This umbrella crate re-exports the genro crates, each behind a feature of its own name (all on
 //! by default), so that `use genro_asgi::EnvelopeLayer;` works as well as
 //! `use genro_envelope::EnvelopeLayer;`. Each crate is also reachable as a module
-//! (`genro_asgi::envelope`, `genro_asgi::registry`, `genro_asgi::metrics`, `genro_asgi::errors`, `genro_asgi::watchdog`).
+//! (`genro_asgi::envelope`, `genro_asgi::registry`, `genro_asgi::metrics`, `genro_asgi::errors`, `genro_asgi::stack`, `genro_asgi::watchdog`).
 //!
 //! | feature | crate | what it gives |
 //! |---|---|---|
@@ -11,6 +11,7 @@
 //! | `genro-registry` | [`genro_registry`] | [`EnvelopeRegistry`], [`RegistryLayer`] |
 //! | `genro-metrics` | [`genro_metrics`] | [`MetricsCollector`], [`MetricsLayer`], [`MetricsService`] |
 //! | `genro-errors` | [`genro_errors`] | [`ErrorLayer`], [`Problem`], [`Error`] |
+//! | `genro-stack` | [`genro_stack`] | [`GenroLayer`]: envelope, registry, metrics and errors as one layer |
 //! | `genro-watchdog` | [`genro_watchdog`] | [`Watchdog`], [`WatchdogConfig`], [`Notifier`], [`WebhookNotifier`] |
 //! | `axum` (default) | — | the envelope extractor, route templates from `MatchedPath`, `IntoResponse` for [`Error`] |
 //! | `tonic` | — | the error layer under tonic (`RenderedBody` for tonic's body) |
@@ -47,6 +48,10 @@ pub use genro_metrics::{self as metrics, MetricsCollector, MetricsLayer, Metrics
 #[cfg(feature = "genro-errors")]
 #[doc(inline)]
 pub use genro_errors::{self as errors, ErrorLayer, ErrorReport, Observer, Problem, RenderedBody};
+
+#[cfg(feature = "genro-stack")]
+#[doc(inline)]
+pub use genro_stack::{self as stack, GenroLayer};
 
 /// The error a genro-asgi handler returns (the facade's `Error` type will join it).
 #[cfg(feature = "genro-errors")]

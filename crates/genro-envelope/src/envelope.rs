@@ -274,6 +274,16 @@ impl RequestEnvelope {
         self.started.elapsed()
     }
 
+    /// axum's `MatchedPath` of the request, when the envelope was made after routing.
+    #[cfg(feature = "axum")]
+    #[must_use]
+    pub fn matched_path(&self) -> Option<&axum::extract::MatchedPath> {
+        match &self.route {
+            Some(RouteName::Axum(path)) => Some(path),
+            None => None,
+        }
+    }
+
     /// The route template (`/users/{id}`, `/pkg.Service/Method`), once a layer that knows it has
     /// set it.
     #[must_use]

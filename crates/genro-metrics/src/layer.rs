@@ -67,6 +67,17 @@ impl MetricsLayer {
     pub fn begin<B>(&self, req: &Request<B>) -> Measurement {
         Measurement::new(req, &self.http)
     }
+
+    /// [`begin`](Self::begin) for a request whose envelope the caller holds: the envelope's
+    /// start time and route template are used rather than read again.
+    #[must_use]
+    pub fn begin_enveloped<B>(
+        &self,
+        req: &Request<B>,
+        envelope: &Arc<RequestEnvelope>,
+    ) -> Measurement {
+        Measurement::enveloped(req, envelope, &self.http)
+    }
 }
 
 impl fmt::Debug for MetricsLayer {
@@ -206,6 +217,37 @@ impl Measurement {
         Self {
             route,
             start: Instant::now(),
+            method,
+            status: 0,
+            bytes: 0,
+        }
+    }
+
+    /// A measurement of a request whose envelope is known: the envelope's start time and route
+    /// template are used rather than read again.
+    fn enveloped<B>(
+        req: &Request<B>,
+        envelope: &Arc<RequestEnvelope>,
+        http: &Arc<HttpMetrics>,
+    ) -> Self {
+        let method = method_label(req.method());
+        #[cfg(feature = "axum")]
+        let route = match envelope.matched_path() {
+            Some(path) => Route::Known(http.matched(method, path)),
+            None => Route::Late(
+                LateRoute::Envelope(envelope.clone(), genro_envelope::is_grpc(req.headers())),
+                http.clone(),
+            ),
+        };
+        #[cfg(not(feature = "axum"))]
+        let route = Route::Late(
+            LateRoute::Envelope(envelope.clone(), genro_envelope::is_grpc(req.headers())),
+            http.clone(),
+        );
+        http.in_flight.inc();
+        Self {
+            route,
+            start: envelope.started().into_std(),
             method,
             status: 0,
             bytes: 0,

@@ -38,6 +38,12 @@ impl Tracked {
 pub struct Tracking(pub(crate) Tracked);
 
 impl Tracking {
+    /// The tracked request's envelope.
+    #[must_use]
+    pub fn envelope(&self) -> &RequestEnvelope {
+        self.0.envelope()
+    }
+
     /// Records what the response head says about the request's phase: streaming its body, or
     /// upgraded (a `101`, or a successful `CONNECT`).
     pub fn respond(&self, status: StatusCode) {

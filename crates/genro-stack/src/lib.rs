@@ -1,0 +1,296 @@
+//! The whole genro request path as one tower layer.
+//!
+//! [`GenroLayer`] does what this stack does, in the same order and with the same results:
+//!
+//! ```text
+//! ServiceBuilder::new()
+//!     .layer(EnvelopeLayer::new())
+//!     .layer(RegistryLayer::new(registry))
+//!     .layer(MetricsLayer::new(&collector))
+//!     .layer(ErrorLayer::new())
+//! ```
+//!
+//! Every request gets its envelope and `x-request-id`, stays in the registry until its response
+//! body ends, is measured until then, and any error or panic becomes one rendered response with
+//! an error id. The four layers each wrap the request's future, and two of them the response
+//! body; `GenroLayer` does the envelope, registry and metrics work in one future and one body
+//! wrapper around the error layer, so a request pays for one wrapper instead of three. The
+//! instruction-count harness of genro-asgi (`benches/callgrind.sh`) measures both.
+//!
+//! Each part keeps its own configuration: pass a configured [`EnvelopeLayer`] or [`ErrorLayer`]
+//! with [`GenroLayer::envelope`] and [`GenroLayer::errors`]. The separate layers stay the way to
+//! take only some of the parts.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use genro_metrics::MetricsCollector;
+//! use genro_registry::EnvelopeRegistry;
+//! use genro_stack::GenroLayer;
+//!
+//! let registry = EnvelopeRegistry::new();
+//! let collector = MetricsCollector::new();
+//! let app: Router = Router::new()
+//!     .route("/hello", get(|| async { "Hello, World!" }))
+//!     .layer(GenroLayer::new(&registry, &collector))
+//!     .route_service("/metrics", collector.service());
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `axum`  | no      | the parts' axum integration: the envelope extractor, route templates from `MatchedPath`, `IntoResponse` for `genro_errors::Error` |
+//! | `tonic` | no      | the error layer under tonic |
+//!
+//! # Minimum supported Rust version
+//!
+//! 1.88.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+};
+
+use genro_envelope::EnvelopeLayer;
+use genro_errors::{ErrorLayer, Errors};
+use genro_metrics::{Measurement, MetricsCollector, MetricsLayer};
+use genro_registry::{EnvelopeRegistry, RegistryLayer, Tracking};
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// A [`Layer`] that applies the envelope, registry, metrics and error layers as one service.
+/// See the [crate documentation](crate).
+#[derive(Clone)]
+pub struct GenroLayer {
+    parts: Arc<Parts>,
+    errors: ErrorLayer,
+}
+
+struct Parts {
+    envelope: EnvelopeLayer,
+    registry: RegistryLayer,
+    metrics: MetricsLayer,
+}
+
+impl GenroLayer {
+    /// The four parts with their defaults, tracking requests in `registry` and recording their
+    /// metrics in `collector`.
+    #[must_use]
+    pub fn new(registry: &EnvelopeRegistry, collector: &MetricsCollector) -> Self {
+        Self {
+            parts: Arc::new(Parts {
+                envelope: EnvelopeLayer::new(),
+                registry: RegistryLayer::new(registry.clone()),
+                metrics: MetricsLayer::new(collector),
+            }),
+            errors: ErrorLayer::new(),
+        }
+    }
+
+    /// Uses `layer`'s configuration for the envelope part (id header, response id).
+    #[must_use]
+    pub fn envelope(mut self, layer: EnvelopeLayer) -> Self {
+        self.parts = Arc::new(Parts {
+            envelope: layer,
+            registry: self.parts.registry.clone(),
+            metrics: self.parts.metrics.clone(),
+        });
+        self
+    }
+
+    /// Uses `layer`'s configuration for the error part (handlers, observers, traceback).
+    #[must_use]
+    pub fn errors(mut self, layer: ErrorLayer) -> Self {
+        self.errors = layer;
+        self
+    }
+}
+
+impl fmt::Debug for GenroLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenroLayer")
+            .field("envelope", &self.parts.envelope)
+            .field("registry", &self.parts.registry)
+            .field("metrics", &self.parts.metrics)
+            .field("errors", &self.errors)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for GenroLayer {
+    type Service = Genro<Errors<S>>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Genro {
+            inner: self.errors.layer(inner),
+            parts: self.parts.clone(),
+        }
+    }
+}
+
+/// The service made by [`GenroLayer`]: the envelope, registry and metrics parts around the
+/// error layer's service.
+pub struct Genro<S> {
+    inner: S,
+    parts: Arc<Parts>,
+}
+
+impl<S: Clone> Clone for Genro<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            parts: self.parts.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Genro<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Genro")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one request carries from `call` to the end of its response body.
+struct InFlight {
+    tracking: Tracking,
+    measurement: Measurement,
+    /// Set when this service made the envelope, and so writes the response id.
+    write_id: Option<Arc<Parts>>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Genro<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let parts = &*self.parts;
+        let (envelope, made_here) = parts.envelope.attach(&mut req);
+        let measurement = parts.metrics.begin_enveloped(&req, &envelope);
+        let tracking = parts.registry.begin(&mut req, envelope);
+        let in_flight = InFlight {
+            tracking,
+            measurement,
+            write_id: made_here.then(|| self.parts.clone()),
+        };
+        // If `call` panics, `in_flight` is dropped while unwinding: the registry entry goes and
+        // the request leaves the in-flight gauge.
+        ResponseFuture {
+            inner: self.inner.call(req),
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Genro`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // On `Err`, `?` returns and the request's state is dropped with this future.
+        let mut response = ready!(this.inner.poll(cx))?;
+        let in_flight = this.in_flight.take().map(|mut in_flight| {
+            if let Some(parts) = in_flight.write_id.take() {
+                parts
+                    .envelope
+                    .write_response_id(&mut response, in_flight.tracking.envelope());
+            }
+            in_flight.measurement.respond(&response);
+            in_flight.tracking.respond(response.status());
+            (in_flight.measurement, in_flight.tracking)
+        });
+        Poll::Ready(Ok(response.map(|inner| ResponseBody { inner, in_flight })))
+    }
+}
+
+pin_project! {
+    /// Response body of [`Genro`]: counts its bytes, and keeps the request in the registry and
+    /// in flight until it ends, fails or is dropped.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: B,
+        // Dropped in this order at the end: the metrics record, then the registry entry.
+        in_flight: Option<(Measurement, Tracking)>,
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline(always)]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let (Some((measurement, _)), Some(data)) =
+                    (this.in_flight.as_mut(), frame.data_ref())
+                {
+                    measurement.add_bytes(bytes::Buf::remaining(data) as u64);
+                }
+            }
+            // The end, or a failure that ends it.
+            None | Some(Err(_)) => drop(this.in_flight.take()),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
