@@ -9,8 +9,9 @@ use genro_asgi::{
     errors::{Errors, ResponseFuture as ErrorsFuture},
     metrics::{Metrics, ResponseBody as MetricsBody, ResponseFuture as MetricsFuture},
     registry::{Registry, ResponseBody, ResponseFuture as RegistryFuture},
-    EnvelopeLayer, EnvelopeRegistry, ErrorLayer, InFlightToken, MetricsCollector, MetricsLayer,
-    MetricsService, RegistryLayer, WebhookNotifier,
+    stack::{Genro, ResponseBody as GenroBody, ResponseFuture as GenroFuture},
+    EnvelopeLayer, EnvelopeRegistry, ErrorLayer, GenroLayer, InFlightToken, MetricsCollector,
+    MetricsLayer, MetricsService, RegistryLayer, WebhookNotifier,
 };
 use http::{Request, Response};
 use tower::{ServiceBuilder, ServiceExt};
@@ -42,6 +43,10 @@ fn layers_and_services_are_clone_send_sync_static() {
     assert_send::<EnvelopeFuture<<Inner as tower::Service<Request<Body>>>::Future>>();
     assert_send::<RegistryFuture<<Inner as tower::Service<Request<Body>>>::Future>>();
     assert_send::<ResponseBody<Body>>();
+    assert_shareable::<GenroLayer>();
+    assert_shareable::<Genro<Errors<Inner>>>();
+    assert_send::<GenroFuture<<Errors<Inner> as tower::Service<Request<Body>>>::Future>>();
+    assert_send::<GenroBody<Body>>();
 }
 
 #[tokio::test]

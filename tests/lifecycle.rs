@@ -22,8 +22,8 @@ use axum::{
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use genro_asgi::{
-    EnvelopeLayer, EnvelopeRegistry, InFlightToken, MetricsCollector, MetricsLayer, Phase,
-    RegistryLayer,
+    EnvelopeLayer, EnvelopeRegistry, GenroLayer, InFlightToken, MetricsCollector, MetricsLayer,
+    Phase, RegistryLayer,
 };
 use http::Request;
 use http_body_util::{BodyExt, Empty};
@@ -50,11 +50,22 @@ fn slow_body(chunks: Option<usize>, every: Duration) -> Body {
 }
 
 fn app(registry: &EnvelopeRegistry) -> Router {
-    app_with_metrics(registry, &MetricsCollector::new())
+    app_layered(registry, &MetricsCollector::new(), Layering::Separate)
 }
 
-fn app_with_metrics(registry: &EnvelopeRegistry, collector: &MetricsCollector) -> Router {
-    Router::new()
+/// The same routes under the four layers, or under `GenroLayer`, which must behave the same.
+#[derive(Clone, Copy, Debug)]
+enum Layering {
+    Separate,
+    Fused,
+}
+
+fn app_layered(
+    registry: &EnvelopeRegistry,
+    collector: &MetricsCollector,
+    layering: Layering,
+) -> Router {
+    let routes = Router::new()
         .route("/fast", get(|| async { "ok" }))
         .route("/hang", get(std::future::pending::<&'static str>))
         .route(
@@ -64,13 +75,16 @@ fn app_with_metrics(registry: &EnvelopeRegistry, collector: &MetricsCollector) -
         .route(
             "/stream10",
             get(|| async { slow_body(Some(10), Duration::from_millis(200)) }),
-        )
-        .layer(
+        );
+    match layering {
+        Layering::Separate => routes.layer(
             ServiceBuilder::new()
                 .layer(EnvelopeLayer::new())
                 .layer(RegistryLayer::new(registry.clone()))
                 .layer(MetricsLayer::new(collector)),
-        )
+        ),
+        Layering::Fused => routes.layer(GenroLayer::new(registry, collector)),
+    }
 }
 
 /// The envelope and registry layers, tracking in `registry`.
@@ -100,11 +114,21 @@ fn in_flight_gauge(collector: &MetricsCollector) -> String {
 /// body streams. Within 1 s of the end, the registry is empty and `http_requests_in_flight` is 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_leaks_on_cancel() {
+    no_leaks_on_cancel_with(Layering::Separate).await;
+}
+
+/// RELIABILITY.md 1 under `GenroLayer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_leaks_on_cancel_fused() {
+    no_leaks_on_cancel_with(Layering::Fused).await;
+}
+
+async fn no_leaks_on_cancel_with(layering: Layering) {
     const TOTAL: usize = 20_000;
     const WORKERS: usize = 50;
     let registry = EnvelopeRegistry::new();
     let collector = MetricsCollector::new();
-    let addr = common::serve(app_with_metrics(&registry, &collector)).await;
+    let addr = common::serve(app_layered(&registry, &collector, layering)).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
 
     let next = Arc::new(AtomicUsize::new(0));
@@ -182,9 +206,19 @@ async fn no_leaks_on_cancel() {
 /// streaming phase, until the last chunk, so its lifetime is at least 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_body_keeps_the_request_until_its_last_chunk() {
+    streaming_with(Layering::Separate).await;
+}
+
+/// RELIABILITY.md 3 under `GenroLayer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_body_keeps_the_request_until_its_last_chunk_fused() {
+    streaming_with(Layering::Fused).await;
+}
+
+async fn streaming_with(layering: Layering) {
     let registry = EnvelopeRegistry::new();
     let collector = MetricsCollector::new();
-    let addr = common::serve(app_with_metrics(&registry, &collector)).await;
+    let addr = common::serve(app_layered(&registry, &collector, layering)).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
 
     let res = client
