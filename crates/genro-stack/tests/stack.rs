@@ -19,23 +19,22 @@ fn value(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-fn app(registry: &EnvelopeRegistry, collector: &MetricsCollector) -> Router {
-    Router::new()
+/// A fresh registry and collector, and an app with a few routes under `GenroLayer`.
+fn setup() -> (EnvelopeRegistry, MetricsCollector, Router) {
+    let (registry, collector) = (EnvelopeRegistry::new(), MetricsCollector::new());
+    let app = Router::new()
         .route(
             "/users/{id}",
             get(|Envelope(envelope): Envelope| async move { envelope.internal_id().to_string() }),
         )
         .route("/stream", get(|| async { chunks() }))
-        .route(
-            "/panic",
-            get(|| async {
-                if true {
-                    panic!("boom");
-                }
-                "unreachable"
-            }),
-        )
-        .layer(GenroLayer::new(registry, collector))
+        .route("/panic", get(boom))
+        .layer(GenroLayer::new(&registry, &collector));
+    (registry, collector, app)
+}
+
+async fn boom() -> &'static str {
+    panic!("boom")
 }
 
 /// Two chunks, each after 50 ms.
@@ -58,8 +57,7 @@ async fn get_path(app: &Router, path: &str) -> http::Response<Body> {
 
 #[tokio::test]
 async fn envelope_id_header_and_metrics_with_the_template() {
-    let (registry, collector) = (EnvelopeRegistry::new(), MetricsCollector::new());
-    let app = app(&registry, &collector);
+    let (registry, collector, app) = setup();
 
     let res = get_path(&app, "/users/7").await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -83,8 +81,7 @@ async fn envelope_id_header_and_metrics_with_the_template() {
 
 #[tokio::test]
 async fn a_streaming_request_stays_registered_and_timed_until_its_body_ends() {
-    let (registry, collector) = (EnvelopeRegistry::new(), MetricsCollector::new());
-    let app = app(&registry, &collector);
+    let (registry, collector, app) = setup();
 
     let res = get_path(&app, "/stream").await;
     assert_eq!(registry.len(), 1, "registered while the body streams");
@@ -126,8 +123,7 @@ async fn a_streaming_request_stays_registered_and_timed_until_its_body_ends() {
 
 #[tokio::test]
 async fn a_panic_is_one_rendered_response_with_the_envelope_id() {
-    let (registry, collector) = (EnvelopeRegistry::new(), MetricsCollector::new());
-    let app = app(&registry, &collector);
+    let (registry, collector, app) = setup();
 
     let res = get_path(&app, "/panic").await;
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -169,21 +165,11 @@ async fn a_dropped_request_leaves_nothing_behind() {
 #[tokio::test]
 async fn its_parts_keep_their_own_configuration() {
     let (registry, collector) = (EnvelopeRegistry::new(), MetricsCollector::new());
-    let app = Router::new()
-        .route(
-            "/panic",
-            get(|| async {
-                if true {
-                    panic!("boom");
-                }
-                "unreachable"
-            }),
-        )
-        .layer(
-            GenroLayer::new(&registry, &collector)
-                .envelope(EnvelopeLayer::new().response_id(ResponseId::Internal))
-                .errors(ErrorLayer::new().show_traceback(true)),
-        );
+    let app = Router::new().route("/panic", get(boom)).layer(
+        GenroLayer::new(&registry, &collector)
+            .envelope(EnvelopeLayer::new().response_id(ResponseId::Internal))
+            .errors(ErrorLayer::new().show_traceback(true)),
+    );
     let req = Request::get("/panic")
         .header("x-request-id", "client-1")
         .body(Body::empty())
