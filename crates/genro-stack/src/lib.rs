@@ -161,9 +161,12 @@ impl<S: fmt::Debug> fmt::Debug for Genro<S> {
 }
 
 /// What one request carries from `call` to the end of its response body.
+///
+/// Fields drop in order: the request leaves the in-flight gauge before the registry, so a drain
+/// that sees the registry idle also sees the gauge at zero (as with the separate layers).
 struct InFlight {
-    tracking: Tracking,
     measurement: Measurement,
+    tracking: Tracking,
     /// Set when this service made the envelope, and so writes the response id.
     write_id: Option<Arc<Parts>>,
 }
