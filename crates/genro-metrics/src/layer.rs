@@ -68,8 +68,8 @@ impl MetricsLayer {
         Measurement::new(req, &self.http)
     }
 
-    /// [`begin`](Self::begin) for a request whose envelope the caller holds: the envelope's
-    /// start time and route template are used rather than read again.
+    /// [`begin`](Self::begin) for a request whose envelope the caller holds: the envelope's route
+    /// template is used rather than looked up again in the request extensions.
     #[must_use]
     pub fn begin_enveloped<B>(
         &self,
@@ -223,8 +223,8 @@ impl Measurement {
         }
     }
 
-    /// A measurement of a request whose envelope is known: the envelope's start time and route
-    /// template are used rather than read again.
+    /// A measurement of a request whose envelope is known: the envelope's route template is used
+    /// rather than looked up again.
     fn enveloped<B>(
         req: &Request<B>,
         envelope: &Arc<RequestEnvelope>,
@@ -247,7 +247,9 @@ impl Measurement {
         http.in_flight.inc();
         Self {
             route,
-            start: envelope.started().into_std(),
+            // Not the envelope's start: that is tokio's clock, which tests can pause, and a
+            // duration must come from one clock.
+            start: Instant::now(),
             method,
             status: 0,
             bytes: 0,
