@@ -13,9 +13,10 @@
 //! Every request gets its envelope and `x-request-id`, stays in the registry until its response
 //! body ends, is measured until then, and any error or panic becomes one rendered response with
 //! an error id. The four layers each wrap the request's future, and two of them the response
-//! body; `GenroLayer` does the envelope, registry and metrics work in one future and one body
-//! wrapper around the error layer, so a request pays for one wrapper instead of three. The
-//! instruction-count harness of genro-asgi (`benches/callgrind.sh`) measures both.
+//! body; `GenroLayer` does the envelope, registry and metrics work in one future wrapper and one
+//! body wrapper around the error layer's service, so a request pays for one future wrapper
+//! instead of three and one body wrapper instead of two. The instruction-count harness of
+//! genro-asgi (`benches/callgrind.sh`) measures both.
 //!
 //! Each part keeps its own configuration: pass a configured [`EnvelopeLayer`] or [`ErrorLayer`]
 //! with [`GenroLayer::envelope`] and [`GenroLayer::errors`]. The separate layers stay the way to
