@@ -68,6 +68,7 @@ impl RouteHandles {
     }
 
     /// Counts one request answered with `status` on this route.
+    #[inline]
     pub(crate) fn count(&self, status: u16) {
         match COMMON_STATUSES.iter().position(|s| *s == status) {
             Some(i) => self.common[i].get_or_init(|| self.counter(status)).inc(),
@@ -183,6 +184,7 @@ impl HttpMetrics {
     /// method's, answers most requests with one atomic load and no lock. The first route to
     /// claim a slot keeps it; a route whose slot is taken uses the locked map.
     #[cfg(feature = "axum")]
+    #[inline]
     pub(crate) fn matched(
         &self,
         method: &'static str,

@@ -204,6 +204,7 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    #[inline]
     fn new<B>(req: &Request<B>, http: &Arc<HttpMetrics>) -> Self {
         let method = method_label(req.method());
         #[cfg(feature = "axum")]
@@ -257,6 +258,7 @@ impl Measurement {
     }
 
     /// Learns the status, and the route if it was not known yet, from the response head.
+    #[inline]
     pub fn respond<B>(&mut self, response: &Response<B>) {
         self.status = response.status().as_u16();
         if let Route::Late(late, http) = &self.route {
