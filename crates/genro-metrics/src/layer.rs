@@ -208,20 +208,10 @@ impl Measurement {
     fn new<B>(req: &Request<B>, http: &Arc<HttpMetrics>) -> Self {
         let method = method_label(req.method());
         #[cfg(feature = "axum")]
-        let route = match req.extensions().get::<axum::extract::MatchedPath>() {
-            Some(path) => Route::Known(http.matched(method, path)),
-            None => Route::Late(LateRoute::of(req), http.clone()),
-        };
-        #[cfg(not(feature = "axum"))]
-        let route = Route::Late(LateRoute::of(req), http.clone());
-        http.in_flight.inc();
-        Self {
-            route,
-            start: Instant::now(),
-            method,
-            status: 0,
-            bytes: 0,
+        if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
+            return Self::start(Route::Known(http.matched(method, path)), method, http);
         }
+        Self::start(Route::Late(LateRoute::of(req), http.clone()), method, http)
     }
 
     /// A measurement of a request whose envelope is known: the envelope's route template is used
@@ -233,23 +223,20 @@ impl Measurement {
     ) -> Self {
         let method = method_label(req.method());
         #[cfg(feature = "axum")]
-        let route = match envelope.matched_path() {
-            Some(path) => Route::Known(http.matched(method, path)),
-            None => Route::Late(
-                LateRoute::Envelope(envelope.clone(), genro_envelope::is_grpc(req.headers())),
-                http.clone(),
-            ),
-        };
-        #[cfg(not(feature = "axum"))]
-        let route = Route::Late(
-            LateRoute::Envelope(envelope.clone(), genro_envelope::is_grpc(req.headers())),
-            http.clone(),
-        );
+        if let Some(path) = envelope.matched_path() {
+            return Self::start(Route::Known(http.matched(method, path)), method, http);
+        }
+        let late = LateRoute::Envelope(envelope.clone(), genro_envelope::is_grpc(req.headers()));
+        Self::start(Route::Late(late, http.clone()), method, http)
+    }
+
+    #[inline]
+    fn start(route: Route, method: &'static str, http: &HttpMetrics) -> Self {
         http.in_flight.inc();
         Self {
             route,
-            // Not the envelope's start: that is tokio's clock, which tests can pause, and a
-            // duration must come from one clock.
+            // Read here rather than taken from an envelope: the envelope's start is tokio's
+            // clock, which tests can pause, and a duration must come from one clock.
             start: Instant::now(),
             method,
             status: 0,
