@@ -67,6 +67,7 @@
 //!
 //! 1.88.
 
+mod body;
 mod envelope;
 #[cfg(feature = "axum")]
 mod extract;
@@ -75,6 +76,7 @@ mod id;
 mod layer;
 mod service;
 
+pub use body::{BodyWatch, WatchedBody};
 pub use envelope::{
     ClientAddr, InvalidExternalId, Phase, RequestEnvelope, ShortId, MAX_ANNOTATIONS,
 };

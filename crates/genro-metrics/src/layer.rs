@@ -7,9 +7,8 @@ use std::{
     time::Instant,
 };
 
-use genro_envelope::RequestEnvelope;
+use genro_envelope::{BodyWatch, RequestEnvelope, WatchedBody};
 use http::{Request, Response, Uri};
-use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -191,8 +190,9 @@ enum Route {
 /// The measurement of one request, from [`MetricsLayer::begin`] until dropped.
 ///
 /// It counts the request in flight at once. Give it the response head with
-/// [`respond`](Self::respond) and the body's bytes with [`add_bytes`](Self::add_bytes); it
-/// records the request when dropped, at the end of the body or when the body is dropped early.
+/// [`respond`](Self::respond), then keep it in a [`WatchedBody`], which counts the body's bytes
+/// into it; it records the request when dropped, at the end of the body or when the body is
+/// dropped early.
 /// Dropped before a response, it leaves `in_flight` and is not counted.
 pub struct Measurement {
     route: Route,
@@ -251,11 +251,6 @@ impl Measurement {
         if let Route::Late(late, http) = &self.route {
             self.route = Route::Known(late.handles(http, self.method, response));
         }
-    }
-
-    /// Adds `n` bytes of response body.
-    pub fn add_bytes(&mut self, n: u64) {
-        self.bytes += n;
     }
 }
 
@@ -346,61 +341,13 @@ where
     }
 }
 
-pin_project! {
-    /// Response body of [`Metrics`]: counts bytes, and records the request when it ends.
-    pub struct ResponseBody<B> {
-        #[pin]
-        inner: B,
-        measurement: Option<Measurement>,
-    }
-}
+/// Response body of [`Metrics`]: counts its bytes, and records the request when it ends, fails
+/// or is dropped.
+pub type ResponseBody<B> = WatchedBody<B, Measurement>;
 
-impl<B> ResponseBody<B> {
-    /// A body that counts its bytes into `measurement` and drops it when the body ends, fails or
-    /// is dropped.
-    pub fn new(inner: B, measurement: Option<Measurement>) -> Self {
-        Self { inner, measurement }
-    }
-}
-
-impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<B: Body> Body for ResponseBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    #[inline(always)]
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                if let (Some(measurement), Some(data)) =
-                    (this.measurement.as_mut(), frame.data_ref())
-                {
-                    measurement.add_bytes(bytes::Buf::remaining(data) as u64);
-                }
-            }
-            // The end, or a failure that ends it: record now rather than when dropped.
-            None | Some(Err(_)) => drop(this.measurement.take()),
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+impl BodyWatch for Measurement {
+    #[inline]
+    fn data(&mut self, len: usize) {
+        self.bytes += len as u64;
     }
 }

@@ -57,12 +57,11 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use genro_envelope::EnvelopeLayer;
+use genro_envelope::{EnvelopeLayer, WatchedBody};
 use genro_errors::{ErrorLayer, Errors};
 use genro_metrics::{Measurement, MetricsCollector, MetricsLayer};
 use genro_registry::{EnvelopeRegistry, RegistryLayer, Tracking};
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -242,59 +241,11 @@ where
             in_flight.tracking.respond(response.status());
             (in_flight.measurement, in_flight.tracking)
         });
-        Poll::Ready(Ok(response.map(|inner| ResponseBody { inner, in_flight })))
+        Poll::Ready(Ok(response.map(|inner| ResponseBody::new(inner, in_flight))))
     }
 }
 
-pin_project! {
-    /// Response body of [`Genro`]: counts its bytes, and keeps the request in the registry and
-    /// in flight until it ends, fails or is dropped.
-    pub struct ResponseBody<B> {
-        #[pin]
-        inner: B,
-        // Dropped in this order at the end: the metrics record, then the registry entry.
-        in_flight: Option<(Measurement, Tracking)>,
-    }
-}
-
-impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<B: Body> Body for ResponseBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    #[inline(always)]
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                if let (Some((measurement, _)), Some(data)) =
-                    (this.in_flight.as_mut(), frame.data_ref())
-                {
-                    measurement.add_bytes(bytes::Buf::remaining(data) as u64);
-                }
-            }
-            // The end, or a failure that ends it.
-            None | Some(Err(_)) => drop(this.in_flight.take()),
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+/// Response body of [`Genro`]: counts its bytes, and keeps the request in the registry and in
+/// flight until it ends, fails or is dropped. The measurement is dropped first, then the
+/// registry entry.
+pub type ResponseBody<B> = WatchedBody<B, (Measurement, Tracking)>;
