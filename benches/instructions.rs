@@ -176,23 +176,6 @@ impl<B: http_body::Body> http_body::Body for PassBody<B> {
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
-/// 128 random bits from a per-thread xorshift state: no syscall, like the envelope's generator.
-fn fastrand_u128() -> u128 {
-    thread_local!(static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0x9e37_79b9_7f4a_7c15) });
-    STATE.with(|s| {
-        let mut x = s.get();
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let v = (u128::from(next()) << 64) | u128::from(next());
-        s.set(x);
-        v
-    })
-}
-
 fn build(stack: &str) -> Router {
     match stack {
         "identity" => router().layer(ServiceBuilder::new().layer(Identity::new())),
@@ -218,7 +201,7 @@ fn build(stack: &str) -> Router {
                     r
                 })
                 .map_response(|mut r: AxumResponse| {
-                    let id = uuid::Uuid::from_u128(fastrand_u128());
+                    let id = uuid::Uuid::from_u128(fastrand::u128(..));
                     let mut buf = uuid::Uuid::encode_buffer();
                     let text = id.hyphenated().encode_lower(&mut buf);
                     if let http::header::Entry::Vacant(slot) = r.headers_mut().entry(X_REQUEST_ID) {

@@ -102,8 +102,9 @@ impl EnvelopeLayer {
     /// envelope, records the ids on the current span and puts the envelope in the request
     /// extensions. A request that already has an envelope keeps it.
     ///
-    /// Returns the request's envelope, and whether this call made it; when it did, the caller
-    /// writes the response id with [`write_response_id`](Self::write_response_id).
+    /// Returns the request's envelope, and whether the caller writes the response id with
+    /// [`write_response_id`](Self::write_response_id): true when this call made the envelope and
+    /// the layer writes ids ([`ResponseId`] is not `None`).
     ///
     /// For services that do this layer's work together with other work in one future (as
     /// genro-asgi's `GenroLayer` does); a plain stack uses the layer itself.

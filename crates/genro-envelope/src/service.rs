@@ -52,11 +52,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let (envelope, made_here) = self.settings.attach(&mut req);
-        // A request that already had an envelope (an EnvelopeLayer further out, or the server)
-        // keeps it, and whoever made it writes the response id.
-        let for_response = (made_here && self.settings.response_id != ResponseId::None)
-            .then(|| (self.settings.clone(), envelope));
+        let (envelope, write_id) = self.settings.attach(&mut req);
+        let for_response = write_id.then(|| (self.settings.clone(), envelope));
         ResponseFuture::new(self.inner.call(req), for_response)
     }
 }
@@ -80,8 +77,9 @@ impl Settings {
         }
     }
 
-    /// Gives `req` an envelope, unless it has one. Returns the request's envelope, and whether it
-    /// was made here.
+    /// Gives `req` an envelope, unless it has one. Returns the request's envelope, and whether
+    /// the caller writes the response id: only the layer that made the envelope does (one
+    /// request, one id header), and only when ids are written at all.
     pub(crate) fn attach<B>(&self, req: &mut Request<B>) -> (Arc<RequestEnvelope>, bool) {
         if let Some(envelope) = RequestEnvelope::from_request(req) {
             return (envelope.clone(), false);
@@ -96,7 +94,7 @@ impl Settings {
         ));
         record_on_span(&envelope);
         req.extensions_mut().insert(envelope.clone());
-        (envelope, true)
+        (envelope, self.response_id != ResponseId::None)
     }
 
     /// Writes the id header on `response`, unless the response already has one.

@@ -62,11 +62,6 @@ pub(crate) struct RouteHandles {
 const COMMON_STATUSES: [u16; 8] = [200, 201, 204, 304, 400, 404, 500, 503];
 
 impl RouteHandles {
-    /// Whether these handles are for `route` (or stand for it under the overflow label).
-    fn route_is(&self, route: &str) -> bool {
-        &*self.route.0 == route || &*self.route.0 == OVERFLOW
-    }
-
     /// Counts one request answered with `status` on this route.
     #[inline]
     pub(crate) fn count(&self, status: u16) {
@@ -138,11 +133,6 @@ pub(crate) struct HttpMetrics {
     size: HistogramFamily,
     pub(crate) in_flight: Gauge,
     routes: RwLock<RouteMap>,
-    // Route templates live in the router for as long as it does, so their address identifies
-    // them; this map skips hashing the string. The content is still compared on every hit, so a
-    // freed and reused address can never give another route's handles.
-    by_address:
-        RwLock<hashbrown::HashMap<(usize, usize), Arc<RouteHandles>, foldhash::fast::RandomState>>,
     max_routes: usize,
     /// Route handles by template address, without a lock; see [`HttpMetrics::matched`].
     #[cfg(feature = "axum")]
@@ -174,7 +164,6 @@ impl HttpMetrics {
             size: Family::new_with_constructor(Histogram::size),
             in_flight: Gauge::default(),
             routes: RwLock::default(),
-            by_address: RwLock::default(),
             max_routes,
         }
     }
@@ -197,43 +186,15 @@ impl HttpMetrics {
             if std::ptr::eq(hit.method, method) && std::ptr::eq(hit.path.as_str(), route) {
                 return hit.handles.clone();
             }
-            return self.route_by_address(method, route);
+            return self.route(method, route);
         }
-        let handles = self.route_by_address(method, route);
+        let handles = self.route(method, route);
         // Losing a race to another route only means this one keeps using the locked map.
         let _ = slot.set(Recent {
             method,
             path: path.clone(),
             handles: handles.clone(),
         });
-        handles
-    }
-
-    /// [`route`](Self::route) for a route string that outlives the request (a template held by
-    /// the router), found by its address.
-    pub(crate) fn route_by_address(&self, method: &'static str, route: &str) -> Arc<RouteHandles> {
-        // Method labels are static strings: their address identifies them too.
-        let key = (route.as_ptr() as usize, method.as_ptr() as usize);
-        if let Some(handles) = self
-            .by_address
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
-            if std::ptr::eq(handles.method, method) && handles.route_is(route) {
-                return handles.clone();
-            }
-        }
-        let handles = self.route(method, route);
-        let mut by_address = self
-            .by_address
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Rebuilt routers leave stale addresses behind; never let them pile up.
-        if by_address.len() >= 4 * self.max_routes {
-            by_address.clear();
-        }
-        by_address.insert(key, handles.clone());
         handles
     }
 
@@ -364,17 +325,19 @@ impl MetricsCollector {
     /// Every metric, in the OpenMetrics text format.
     #[must_use]
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry());
-        out
+        self.encode(prometheus_client::encoding::text::encode)
     }
 
     /// Every metric, in the Prometheus text format (0.0.4).
     #[must_use]
     pub fn render_prometheus(&self) -> String {
+        self.encode(prometheus_client::encoding::prometheus_text::encode)
+    }
+
+    fn encode(&self, encode: fn(&mut String, &Registry) -> fmt::Result) -> String {
         let mut out = String::new();
-        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry());
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry());
         out
     }
 

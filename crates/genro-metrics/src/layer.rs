@@ -141,9 +141,8 @@ impl LateRoute {
         }
     }
 
-    /// The label, and whether its string lives as long as the router (a route template held in
-    /// an `Arc`), so that its address can key a cache.
-    fn label<'s, B>(&'s self, response: &Response<B>) -> (&'s str, bool) {
+    /// The route label.
+    fn label<'s, B>(&'s self, response: &Response<B>) -> &'s str {
         // A gRPC path is a template only for methods that exist: tonic answers others with
         // `grpc-status: 12` (unimplemented), and those must not become series.
         let grpc_path = |path: &'s str| {
@@ -151,16 +150,20 @@ impl LateRoute {
                 .headers()
                 .get(&GRPC_STATUS)
                 .is_some_and(|s| s == "12");
-            (!unimplemented).then_some(path)
+            if unimplemented {
+                UNMATCHED
+            } else {
+                path
+            }
         };
         match self {
             Self::Envelope(envelope, grpc) => match envelope.route() {
-                Some(route) => (route, true),
-                None if *grpc => (grpc_path(envelope.path()).unwrap_or(UNMATCHED), false),
-                None => (UNMATCHED, false),
+                Some(route) => route,
+                None if *grpc => grpc_path(envelope.path()),
+                None => UNMATCHED,
             },
-            Self::Grpc(uri) => (grpc_path(uri.path()).unwrap_or(UNMATCHED), false),
-            Self::Unknown => (UNMATCHED, false),
+            Self::Grpc(uri) => grpc_path(uri.path()),
+            Self::Unknown => UNMATCHED,
         }
     }
 
@@ -171,10 +174,7 @@ impl LateRoute {
         method: &'static str,
         response: &Response<B>,
     ) -> Arc<RouteHandles> {
-        match self.label(response) {
-            (route, true) => http.route_by_address(method, route),
-            (route, false) => http.route(method, route),
-        }
+        http.route(method, self.label(response))
     }
 }
 

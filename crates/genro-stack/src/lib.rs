@@ -74,6 +74,7 @@ pub struct GenroLayer {
     errors: ErrorLayer,
 }
 
+#[derive(Clone)]
 struct Parts {
     envelope: EnvelopeLayer,
     registry: RegistryLayer,
@@ -98,11 +99,7 @@ impl GenroLayer {
     /// Uses `layer`'s configuration for the envelope part (id header, response id).
     #[must_use]
     pub fn envelope(mut self, layer: EnvelopeLayer) -> Self {
-        self.parts = Arc::new(Parts {
-            envelope: layer,
-            registry: self.parts.registry.clone(),
-            metrics: self.parts.metrics.clone(),
-        });
+        Arc::make_mut(&mut self.parts).envelope = layer;
         self
     }
 
@@ -167,7 +164,7 @@ impl<S: fmt::Debug> fmt::Debug for Genro<S> {
 struct InFlight {
     measurement: Measurement,
     tracking: Tracking,
-    /// Set when this service made the envelope, and so writes the response id.
+    /// Set when this service writes the response id (it made the envelope, and ids are written).
     write_id: Option<Arc<Parts>>,
 }
 
@@ -186,13 +183,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let parts = &*self.parts;
-        let (envelope, made_here) = parts.envelope.attach(&mut req);
+        let (envelope, write_id) = parts.envelope.attach(&mut req);
         let measurement = parts.metrics.begin_enveloped(&req, &envelope);
         let tracking = parts.registry.begin(&mut req, envelope);
         let in_flight = InFlight {
             tracking,
             measurement,
-            write_id: made_here.then(|| self.parts.clone()),
+            write_id: write_id.then(|| self.parts.clone()),
         };
         // If `call` panics, `in_flight` is dropped while unwinding: the registry entry goes and
         // the request leaves the in-flight gauge.

@@ -205,3 +205,15 @@ async fn an_envelope_made_further_out_is_kept() {
     assert_eq!(headers, 1, "one id header");
     assert_eq!(std::str::from_utf8(&body).unwrap(), header);
 }
+
+#[tokio::test]
+async fn no_id_header_when_the_envelope_part_writes_none() {
+    let (registry, collector) = (EnvelopeRegistry::new(), MetricsCollector::new());
+    let app = Router::new().route("/x", get(|| async { "x" })).layer(
+        GenroLayer::new(&registry, &collector)
+            .envelope(EnvelopeLayer::new().response_id(ResponseId::None)),
+    );
+    let res = get_path(&app, "/x").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(!res.headers().contains_key("x-request-id"));
+}
