@@ -67,7 +67,6 @@
 //!
 //! 1.88.
 
-mod body;
 mod envelope;
 #[cfg(feature = "axum")]
 mod extract;
@@ -75,8 +74,8 @@ mod future;
 mod id;
 mod layer;
 mod service;
+mod watch;
 
-pub use body::{BodyWatch, WatchedBody};
 pub use envelope::{
     ClientAddr, InvalidExternalId, Phase, RequestEnvelope, ShortId, MAX_ANNOTATIONS,
 };
@@ -86,3 +85,4 @@ pub use future::ResponseFuture;
 pub use id::{is_grpc, is_valid_external_id, MAX_EXTERNAL_ID_LEN};
 pub use layer::{EnvelopeLayer, ResponseId, DEFAULT_HEADER};
 pub use service::EnvelopeService;
+pub use watch::{BodyWatch, ResponseWatch, WatchedBody, WatchedFuture};

@@ -1,15 +1,12 @@
 use std::{
     fmt,
-    future::Future,
-    pin::Pin,
     sync::Arc,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
     time::Instant,
 };
 
-use genro_envelope::{BodyWatch, RequestEnvelope, WatchedBody};
+use genro_envelope::{BodyWatch, RequestEnvelope, ResponseWatch, WatchedBody, WatchedFuture};
 use http::{Request, Response, Uri};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -297,47 +294,22 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        ResponseFuture {
-            measurement: Some(Measurement::new(&req, &self.http)),
-            inner: self.inner.call(req),
-        }
+        let measurement = Measurement::new(&req, &self.http);
+        ResponseFuture::new(self.inner.call(req), measurement)
     }
 }
 
-pin_project! {
-    /// Response future of [`Metrics`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        measurement: Option<Measurement>,
-    }
-}
+/// Response future of [`Metrics`]: holds the measurement until the response is ready, then
+/// hands it to the [`ResponseBody`].
+pub type ResponseFuture<F> = WatchedFuture<F, Measurement>;
 
-impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
+impl ResponseWatch for Measurement {
+    type Body = Self;
 
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
-        let measurement = this.measurement.take().map(|mut measurement| {
-            measurement.respond(&response);
-            measurement
-        });
-        Poll::Ready(Ok(
-            response.map(|inner| ResponseBody::new(inner, measurement))
-        ))
+    #[inline]
+    fn on_response<B>(mut self, response: &mut Response<B>) -> Self {
+        self.respond(response);
+        self
     }
 }
 

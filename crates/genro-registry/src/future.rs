@@ -1,15 +1,9 @@
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{ready, Context, Poll},
-};
+use std::sync::Arc;
 
-use genro_envelope::{Phase, RequestEnvelope};
+use genro_envelope::{Phase, RequestEnvelope, ResponseWatch, WatchedFuture};
 use http::{Method, Response, StatusCode};
-use pin_project_lite::pin_project;
 
-use crate::{registry::InFlight, ResponseBody};
+use crate::registry::InFlight;
 
 /// The registry entry of one request, owned alone or shared with [`InFlightToken`]s.
 ///
@@ -58,41 +52,16 @@ impl Tracking {
     }
 }
 
-pin_project! {
-    /// Response future of [`Registry`](crate::Registry). Holds the registry entry until the
-    /// response is ready, then hands it to the [`ResponseBody`].
-    #[derive(Debug)]
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        tracked: Option<Tracking>,
-    }
-}
+/// Response future of [`Registry`](crate::Registry): holds the registry entry until the
+/// response is ready, then hands it to the [`ResponseBody`](crate::ResponseBody).
+pub type ResponseFuture<F> = WatchedFuture<F, Tracking>;
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, tracked: Tracking) -> Self {
-        Self {
-            inner,
-            tracked: Some(tracked),
-        }
-    }
-}
+impl ResponseWatch for Tracking {
+    type Body = Self;
 
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        // On `Err`, `?` returns and the entry is dropped with this future.
-        let response = ready!(this.inner.poll(cx))?;
-        let tracked = this.tracked.take();
-        if let Some(tracked) = &tracked {
-            tracked.respond(response.status());
-        }
-        Poll::Ready(Ok(response.map(|body| ResponseBody::new(body, tracked))))
+    #[inline]
+    fn on_response<B>(self, response: &mut Response<B>) -> Self {
+        self.respond(response.status());
+        self
     }
 }

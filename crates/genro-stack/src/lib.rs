@@ -51,18 +51,15 @@
 
 use std::{
     fmt,
-    future::Future,
-    pin::Pin,
     sync::Arc,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
 };
 
-use genro_envelope::{EnvelopeLayer, WatchedBody};
+use genro_envelope::{EnvelopeLayer, ResponseWatch, WatchedBody, WatchedFuture};
 use genro_errors::{ErrorLayer, Errors};
 use genro_metrics::{Measurement, MetricsCollector, MetricsLayer};
 use genro_registry::{EnvelopeRegistry, RegistryLayer, Tracking};
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -157,15 +154,41 @@ impl<S: fmt::Debug> fmt::Debug for Genro<S> {
     }
 }
 
-/// What one request carries from `call` to the end of its response body.
+/// What one request of [`Genro`] carries from `call` to its response head; its measurement and
+/// registry entry then go on to the end of the body.
 ///
 /// Fields drop in order: the request leaves the in-flight gauge before the registry, so a drain
 /// that sees the registry idle also sees the gauge at zero (as with the separate layers).
-struct InFlight {
+pub struct RequestState {
     measurement: Measurement,
     tracking: Tracking,
     /// Set when this service writes the response id (it made the envelope, and ids are written).
     write_id: Option<Arc<Parts>>,
+}
+
+impl fmt::Debug for RequestState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestState")
+            .field("measurement", &self.measurement)
+            .field("tracking", &self.tracking)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseWatch for RequestState {
+    type Body = (Measurement, Tracking);
+
+    #[inline]
+    fn on_response<B>(mut self, response: &mut Response<B>) -> Self::Body {
+        if let Some(parts) = self.write_id.take() {
+            parts
+                .envelope
+                .write_response_id(response, self.tracking.envelope());
+        }
+        self.measurement.respond(response);
+        self.tracking.respond(response.status());
+        (self.measurement, self.tracking)
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Genro<S>
@@ -186,61 +209,20 @@ where
         let (envelope, write_id) = parts.envelope.attach(&mut req);
         let measurement = parts.metrics.begin_enveloped(&req, &envelope);
         let tracking = parts.registry.begin(&mut req, envelope);
-        let in_flight = InFlight {
-            tracking,
+        let state = RequestState {
             measurement,
+            tracking,
             write_id: write_id.then(|| self.parts.clone()),
         };
-        // If `call` panics, `in_flight` is dropped while unwinding: the registry entry goes and
-        // the request leaves the in-flight gauge.
-        ResponseFuture {
-            inner: self.inner.call(req),
-            in_flight: Some(in_flight),
-        }
+        // If `call` panics, `state` is dropped while unwinding: the request leaves the in-flight
+        // gauge and the registry.
+        ResponseFuture::new(self.inner.call(req), state)
     }
 }
 
-pin_project! {
-    /// Response future of [`Genro`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        in_flight: Option<InFlight>,
-    }
-}
-
-impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        // On `Err`, `?` returns and the request's state is dropped with this future.
-        let mut response = ready!(this.inner.poll(cx))?;
-        let in_flight = this.in_flight.take().map(|mut in_flight| {
-            if let Some(parts) = in_flight.write_id.take() {
-                parts
-                    .envelope
-                    .write_response_id(&mut response, in_flight.tracking.envelope());
-            }
-            in_flight.measurement.respond(&response);
-            in_flight.tracking.respond(response.status());
-            (in_flight.measurement, in_flight.tracking)
-        });
-        Poll::Ready(Ok(response.map(|inner| ResponseBody::new(inner, in_flight))))
-    }
-}
+/// Response future of [`Genro`]: holds the request's state until the response is ready, then
+/// hands it to the [`ResponseBody`].
+pub type ResponseFuture<F> = WatchedFuture<F, RequestState>;
 
 /// Response body of [`Genro`]: counts its bytes, and keeps the request in the registry and in
 /// flight until it ends, fails or is dropped. The measurement is dropped first, then the

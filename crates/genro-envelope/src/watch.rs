@@ -1,11 +1,14 @@
-//! A response body that keeps per-request state until the body ends.
+//! Per-request state that lives until the response body ends: made when the request arrives,
+//! told the response head by [`WatchedFuture`], then kept by [`WatchedBody`].
 
 use std::{
     fmt,
+    future::Future,
     pin::Pin,
     task::{ready, Context, Poll},
 };
 
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -17,6 +20,16 @@ pub trait BodyWatch {
     fn data(&mut self, len: usize) {
         let _ = len;
     }
+}
+
+/// State a [`WatchedFuture`] holds while the inner service works: it sees the response head,
+/// then becomes the [`BodyWatch`] its body keeps.
+pub trait ResponseWatch {
+    /// What the response body keeps until it ends.
+    type Body: BodyWatch;
+
+    /// Called once with the response head (which it may change, for example to add a header).
+    fn on_response<B>(self, response: &mut Response<B>) -> Self::Body;
 }
 
 /// Two watches on one body: both see each frame, and they are dropped in order.
@@ -34,7 +47,7 @@ pin_project! {
     /// through unchanged.
     ///
     /// The genro layers that must see a response to its end (registry, metrics, the fused
-    /// `GenroLayer`) all answer with this body.
+    /// `GenroLayer`) all answer with this body, made by their [`WatchedFuture`].
     pub struct WatchedBody<B, W> {
         #[pin]
         inner: B,
@@ -87,5 +100,55 @@ impl<B: Body, W: BodyWatch> Body for WatchedBody<B, W> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// A response future that holds a [`ResponseWatch`] while the inner future runs, shows it
+    /// the response head, and puts what it becomes in a [`WatchedBody`] around the response
+    /// body. Dropped before the response (the client went away), it drops the watch with it; an
+    /// error from the inner future drops it too.
+    pub struct WatchedFuture<F, W> {
+        #[pin]
+        inner: F,
+        watch: Option<W>,
+    }
+}
+
+impl<F, W> WatchedFuture<F, W> {
+    /// `inner`, holding `watch` until its response.
+    pub fn new(inner: F, watch: W) -> Self {
+        Self {
+            inner,
+            watch: Some(watch),
+        }
+    }
+}
+
+impl<F: fmt::Debug, W> fmt::Debug for WatchedFuture<F, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchedFuture")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E, W> Future for WatchedFuture<F, W>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    W: ResponseWatch,
+{
+    type Output = Result<Response<WatchedBody<B, W::Body>>, E>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // On `Err`, `?` returns and the watch is dropped with this future.
+        let mut response = ready!(this.inner.poll(cx))?;
+        let watch = this
+            .watch
+            .take()
+            .map(|watch| watch.on_response(&mut response));
+        Poll::Ready(Ok(response.map(|body| WatchedBody::new(body, watch))))
     }
 }
