@@ -10,14 +10,7 @@ use http::{Method, Request};
 use http_body_util::BodyExt;
 use tower::{Service, ServiceExt};
 
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
+use genro_test_support::series_value as value;
 
 async fn call(app: &Router, method: Method, path: &str) -> u16 {
     let res = app

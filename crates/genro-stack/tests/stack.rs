@@ -13,11 +13,7 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
+use genro_test_support::series_value as value;
 
 /// A fresh registry and collector, and an app with a few routes under `GenroLayer`.
 fn setup() -> (EnvelopeRegistry, MetricsCollector, Router) {

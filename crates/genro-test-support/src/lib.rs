@@ -83,3 +83,12 @@ impl<'a> MakeWriter<'a> for LogBuffer {
         self.clone()
     }
 }
+
+/// The value of one series (`name{labels}`, written exactly as exported) in Prometheus or
+/// OpenMetrics text, or `None` when the series is absent.
+#[must_use]
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
