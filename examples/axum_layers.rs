@@ -122,7 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 .layer(MetricsLayer::new(&metrics))
                 .layer(errors),
         )
-        .route_service("/metrics", metrics.service());
+        .route_service("/metrics", metrics.endpoint());
 
     let port: u16 = std::env::var("PORT")
         .ok()

@@ -3,16 +3,19 @@
 //! This umbrella crate re-exports the genro crates, each behind a feature of its own name (all on
 //! by default), so that `use genro_asgi::EnvelopeLayer;` works as well as
 //! `use genro_envelope::EnvelopeLayer;`. Each crate is also reachable as a module
-//! (`genro_asgi::envelope`, `genro_asgi::registry`, `genro_asgi::metrics`, `genro_asgi::errors`, `genro_asgi::stack`, `genro_asgi::watchdog`).
+//! (`genro_asgi::envelope`, `genro_asgi::registry`, `genro_asgi::metrics`, `genro_asgi::errors`,
+//! `genro_asgi::notify`, `genro_asgi::stack`, `genro_asgi::watchdog`).
 //!
 //! | feature | crate | what it gives |
 //! |---|---|---|
 //! | `genro-envelope` | [`genro_envelope`] | [`RequestEnvelope`], [`EnvelopeLayer`], the axum extractor |
 //! | `genro-registry` | [`genro_registry`] | [`EnvelopeRegistry`], [`RegistryLayer`] |
-//! | `genro-metrics` | [`genro_metrics`] | [`MetricsCollector`], [`MetricsLayer`], [`MetricsService`] |
+//! | `genro-metrics` | [`genro_metrics`] | [`MetricsCollector`], [`MetricsLayer`], [`MetricsEndpoint`] |
 //! | `genro-errors` | [`genro_errors`] | [`ErrorLayer`], [`Problem`], [`Error`] |
+//! | `genro-notify` | [`genro_notify`] | [`Notifier`], [`Notifiers`], [`Notification`] |
 //! | `genro-stack` | [`genro_stack`] | [`GenroLayer`]: envelope, registry, metrics and errors as one layer |
-//! | `genro-watchdog` | [`genro_watchdog`] | [`Watchdog`], [`WatchdogConfig`], [`Notifier`], [`WebhookNotifier`] |
+//! | `genro-watchdog` | [`genro_watchdog`] | [`Watchdog`], [`WatchdogConfig`] |
+//! | `webhook` (default) | — | [`WebhookNotifier`] |
 //! | `axum` (default) | — | the envelope extractor, route templates from `MatchedPath`, `IntoResponse` for [`Error`] |
 //! | `tonic` | — | the error layer under tonic (`RenderedBody` for tonic's body) |
 //!
@@ -34,20 +37,27 @@ pub use genro_registry::{
     self as registry, EnvelopeRegistry, InFlight, InFlightToken, RegistryLayer,
 };
 
+#[cfg(feature = "genro-notify")]
+#[doc(inline)]
+pub use genro_notify::{self as notify, Notification, Notifier, Notifiers, RequestInfo, Severity};
+
+#[cfg(feature = "webhook")]
+#[doc(inline)]
+pub use genro_notify::WebhookNotifier;
+
 #[cfg(feature = "genro-watchdog")]
 #[doc(inline)]
-pub use genro_watchdog::{
-    self as watchdog, Notification, Notifier, Watchdog, WatchdogConfig, WatchdogHandle,
-    WebhookNotifier,
-};
+pub use genro_watchdog::{self as watchdog, Watchdog, WatchdogConfig, WatchdogHandle};
 
 #[cfg(feature = "genro-metrics")]
 #[doc(inline)]
-pub use genro_metrics::{self as metrics, MetricsCollector, MetricsLayer, MetricsService};
+pub use genro_metrics::{self as metrics, MetricsCollector, MetricsEndpoint, MetricsLayer};
 
 #[cfg(feature = "genro-errors")]
 #[doc(inline)]
-pub use genro_errors::{self as errors, ErrorLayer, ErrorReport, Observer, Problem, RenderedBody};
+pub use genro_errors::{
+    self as errors, ErrorLayer, ErrorReport, Observer, Problem, RenderedBody, TracebackSwitch,
+};
 
 #[cfg(feature = "genro-stack")]
 #[doc(inline)]

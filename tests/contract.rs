@@ -6,12 +6,12 @@ use std::convert::Infallible;
 use axum::{body::Body, routing::get, Router};
 use genro_asgi::{
     envelope::{EnvelopeService, ResponseFuture as EnvelopeFuture},
-    errors::{Errors, ResponseFuture as ErrorsFuture},
-    metrics::{Metrics, ResponseBody as MetricsBody, ResponseFuture as MetricsFuture},
-    registry::{Registry, ResponseBody, ResponseFuture as RegistryFuture},
-    stack::{Genro, ResponseBody as GenroBody, ResponseFuture as GenroFuture},
+    errors::{ErrorService, ResponseFuture as ErrorsFuture},
+    metrics::{MetricsService, ResponseBody as MetricsBody, ResponseFuture as MetricsFuture},
+    registry::{RegistryService, ResponseBody, ResponseFuture as RegistryFuture},
+    stack::{GenroService, ResponseBody as GenroBody, ResponseFuture as GenroFuture},
     EnvelopeLayer, EnvelopeRegistry, ErrorLayer, GenroLayer, InFlightToken, MetricsCollector,
-    MetricsLayer, MetricsService, RegistryLayer, WebhookNotifier,
+    MetricsEndpoint, MetricsLayer, Notifiers, RegistryLayer, WebhookNotifier,
 };
 use http::{Request, Response};
 use tower::{ServiceBuilder, ServiceExt};
@@ -27,10 +27,11 @@ fn layers_and_services_are_clone_send_sync_static() {
     assert_shareable::<MetricsLayer>();
     assert_shareable::<ErrorLayer>();
     assert_shareable::<MetricsCollector>();
-    assert_shareable::<MetricsService>();
+    assert_shareable::<MetricsEndpoint>();
+    assert_shareable::<Notifiers>();
     assert_shareable::<WebhookNotifier>();
-    assert_shareable::<Metrics<Inner>>();
-    assert_shareable::<Errors<Inner>>();
+    assert_shareable::<MetricsService<Inner>>();
+    assert_shareable::<ErrorService<Inner>>();
     assert_send::<MetricsFuture<<Inner as tower::Service<Request<Body>>>::Future>>();
     assert_send::<ErrorsFuture<<Inner as tower::Service<Request<Body>>>::Future, Body>>();
     assert_send::<MetricsBody<Body>>();
@@ -38,14 +39,14 @@ fn layers_and_services_are_clone_send_sync_static() {
     assert_shareable::<EnvelopeRegistry>();
     assert_shareable::<InFlightToken>();
     assert_shareable::<EnvelopeService<Inner>>();
-    assert_shareable::<Registry<Inner>>();
-    assert_shareable::<Registry<EnvelopeService<Inner>>>();
+    assert_shareable::<RegistryService<Inner>>();
+    assert_shareable::<RegistryService<EnvelopeService<Inner>>>();
     assert_send::<EnvelopeFuture<<Inner as tower::Service<Request<Body>>>::Future>>();
     assert_send::<RegistryFuture<<Inner as tower::Service<Request<Body>>>::Future>>();
     assert_send::<ResponseBody<Body>>();
     assert_shareable::<GenroLayer>();
-    assert_shareable::<Genro<Errors<Inner>>>();
-    assert_send::<GenroFuture<<Errors<Inner> as tower::Service<Request<Body>>>::Future>>();
+    assert_shareable::<GenroService<ErrorService<Inner>>>();
+    assert_send::<GenroFuture<<ErrorService<Inner> as tower::Service<Request<Body>>>::Future>>();
     assert_send::<GenroBody<Body>>();
 }
 

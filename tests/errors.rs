@@ -24,43 +24,14 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::ServiceBuilder;
 
-#[derive(Debug)]
-struct Conflict;
-impl std::fmt::Display for Conflict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("version mismatch")
-    }
-}
-impl std::error::Error for Conflict {}
-
-#[derive(Debug)]
-struct Unavailable;
-impl std::fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("replica down")
-    }
-}
-impl std::error::Error for Unavailable {}
-
-/// A value standing for configuration that must never reach a client.
-const CANARY: &str = "canary-config-value-7f3a91";
-
-#[derive(Debug)]
-struct Internal;
-impl std::fmt::Display for Internal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "connect failed with secret_key={CANARY} in /etc/app/server.ini"
-        )
-    }
-}
-impl std::error::Error for Internal {}
+use genro_test_support::errors::{Conflict, Internal, Unavailable, CANARY};
 
 fn error_layer() -> ErrorLayer {
     ErrorLayer::new()
-        .handler::<Conflict, _>(|e, _| Problem::new(StatusCode::CONFLICT).detail(e.to_string()))
-        .handler::<Unavailable, _>(|_, _| {
+        .handler("conflict", |e: &Conflict, _| {
+            Problem::new(StatusCode::CONFLICT).detail(e.to_string())
+        })
+        .handler("unavailable", |_: &Unavailable, _| {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE)
                 .title("Try again shortly")
                 .header(
@@ -357,15 +328,11 @@ async fn grpc_clients_get_a_status_with_the_error_id() {
     }
 }
 
-/// The watchdog's WebhookNotifier serves as the error layer's critical-error notifier: a panic
-/// (critical by default) is posted to a real local webhook with its error id; a handled 4xx is
-/// not.
+/// The error layer's notifier path posts critical errors to a real local webhook: a panic
+/// (critical by default) arrives with its error id; a handled 4xx does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn critical_errors_reach_the_webhook_notifier() {
-    use genro_asgi::{
-        watchdog::{RequestInfo, Severity},
-        ErrorReport, Notification, Notifier, WebhookNotifier,
-    };
+    use genro_asgi::WebhookNotifier;
 
     quiet_expected_panics();
     // The webhook endpoint: a real HTTP server recording what it receives.
@@ -389,29 +356,8 @@ async fn critical_errors_reach_the_webhook_notifier() {
         .build()
         .unwrap();
 
-    let errors = error_layer().observer({
-        let webhook = webhook.clone();
-        move |report: Arc<ErrorReport>| {
-            let webhook = webhook.clone();
-            async move {
-                if report.critical {
-                    let notification = Notification::new(
-                        "critical_error",
-                        Severity::Critical,
-                        format!(
-                            "{} {} failed",
-                            report.envelope.method(),
-                            report.envelope.path()
-                        ),
-                    )
-                    .with_request(RequestInfo::from_envelope(&report.envelope))
-                    .with_detail("error_id", report.envelope.short_id().to_string())
-                    .with_detail("error_type", report.error_type);
-                    webhook.notify(notification).await;
-                }
-            }
-        }
-    });
+    // Critical errors reach the webhook through the layer's notification path.
+    let errors = error_layer().notifier(webhook.clone());
     let app = Router::new()
         .route(
             "/boom",
@@ -453,7 +399,7 @@ async fn critical_errors_reach_the_webhook_notifier() {
     let id = headers["x-error-id"].to_str().unwrap().to_owned();
 
     for _ in 0..100 {
-        if webhook.outcome_count("sent") == 1 {
+        if webhook.outcome_count(genro_asgi::notify::Outcome::Sent) == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

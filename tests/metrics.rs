@@ -67,7 +67,7 @@ fn app(collector: &MetricsCollector, registry: &EnvelopeRegistry) -> Router {
                 .layer(RegistryLayer::new(registry.clone()))
                 .layer(MetricsLayer::new(collector)),
         )
-        .route_service("/metrics", collector.service())
+        .route_service("/metrics", collector.endpoint())
 }
 
 /// RELIABILITY.md 13: 10,000 requests with random unmatched paths and odd methods add a constant

@@ -35,6 +35,34 @@ fn since_epoch(at: Instant) -> Duration {
 /// loop cannot grow an in-flight envelope without bound.
 pub const MAX_ANNOTATIONS: usize = 64;
 
+/// The longest annotation key kept, in bytes; a longer key is cut (visibly) to this length.
+pub const MAX_ANNOTATION_KEY_LEN: usize = 64;
+
+/// The longest annotation value kept, in bytes; a longer value is cut to this length, ending in
+/// a marker that says how many bytes were dropped. Annotations reach logs, webhook payloads and
+/// the debug console, so one value can never make any of them large.
+pub const MAX_ANNOTATION_VALUE_LEN: usize = 1024;
+
+/// What [`RequestEnvelope::annotate`] did with a note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Annotated {
+    /// Kept as given (a key set twice keeps its last value).
+    Stored,
+    /// Kept, but the key or the value was longer than its limit and was cut.
+    Truncated,
+    /// Not kept: the envelope already holds [`MAX_ANNOTATIONS`] distinct keys.
+    Refused,
+}
+
+impl Annotated {
+    /// Whether the note was kept, whole or cut.
+    #[must_use]
+    pub const fn is_kept(self) -> bool {
+        !matches!(self, Self::Refused)
+    }
+}
+
 /// The socket address of the client, put in request extensions by the server that accepted the
 /// connection.
 ///
@@ -134,9 +162,10 @@ impl RequestEnvelope {
         let since = since_epoch(started);
         // Not `as_millis`: that divides a u128.
         let unix_ms = since.as_secs() * 1_000 + u64::from(since.subsec_millis());
-        // 74 random bits after the millisecond timestamp, from fastrand's thread-local generator:
-        // no syscall and no lock per id (uuid's own `now_v7` serialises on a global mutex).
-        // The ids are unique and time-ordered; they are not secrets and are not used as such.
+        // 74 random bits after the millisecond timestamp, from fastrand's thread-local wyrand
+        // generator: no syscall and no lock per id (uuid's own `now_v7` serialises on a global
+        // mutex). wyrand is fast and well distributed but not cryptographically secure: ids are
+        // correlation handles, unique and time-ordered, never secrets or capabilities.
         let random = fastrand::u128(..).to_le_bytes();
         let mut tail = [0u8; 10];
         tail.copy_from_slice(&random[..10]);
@@ -319,23 +348,39 @@ impl RequestEnvelope {
     /// Adds a key/value note that the watchdog, the error layer and the debug console show with
     /// this request. A key set twice keeps the last value.
     ///
-    /// Returns `false`, and keeps nothing, once [`MAX_ANNOTATIONS`] distinct keys are present.
-    pub fn annotate(&self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> bool {
-        let key = key.into();
-        let value = value.into();
+    /// Keys are cut to [`MAX_ANNOTATION_KEY_LEN`] bytes and values to
+    /// [`MAX_ANNOTATION_VALUE_LEN`], with a visible marker ([`Annotated::Truncated`]); once
+    /// [`MAX_ANNOTATIONS`] distinct keys are present, new keys are refused
+    /// ([`Annotated::Refused`]).
+    pub fn annotate(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Annotated {
+        let mut key = key.into();
+        let mut value = value.into();
+        let mut outcome = Annotated::Stored;
+        if key.len() > MAX_ANNOTATION_KEY_LEN {
+            key = Cow::Owned(crate::plumbing::truncated(&key, MAX_ANNOTATION_KEY_LEN).into_owned());
+            outcome = Annotated::Truncated;
+        }
+        if value.len() > MAX_ANNOTATION_VALUE_LEN {
+            value = crate::plumbing::truncated(&value, MAX_ANNOTATION_VALUE_LEN).into_owned();
+            outcome = Annotated::Truncated;
+        }
         let mut notes = self
             .annotations
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = notes.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = value;
-            return true;
+            return outcome;
         }
         if notes.len() >= MAX_ANNOTATIONS {
-            return false;
+            return Annotated::Refused;
         }
         notes.push((key, value));
-        true
+        outcome
     }
 
     /// A copy of the annotations, in the order their keys were first set.
@@ -516,14 +561,34 @@ mod tests {
     #[test]
     fn annotations_replace_and_are_bounded() {
         let env = RequestEnvelope::new(Method::GET, Uri::from_static("/"));
-        assert!(env.annotate("user", "1"));
-        assert!(env.annotate("user", "2"));
+        assert_eq!(env.annotate("user", "1"), Annotated::Stored);
+        assert_eq!(env.annotate("user", "2"), Annotated::Stored);
         assert_eq!(env.annotations(), vec![("user".into(), "2".into())]);
         for i in 1..MAX_ANNOTATIONS {
-            assert!(env.annotate(format!("k{i}"), "v"));
+            assert!(env.annotate(format!("k{i}"), "v").is_kept());
         }
-        assert!(!env.annotate("one-too-many", "v"));
+        assert_eq!(env.annotate("one-too-many", "v"), Annotated::Refused);
         assert_eq!(env.annotations().len(), MAX_ANNOTATIONS);
+    }
+
+    #[test]
+    fn a_huge_annotation_is_cut_visibly() {
+        let env = RequestEnvelope::new(Method::GET, Uri::from_static("/"));
+        let huge = "é".repeat(2 * 1024 * 1024); // 4 MiB of two-byte characters
+        assert_eq!(env.annotate("payload", huge), Annotated::Truncated);
+        assert_eq!(env.annotate("k".repeat(500), "v"), Annotated::Truncated);
+        let notes = env.annotations();
+        let (key, value) = &notes[0];
+        assert_eq!(key, "payload");
+        assert!(value.len() <= MAX_ANNOTATION_VALUE_LEN, "{}", value.len());
+        assert!(
+            value.ends_with("bytes cut]"),
+            "{}",
+            &value[value.len() - 40..]
+        );
+        assert!(value.starts_with("éé"));
+        assert!(notes[1].0.len() <= MAX_ANNOTATION_KEY_LEN);
+        assert!(notes[1].0.ends_with("bytes cut]"));
     }
 
     #[test]

@@ -25,17 +25,6 @@ pub fn is_valid_external_id(value: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Whether a request is gRPC: its `content-type` is `application/grpc` or one of its
-/// `application/grpc+…` variants. The error layer answers such requests with a gRPC status and
-/// the metrics layer takes their method path as the route.
-#[must_use]
-#[inline]
-pub fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
 /// Why an external id was refused. Carries no part of the value, so it is safe to log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {

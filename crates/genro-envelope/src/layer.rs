@@ -4,7 +4,7 @@ use http::HeaderName;
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use tower_layer::Layer;
 
-use crate::{service::EnvelopeService, RequestEnvelope};
+use crate::service::EnvelopeService;
 
 /// The header read for the external id and written on the response, unless configured otherwise.
 pub const DEFAULT_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -94,32 +94,6 @@ impl EnvelopeLayer {
             "External request ids refused for not matching ^[A-Za-z0-9._:-]{1,128}$",
             self.settings.invalid.clone(),
         );
-    }
-}
-
-impl EnvelopeLayer {
-    /// Gives `req` its envelope, as the layer's service does: reads the external id, builds the
-    /// envelope, records the ids on the current span and puts the envelope in the request
-    /// extensions. A request that already has an envelope keeps it.
-    ///
-    /// Returns the request's envelope, and whether the caller writes the response id with
-    /// [`write_response_id`](Self::write_response_id): true when this call made the envelope and
-    /// the layer writes ids ([`ResponseId`] is not `None`).
-    ///
-    /// For services that do this layer's work together with other work in one future (as
-    /// genro-asgi's `GenroLayer` does); a plain stack uses the layer itself.
-    pub fn attach<B>(&self, req: &mut http::Request<B>) -> (Arc<RequestEnvelope>, bool) {
-        self.settings.attach(req)
-    }
-
-    /// Writes the id header on `response`, as the layer's service does: the configured header,
-    /// with the value [`ResponseId`] chooses, unless the response already has one.
-    pub fn write_response_id<B>(
-        &self,
-        response: &mut http::Response<B>,
-        envelope: &RequestEnvelope,
-    ) {
-        self.settings.write_response_id(response, envelope);
     }
 }
 

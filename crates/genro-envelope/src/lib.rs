@@ -3,13 +3,16 @@
 //! `genro-envelope` is the base of genro-asgi. [`EnvelopeLayer`] gives every request an
 //! `Arc<`[`RequestEnvelope`]`>` holding:
 //!
-//! - an **internal id**, a UUIDv7 drawn from a thread-local CSPRNG (no syscall, no global lock);
+//! - an **internal id**, a UUIDv7 whose 74 random bits come from fastrand's thread-local wyrand
+//!   generator (no syscall, no global lock). wyrand is fast and well distributed but it is not
+//!   a cryptographic generator: ids are unique, time-ordered correlation handles, never secrets;
 //! - the **external id** from `x-request-id` (configurable), kept only when it matches
 //!   `^[A-Za-z0-9._:-]{1,128}$`. Anything else is dropped, counted and never echoed or logged
 //!   verbatim, so a client cannot smuggle CRLF, escapes or 10 KB of junk into logs and headers;
 //! - method, URI, version, client address, wall-clock and monotonic start times;
 //! - a route slot, a phase, and **annotations** that handlers write and the watchdog, the error
-//!   layer and the debug console read.
+//!   layer and the debug console read. Annotations are bounded in number, key length and value
+//!   length ([`MAX_ANNOTATIONS`], [`MAX_ANNOTATION_KEY_LEN`], [`MAX_ANNOTATION_VALUE_LEN`]).
 //!
 //! The envelope goes in the request extensions; the ids are recorded on the current tracing span;
 //! the id header is set on the response. Short ids ([`RequestEnvelope::short_id`]) are the error
@@ -40,7 +43,8 @@
 //! # }
 //! ```
 //!
-//! With axum, take the [`Envelope`] extractor (feature `axum`) as a handler argument.
+//! With axum, take the [`Envelope`] extractor (feature `axum`, on by default) as a handler
+//! argument.
 //!
 //! # Tracing
 //!
@@ -61,7 +65,11 @@
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `axum`  | no      | the [`Envelope`] extractor; the route template from axum's `MatchedPath`; the client address from `ConnectInfo<SocketAddr>` |
+//! | `axum`  | yes     | the `Envelope` extractor; the route template from axum's `MatchedPath`; the client address from `ConnectInfo<SocketAddr>` |
+//!
+//! tonic and plain hyper users can turn the default off (`default-features = false`); nothing
+//! else changes. Services that fuse layers, and the sibling genro crates, use the building
+//! blocks in [`plumbing`].
 //!
 //! # Minimum supported Rust version
 //!
@@ -73,16 +81,17 @@ mod extract;
 mod future;
 mod id;
 mod layer;
+pub mod plumbing;
 mod service;
 mod watch;
 
 pub use envelope::{
-    ClientAddr, InvalidExternalId, Phase, RequestEnvelope, ShortId, MAX_ANNOTATIONS,
+    Annotated, ClientAddr, InvalidExternalId, Phase, RequestEnvelope, ShortId, MAX_ANNOTATIONS,
+    MAX_ANNOTATION_KEY_LEN, MAX_ANNOTATION_VALUE_LEN,
 };
 #[cfg(feature = "axum")]
 pub use extract::{Envelope, MissingEnvelope};
 pub use future::ResponseFuture;
-pub use id::{is_grpc, is_valid_external_id, MAX_EXTERNAL_ID_LEN};
+pub use id::{is_valid_external_id, MAX_EXTERNAL_ID_LEN};
 pub use layer::{EnvelopeLayer, ResponseId, DEFAULT_HEADER};
 pub use service::EnvelopeService;
-pub use watch::{BodyWatch, ResponseWatch, WatchedBody, WatchedFuture};

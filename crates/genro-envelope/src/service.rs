@@ -12,6 +12,7 @@ use crate::{
     future::ResponseFuture,
     id::Refusal,
     layer::{ResponseId, Settings},
+    plumbing::Attached,
     RequestEnvelope,
 };
 
@@ -19,6 +20,23 @@ use crate::{
 pub struct EnvelopeService<S> {
     pub(crate) inner: S,
     pub(crate) settings: Arc<Settings>,
+}
+
+impl<S> EnvelopeService<S> {
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: Clone> Clone for EnvelopeService<S> {
@@ -52,8 +70,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let (envelope, write_id) = self.settings.attach(&mut req);
-        let for_response = write_id.then(|| (self.settings.clone(), envelope));
+        let attached = self.settings.attach(&mut req);
+        let for_response = attached
+            .writes_response_id
+            .then(|| (self.settings.clone(), attached.envelope));
         ResponseFuture::new(self.inner.call(req), for_response)
     }
 }
@@ -80,9 +100,12 @@ impl Settings {
     /// Gives `req` an envelope, unless it has one. Returns the request's envelope, and whether
     /// the caller writes the response id: only the layer that made the envelope does (one
     /// request, one id header), and only when ids are written at all.
-    pub(crate) fn attach<B>(&self, req: &mut Request<B>) -> (Arc<RequestEnvelope>, bool) {
+    pub(crate) fn attach<B>(&self, req: &mut Request<B>) -> Attached {
         if let Some(envelope) = RequestEnvelope::from_request(req) {
-            return (envelope.clone(), false);
+            return Attached {
+                envelope: envelope.clone(),
+                writes_response_id: false,
+            };
         }
         let envelope = Arc::new(RequestEnvelope::assemble(
             req.method().clone(),
@@ -94,7 +117,10 @@ impl Settings {
         ));
         record_on_span(&envelope);
         req.extensions_mut().insert(envelope.clone());
-        (envelope, self.response_id != ResponseId::None)
+        Attached {
+            envelope,
+            writes_response_id: self.response_id != ResponseId::None,
+        }
     }
 
     /// Writes the id header on `response`, unless the response already has one.

@@ -31,7 +31,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let app = Router::new().route("/orders/7", get(order)).layer(
-//!     ErrorLayer::new().handler::<NotFound, _>(|e, _envelope| {
+//!     ErrorLayer::new().handler("not_found", |e: &NotFound, _envelope| {
 //!         Problem::new(StatusCode::NOT_FOUND).detail(e.to_string())
 //!     }),
 //! );
@@ -50,12 +50,23 @@
 //! `text/html` get a small page, `text/plain` clients get text, and gRPC clients get a
 //! trailers-only response with the mapped `grpc-status`.
 //!
+//! # Telling someone, holding the response
+//!
+//! Critical errors (panics and unclaimed 5xx by default; see [`ErrorLayer::critical_when`]) go
+//! to the layer's notifiers as `critical_error` notifications: the same genro-notify path, and
+//! the same request shape, as the watchdog's stuck-request reports, so one webhook serves both.
+//! Observers ([`Observer`]) see every error before its response leaves and may hold it for a
+//! bounded time: the debug console's hold-on-error is one.
+//!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `axum`  | no      | `IntoResponse` for [`Error`], so handlers return `Result<T, genro_errors::Error>`; [`RenderedBody`] for axum's body |
+//! | `axum`  | yes     | `IntoResponse` for [`Error`], so handlers return `Result<T, genro_errors::Error>`; [`RenderedBody`] for axum's body |
 //! | `tonic` | no      | [`RenderedBody`] for tonic's body, so the layer fits `tonic::transport::Server::layer` |
+//!
+//! Without `axum`, a handler's `Error` cannot travel through `IntoResponse`; tonic and plain
+//! hyper users turn the default off and lose nothing they use.
 //!
 //! # Minimum supported Rust version
 //!
@@ -63,13 +74,19 @@
 
 mod body;
 mod error;
+mod future;
+mod handle;
 mod layer;
+mod observer;
 mod problem;
+mod report;
+mod service;
 
 pub use body::RenderedBody;
 pub use error::{BoxError, Error};
-pub use layer::{
-    ErrorKind, ErrorLayer, ErrorReport, Errors, ObserveFuture, Observer, ResponseFuture,
-    TracebackSwitch,
-};
-pub use problem::Problem;
+pub use future::ResponseFuture;
+pub use layer::{ErrorLayer, TracebackSwitch};
+pub use observer::{ObserveFuture, Observer};
+pub use problem::{Problem, MAX_GRPC_MESSAGE};
+pub use report::{ErrorKind, ErrorReport, ERROR_PATH_PANIC, OTHER, PANIC};
+pub use service::ErrorService;

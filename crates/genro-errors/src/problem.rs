@@ -257,6 +257,11 @@ pub(crate) fn grpc_code(status: StatusCode) -> u8 {
     }
 }
 
+/// The longest `grpc-message` the layer writes, in bytes after percent-encoding. gRPC clients
+/// take it from a header, and their header limits are often 8 KiB for all headers together: a
+/// long error detail is cut (with a visible `...`) so that it can never exceed them.
+pub const MAX_GRPC_MESSAGE: usize = 1024;
+
 /// A trailers-only gRPC response: HTTP 200, the status in the headers, no body.
 fn grpc(problem: &Problem, extra: &Extra<'_>, mut headers: HeaderMap) -> Rendered {
     let mut message = format!("{} (error id {})", problem.title, extra.error_id);
@@ -271,7 +276,7 @@ fn grpc(problem: &Problem, extra: &Extra<'_>, mut headers: HeaderMap) -> Rendere
         "grpc-status",
         HeaderValue::from(u16::from(grpc_code(problem.status))),
     );
-    if let Ok(value) = HeaderValue::from_str(&percent_encode(&message)) {
+    if let Ok(value) = HeaderValue::from_str(&percent_encode(&message, MAX_GRPC_MESSAGE)) {
         headers.insert("grpc-message", value);
     }
     Rendered {
@@ -281,14 +286,36 @@ fn grpc(problem: &Problem, extra: &Extra<'_>, mut headers: HeaderMap) -> Rendere
     }
 }
 
-/// gRPC's grpc-message encoding: printable ASCII except `%` as is, every other byte as `%XX`.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(b as char);
+/// gRPC's grpc-message encoding: printable ASCII except `%` as is, every other byte as `%XX`;
+/// at most `max` bytes, cut on a character boundary and ending in `...` when cut.
+fn percent_encode(text: &str, max: usize) -> String {
+    const CUT: &str = "...";
+    let encoded_len = |c: char| {
+        if c.is_ascii() && (0x20..=0x7e).contains(&(c as u8)) && c != '%' {
+            1
         } else {
-            let _ = write!(out, "%{b:02X}");
+            3 * c.len_utf8()
+        }
+    };
+    let total: usize = text.chars().map(encoded_len).sum();
+    let budget = if total <= max {
+        max
+    } else {
+        max.saturating_sub(CUT.len())
+    };
+    let mut out = String::with_capacity(total.min(max));
+    for c in text.chars() {
+        if out.len() + encoded_len(c) > budget {
+            out.push_str(CUT);
+            break;
+        }
+        let mut buf = [0u8; 4];
+        for &b in c.encode_utf8(&mut buf).as_bytes() {
+            if (0x20..=0x7e).contains(&b) && b != b'%' {
+                out.push(b as char);
+            } else {
+                let _ = write!(out, "%{b:02X}");
+            }
         }
     }
     out
@@ -316,6 +343,31 @@ mod tests {
     }
 
     #[test]
+    fn a_long_grpc_message_is_cut_to_its_bound() {
+        let p = Problem::new(StatusCode::BAD_REQUEST);
+        let detail = "é".repeat(100_000);
+        let r = render(
+            &p,
+            Format::Grpc,
+            &Extra {
+                error_id: "abc12345",
+                detail: Some(&detail),
+                traceback: None,
+            },
+        );
+        let message = r.headers["grpc-message"].to_str().unwrap();
+        assert!(message.len() <= MAX_GRPC_MESSAGE, "{}", message.len());
+        assert!(message.ends_with("..."));
+        assert!(
+            message.contains("abc12345"),
+            "the error id survives the cut"
+        );
+        // Never cut inside an escape.
+        let tail = message.trim_end_matches("...");
+        assert!(tail.ends_with("%C3%A9"), "{}", &tail[tail.len() - 12..]);
+    }
+
+    #[test]
     fn html_is_escaped_and_grpc_message_is_percent_encoded() {
         let p = Problem::new(StatusCode::BAD_REQUEST).title("<script>alert(1)</script>");
         let r = render(
@@ -333,7 +385,7 @@ mod tests {
                 && body.contains("&lt;script&gt;")
                 && body.contains("a &amp; b")
         );
-        assert_eq!(percent_encode("100% done\n"), "100%25 done%0A");
+        assert_eq!(percent_encode("100% done\n", 64), "100%25 done%0A");
         let r = render(
             &p,
             Format::Grpc,

@@ -1,5 +1,5 @@
 //! ErrorLayer at the service level under axum: handlers by type, defaults, panics, negotiation,
-//! show_traceback, observers, metrics and the log line.
+//! show_traceback, observers, notifiers, metrics, the log line, and panics on the error path.
 
 use std::{
     sync::{Arc, Mutex},
@@ -15,37 +15,7 @@ use http_body_util::BodyExt;
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tower::{ServiceBuilder, ServiceExt};
 
-#[derive(Debug)]
-struct NotFound(u32);
-impl std::fmt::Display for NotFound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "order {} does not exist", self.0)
-    }
-}
-impl std::error::Error for NotFound {}
-
-#[derive(Debug)]
-struct Invalid(&'static str);
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "field {} is required", self.0)
-    }
-}
-impl std::error::Error for Invalid {}
-
-/// An error wrapping another, to check that handlers are found along the source chain.
-#[derive(Debug)]
-struct Wrapped(NotFound);
-impl std::fmt::Display for Wrapped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("loading failed")
-    }
-}
-impl std::error::Error for Wrapped {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
+use genro_test_support::errors::{Invalid, NotFound, RateLimited, Wrapped};
 
 #[derive(Debug)]
 struct Secret;
@@ -56,18 +26,9 @@ impl std::fmt::Display for Secret {
 }
 impl std::error::Error for Secret {}
 
-#[derive(Debug)]
-struct RateLimited;
-impl std::fmt::Display for RateLimited {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("slow down")
-    }
-}
-impl std::error::Error for RateLimited {}
-
 fn layer() -> ErrorLayer {
     ErrorLayer::new()
-        .handler_response::<RateLimited, _>(|_, envelope| {
+        .handler_response("rate_limited", |_: &RateLimited, envelope| {
             http::Response::builder()
                 .status(StatusCode::TOO_MANY_REQUESTS)
                 .header("content-type", "application/vnd.acme+json")
@@ -77,12 +38,12 @@ fn layer() -> ErrorLayer {
                 )))
                 .unwrap()
         })
-        .handler::<NotFound, _>(|e, _| {
+        .handler("not_found", |e: &NotFound, _| {
             Problem::new(StatusCode::NOT_FOUND)
                 .title("Order not found")
                 .detail(e.to_string())
         })
-        .handler::<Invalid, _>(|e, _| {
+        .handler("invalid", |e: &Invalid, _| {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
                 .type_uri("https://errors.example.com/invalid")
                 .detail(e.to_string())
@@ -254,9 +215,8 @@ async fn unregistered_errors_and_panics_are_opaque_500s_unless_traceback_is_on()
 #[tokio::test]
 async fn traceback_can_be_switched_while_running() {
     logs();
-    let layer = ErrorLayer::new();
-    let switch = layer.traceback_switch();
-    let app = app(layer);
+    let switch = genro_errors::TracebackSwitch::new(false);
+    let app = app(ErrorLayer::new().traceback_switch(&switch));
     assert!(!get_with(&app, "/secret", None)
         .await
         .body
@@ -358,9 +318,9 @@ async fn metrics_count_by_kind_and_bounded_type() {
     }
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();
-    let t = std::any::type_name::<NotFound>();
+    // The label registered with the handler: stable across compilers and refactors.
     assert!(
-        text.contains(&format!(r#"errors_total{{kind="error",type="{t}"}} 2"#)),
+        text.contains(r#"errors_total{kind="error",type="not_found"} 2"#),
         "{text}"
     );
     assert!(
@@ -450,4 +410,137 @@ async fn the_error_id_in_the_log_is_the_one_in_the_header() {
         );
         assert!(!answer.body.contains(needle), "but the client does not");
     }
+}
+
+#[tokio::test]
+async fn a_setting_on_a_clone_leaves_the_original_alone() {
+    logs();
+    let base = ErrorLayer::new();
+    let verbose = base.clone().show_traceback(true);
+    let quiet = app(base);
+    let loud = app(verbose);
+    assert!(get_with(&loud, "/secret", None)
+        .await
+        .body
+        .contains("hunter2"));
+    assert!(
+        !get_with(&quiet, "/secret", None)
+            .await
+            .body
+            .contains("hunter2"),
+        "show_traceback on a clone changed the original"
+    );
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the handler of this one panics")]
+struct Cursed;
+
+fn counted(registry: &Registry, series: &str) -> Option<f64> {
+    let mut text = String::new();
+    encode(&mut text, registry).unwrap();
+    genro_test_support::series_value(&text, series)
+}
+
+#[tokio::test]
+async fn a_panic_on_the_error_path_still_answers_500_with_an_error_id_and_is_counted() {
+    let logs = logs();
+    let panicking_handler = ErrorLayer::new().handler("cursed", |_: &Cursed, _| -> Problem {
+        panic!("bug in the error handler")
+    });
+    let panicking_rule = ErrorLayer::new().critical_when(|_| panic!("bug in the rule"));
+    let panicking_observer =
+        ErrorLayer::new().observer(|_r: Arc<ErrorReport>| async { panic!("bug in the observer") });
+    for (name, layer) in [
+        ("handler", panicking_handler),
+        ("rule", panicking_rule),
+        ("observer", panicking_observer),
+    ] {
+        let mut registry = Registry::default();
+        layer.register_metrics(&mut registry);
+        let app = Router::new()
+            .route(
+                "/cursed",
+                get(|| async { Err::<String, Error>(Cursed.into()) }),
+            )
+            .layer(layer);
+        let a = get_with(&app, "/cursed", None).await;
+        assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{name}");
+        let id = a.headers["x-error-id"].to_str().unwrap().to_owned();
+        assert_eq!(json(&a.body)["error_id"], id.as_str(), "{name}: {}", a.body);
+        assert_eq!(
+            counted(
+                &registry,
+                r#"errors_total{kind="panic",type="error_path_panic"}"#
+            ),
+            Some(1.0),
+            "{name}"
+        );
+        assert!(
+            logs.lines(&format!("error_id={id}"))
+                .iter()
+                .any(|l| l.contains("ERROR")),
+            "{name}: logged with its id"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_observer_delays_neither_the_others_nor_the_response_past_its_bound() {
+    logs();
+    let second_saw = Arc::new(Mutex::new(Vec::new()));
+    let layer = ErrorLayer::new()
+        .observer(|_r: Arc<ErrorReport>| std::future::pending::<()>())
+        .observer({
+            let seen = second_saw.clone();
+            move |r: Arc<ErrorReport>| {
+                seen.lock().unwrap().push(r.envelope.short_id().to_string());
+                async {}
+            }
+        })
+        .observer_timeout(Duration::from_secs(2));
+    let app = app(layer);
+    let started = tokio::time::Instant::now();
+    let a = get_with(&app, "/panic", None).await;
+    let waited = started.elapsed();
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        second_saw.lock().unwrap().as_slice(),
+        [a.headers["x-error-id"].to_str().unwrap()],
+        "the second observer ran although the first hangs"
+    );
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(2_100),
+        "the response waited {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn critical_errors_are_notified_with_the_request_and_others_are_not() {
+    logs();
+    let sent = Arc::new(Mutex::new(Vec::<genro_notify::Notification>::new()));
+    let layer = layer().notifier({
+        let sent = sent.clone();
+        move |n: genro_notify::Notification| {
+            sent.lock().unwrap().push(n);
+            async {}
+        }
+    });
+    let app = app(layer);
+    let a = get_with(&app, "/panic", None).await;
+    get_with(&app, "/missing", None).await;
+    let id = a.headers["x-error-id"].to_str().unwrap().to_owned();
+    for _ in 0..100 {
+        if !sent.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 1, "only the panic is critical: {sent:?}");
+    assert_eq!(sent[0].kind, "critical_error");
+    assert_eq!(sent[0].details["error_id"], id);
+    assert_eq!(sent[0].details["error_type"], "panic");
+    assert_eq!(sent[0].request.as_ref().unwrap().path, "/panic");
 }

@@ -5,14 +5,17 @@ use std::{
     time::Instant,
 };
 
-use genro_envelope::{BodyWatch, RequestEnvelope, ResponseWatch, WatchedBody, WatchedFuture};
+use genro_envelope::{
+    plumbing::{is_grpc, BodyWatch, ResponseWatch, Synthesized, WatchedBody, WatchedFuture},
+    RequestEnvelope,
+};
 use http::{Request, Response, Uri};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    collector::{HttpMetrics, RouteHandles},
-    labels::{method_label, UNMATCHED},
+    collector::{HttpMetrics, RouteHandles, RouteSource},
+    labels::{method_index, UNMATCHED},
     MetricsCollector,
 };
 
@@ -25,13 +28,20 @@ use crate::{
 /// | `http_response_size_bytes` (histogram) | `method`, `route` |
 /// | `http_requests_in_flight` (gauge) | — |
 ///
-/// Labels are bounded whatever clients send:
+/// Labels are bounded whatever clients send, and only the server's own routing makes them:
 /// - `method` is one of the nine standard methods, or `other`;
-/// - `route` is a template, never a raw path: axum's `MatchedPath` (feature `axum`; nested
-///   routers included), else a route set on the request's envelope
+/// - `route` is a template, never a raw path: axum's `MatchedPath` (feature `axum`, on by
+///   default; nested routers included), else a route set on the request's envelope
 ///   ([`RequestEnvelope::set_route`]), else for gRPC the `/package.Service/Method` path of a
-///   method the server implements; everything else is `unmatched`. Past the collector's cap on
-///   distinct routes, `overflow`.
+///   method the server proved it implements: the response itself is gRPC (`content-type:
+///   application/grpc…`), came from the application rather than from a genro layer, and is not
+///   `grpc-status: 12` (UNIMPLEMENTED, tonic's answer to unknown services and methods). A request
+///   that only *claims* to be gRPC never names a label. Everything else is `unmatched`. Past the
+///   collector's cap on distinct claimed routes, `overflow`; router templates are never capped.
+///
+/// If a successful response ever gets `route="unmatched"`, the layer logs one warning that
+/// says why (the `axum` feature is off, or the layer sits outside the router), so a setup that
+/// labels every route `unmatched` never goes unnoticed.
 ///
 /// A request is counted when its response body ends (or is dropped), so streaming responses are
 /// timed to their last byte; a request cancelled before its response leaves `in_flight` and is
@@ -54,28 +64,6 @@ impl MetricsLayer {
     }
 }
 
-impl MetricsLayer {
-    /// Starts measuring `req`, as the layer's service does; see [`Measurement`].
-    ///
-    /// For services that do this layer's work together with other work in one future (as
-    /// genro-asgi's `GenroLayer` does); a plain stack uses the layer itself.
-    #[must_use]
-    pub fn begin<B>(&self, req: &Request<B>) -> Measurement {
-        Measurement::new(req, &self.http)
-    }
-
-    /// [`begin`](Self::begin) for a request whose envelope the caller holds: the envelope's route
-    /// template is used rather than looked up again in the request extensions.
-    #[must_use]
-    pub fn begin_enveloped<B>(
-        &self,
-        req: &Request<B>,
-        envelope: &Arc<RequestEnvelope>,
-    ) -> Measurement {
-        Measurement::enveloped(req, envelope, &self.http)
-    }
-}
-
 impl fmt::Debug for MetricsLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsLayer").finish_non_exhaustive()
@@ -83,10 +71,10 @@ impl fmt::Debug for MetricsLayer {
 }
 
 impl<S> Layer<S> for MetricsLayer {
-    type Service = Metrics<S>;
+    type Service = MetricsService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Metrics {
+        MetricsService {
             inner,
             http: self.http.clone(),
         }
@@ -94,12 +82,29 @@ impl<S> Layer<S> for MetricsLayer {
 }
 
 /// The service made by [`MetricsLayer`].
-pub struct Metrics<S> {
+pub struct MetricsService<S> {
     inner: S,
     http: Arc<HttpMetrics>,
 }
 
-impl<S: Clone> Clone for Metrics<S> {
+impl<S> MetricsService<S> {
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for MetricsService<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -108,9 +113,9 @@ impl<S: Clone> Clone for Metrics<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Metrics<S> {
+impl<S: fmt::Debug> fmt::Debug for MetricsService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Metrics")
+        f.debug_struct("MetricsService")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
@@ -118,7 +123,8 @@ impl<S: fmt::Debug> fmt::Debug for Metrics<S> {
 
 /// Where the route label comes from when it is not known when the request arrives.
 enum LateRoute {
-    /// The envelope, and whether the request is gRPC (its path is then the envelope's).
+    /// The envelope, and whether the request claims to be gRPC (its path is then the
+    /// envelope's).
     Envelope(Arc<RequestEnvelope>, bool),
     Grpc(Box<Uri>),
     Unknown,
@@ -126,41 +132,44 @@ enum LateRoute {
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
+/// Whether `response` proves that the application implements the gRPC method of the request:
+/// it is a gRPC response, made by the application (not rendered by a genro layer, which answers
+/// any path), and not UNIMPLEMENTED.
+fn implements_grpc_method<B>(response: &Response<B>) -> bool {
+    is_grpc(response.headers())
+        && response.extensions().get::<Synthesized>().is_none()
+        && response
+            .headers()
+            .get(&GRPC_STATUS)
+            .is_none_or(|s| s != "12")
+}
+
 impl LateRoute {
     fn of<B>(req: &Request<B>) -> Self {
-        match (
-            RequestEnvelope::from_request(req),
-            genro_envelope::is_grpc(req.headers()),
-        ) {
+        match (RequestEnvelope::from_request(req), is_grpc(req.headers())) {
             (Some(envelope), grpc) => Self::Envelope(envelope.clone(), grpc),
             (None, true) => Self::Grpc(Box::new(req.uri().clone())),
             (None, false) => Self::Unknown,
         }
     }
 
-    /// The route label.
-    fn label<'s, B>(&'s self, response: &Response<B>) -> &'s str {
-        // A gRPC path is a template only for methods that exist: tonic answers others with
-        // `grpc-status: 12` (unimplemented), and those must not become series.
+    /// The route label, and where it came from.
+    fn label<'s, B>(&'s self, response: &Response<B>) -> (&'s str, RouteSource) {
         let grpc_path = |path: &'s str| {
-            let unimplemented = response
-                .headers()
-                .get(&GRPC_STATUS)
-                .is_some_and(|s| s == "12");
-            if unimplemented {
-                UNMATCHED
+            if implements_grpc_method(response) {
+                (path, RouteSource::Claimed)
             } else {
-                path
+                (UNMATCHED, RouteSource::Fixed)
             }
         };
         match self {
             Self::Envelope(envelope, grpc) => match envelope.route() {
-                Some(route) => route,
+                Some(route) => (route, RouteSource::Claimed),
                 None if *grpc => grpc_path(envelope.path()),
-                None => UNMATCHED,
+                None => (UNMATCHED, RouteSource::Fixed),
             },
             Self::Grpc(uri) => grpc_path(uri.path()),
-            Self::Unknown => UNMATCHED,
+            Self::Unknown => (UNMATCHED, RouteSource::Fixed),
         }
     }
 
@@ -168,10 +177,30 @@ impl LateRoute {
     fn handles<B>(
         &self,
         http: &HttpMetrics,
-        method: &'static str,
+        method: usize,
         response: &Response<B>,
     ) -> Arc<RouteHandles> {
-        http.route(method, self.label(response))
+        let (label, source) = self.label(response);
+        if source == RouteSource::Fixed && response.status().as_u16() < 400 {
+            warn_unmatched(http);
+        }
+        http.route(method, label, source)
+    }
+}
+
+/// Logs, once per collector, that a successful response had no route template.
+#[cold]
+fn warn_unmatched(http: &HttpMetrics) {
+    if !http
+        .warned_unmatched
+        .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            "MetricsLayer labelled a successful response route=\"unmatched\": it found no route \
+             template. With axum, enable genro-metrics' `axum` feature (on by default) and add \
+             the layer with Router::layer, inside the routing; elsewhere, set the route with \
+             RequestEnvelope::set_route. Logged once."
+        );
     }
 }
 
@@ -184,7 +213,8 @@ enum Route {
     Late(LateRoute, Arc<HttpMetrics>),
 }
 
-/// The measurement of one request, from [`MetricsLayer::begin`] until dropped.
+/// The measurement of one request, from [`plumbing::begin`](crate::plumbing::begin) until
+/// dropped.
 ///
 /// It counts the request in flight at once. Give it the response head with
 /// [`respond`](Self::respond), then keep it in a [`WatchedBody`], which counts the body's bytes
@@ -194,7 +224,7 @@ enum Route {
 pub struct Measurement {
     route: Route,
     start: Instant,
-    method: &'static str,
+    method: usize,
     /// 0 until there is a response.
     status: u16,
     bytes: u64,
@@ -203,10 +233,11 @@ pub struct Measurement {
 impl Measurement {
     #[inline]
     fn new<B>(req: &Request<B>, http: &Arc<HttpMetrics>) -> Self {
-        let method = method_label(req.method());
+        let method = method_index(req.method());
         #[cfg(feature = "axum")]
         if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return Self::start(Route::Known(http.matched(method, path)), method, http);
+            let handles = http.route(method, path.as_str(), RouteSource::Template);
+            return Self::start(Route::Known(handles), method, http);
         }
         Self::start(Route::Late(LateRoute::of(req), http.clone()), method, http)
     }
@@ -218,17 +249,18 @@ impl Measurement {
         envelope: &Arc<RequestEnvelope>,
         http: &Arc<HttpMetrics>,
     ) -> Self {
-        let method = method_label(req.method());
+        let method = method_index(req.method());
         #[cfg(feature = "axum")]
         if let Some(path) = envelope.matched_path() {
-            return Self::start(Route::Known(http.matched(method, path)), method, http);
+            let handles = http.route(method, path.as_str(), RouteSource::Template);
+            return Self::start(Route::Known(handles), method, http);
         }
-        let late = LateRoute::Envelope(envelope.clone(), genro_envelope::is_grpc(req.headers()));
+        let late = LateRoute::Envelope(envelope.clone(), is_grpc(req.headers()));
         Self::start(Route::Late(late, http.clone()), method, http)
     }
 
     #[inline]
-    fn start(route: Route, method: &'static str, http: &HttpMetrics) -> Self {
+    fn start(route: Route, method: usize, http: &HttpMetrics) -> Self {
         http.in_flight.inc();
         Self {
             route,
@@ -254,7 +286,7 @@ impl Measurement {
 impl fmt::Debug for Measurement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Measurement")
-            .field("method", &self.method)
+            .field("method", &crate::labels::METHODS[self.method])
             .field("status", &self.status)
             .field("bytes", &self.bytes)
             .finish_non_exhaustive()
@@ -280,7 +312,7 @@ impl Drop for Measurement {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Metrics<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MetricsService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
@@ -299,7 +331,7 @@ where
     }
 }
 
-/// Response future of [`Metrics`]: holds the measurement until the response is ready, then
+/// Response future of [`MetricsService`]: holds the measurement until the response is ready, then
 /// hands it to the [`ResponseBody`].
 pub type ResponseFuture<F> = WatchedFuture<F, Measurement>;
 
@@ -313,7 +345,7 @@ impl ResponseWatch for Measurement {
     }
 }
 
-/// Response body of [`Metrics`]: counts its bytes, and records the request when it ends, fails
+/// Response body of [`MetricsService`]: counts its bytes, and records the request when it ends, fails
 /// or is dropped.
 pub type ResponseBody<B> = WatchedBody<B, Measurement>;
 
@@ -321,5 +353,19 @@ impl BodyWatch for Measurement {
     #[inline]
     fn data(&mut self, len: usize) {
         self.bytes += len as u64;
+    }
+}
+
+impl MetricsLayer {
+    pub(crate) fn begin<B>(&self, req: &Request<B>) -> Measurement {
+        Measurement::new(req, &self.http)
+    }
+
+    pub(crate) fn begin_enveloped<B>(
+        &self,
+        req: &Request<B>,
+        envelope: &Arc<RequestEnvelope>,
+    ) -> Measurement {
+        Measurement::enveloped(req, envelope, &self.http)
     }
 }

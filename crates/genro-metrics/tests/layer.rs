@@ -1,4 +1,5 @@
-//! MetricsLayer at the service level: labels, streaming duration, cancellation, caps, negotiation.
+//! MetricsLayer at the service level: labels, streaming duration, cancellation, caps,
+//! client-made labels, the unmatched warning, and the endpoint's negotiation and bounds.
 
 use std::{convert::Infallible, time::Duration};
 
@@ -8,7 +9,7 @@ use genro_metrics::{
 };
 use http::{Method, Request};
 use http_body_util::BodyExt;
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 use genro_test_support::series_value as value;
 
@@ -171,33 +172,133 @@ fn one_second_body() -> Body {
 }
 
 #[tokio::test]
-async fn distinct_routes_are_capped() {
-    let collector = MetricsCollector::max_routes(2);
-    let app = Router::new()
-        .route("/a", get(|| async { "a" }))
-        .route("/b", get(|| async { "b" }))
-        .route("/c", get(|| async { "c" }))
-        .route("/d", get(|| async { "d" }))
-        .layer(MetricsLayer::new(&collector));
+async fn claimed_routes_are_capped_and_templates_never_are() {
+    let collector = MetricsCollector::with_max_routes(2);
+    // Routes claimed at run time, through the envelope.
+    let claimed = tower::ServiceBuilder::new()
+        .layer(genro_envelope::EnvelopeLayer::new())
+        .layer(MetricsLayer::new(&collector))
+        .service(tower::service_fn(|req: Request<Body>| async move {
+            let route = req.uri().path().to_owned();
+            genro_envelope::RequestEnvelope::from_request(&req)
+                .unwrap()
+                .set_route(route);
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        }));
     for p in ["/a", "/b", "/c", "/d"] {
+        let res = claimed
+            .clone()
+            .oneshot(Request::get(p).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    // Templates of the router, after the cap is reached, keep their own labels.
+    let app = Router::new()
+        .route("/x", get(|| async { "x" }))
+        .route("/y", get(|| async { "y" }))
+        .route("/z", get(|| async { "z" }))
+        .layer(MetricsLayer::new(&collector));
+    for p in ["/x", "/y", "/z"] {
         call(&app, Method::GET, p).await;
     }
     let text = collector.render();
+    let count = |route: &str| {
+        value(
+            &text,
+            &format!(r#"http_requests_total{{method="GET",route="{route}",status="200"}}"#),
+        )
+    };
+    assert_eq!(count("/a"), Some(1.0), "{text}");
+    assert_eq!(count("/b"), Some(1.0), "{text}");
+    assert_eq!(count("/c"), None, "{text}");
+    assert_eq!(count("overflow"), Some(2.0), "{text}");
+    for template in ["/x", "/y", "/z"] {
+        assert_eq!(count(template), Some(1.0), "{template}: {text}");
+    }
+}
+
+/// Requests that only claim to be gRPC (by their content type) never name a route label: the
+/// response must prove the method exists.
+#[tokio::test]
+async fn grpc_typed_requests_for_random_paths_add_no_label() {
+    let collector = MetricsCollector::new();
+    let app = Router::new()
+        .route("/known", get(|| async { "k" }))
+        .layer(MetricsLayer::new(&collector));
+    for i in 0..300 {
+        let path = format!("/evil.Service{i}/{}", "A".repeat(2048));
+        let req = Request::post(path)
+            .header("content-type", "application/grpc")
+            .body(Body::empty())
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 404);
+        res.into_body().collect().await.unwrap();
+    }
+    // And around the router (no MatchedPath at all), with an envelope.
+    let around = tower::ServiceBuilder::new()
+        .layer(genro_envelope::EnvelopeLayer::new())
+        .layer(MetricsLayer::new(&collector))
+        .service(app.clone());
+    for i in 0..300 {
+        let req = Request::post(format!("/evil.Other{i}/M"))
+            .header("content-type", "application/grpc+proto")
+            .body(Body::empty())
+            .unwrap();
+        let res = around.clone().oneshot(req).await.unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    assert_eq!(call(&app, Method::GET, "/known").await, 200);
+    let text = collector.render();
+    assert!(
+        !text.contains("evil."),
+        "a client-made label: {}",
+        &text[..2000]
+    );
+    assert!(text.len() < 256 * 1024, "{} bytes", text.len());
     assert_eq!(
         value(
             &text,
-            r#"http_requests_total{method="GET",route="overflow",status="200"}"#
+            r#"http_requests_total{method="GET",route="/known",status="200"}"#
         ),
-        Some(2.0),
+        Some(1.0),
         "{text}"
     );
 }
 
+#[test]
+fn a_successful_unmatched_response_is_warned_about_once() {
+    let logs = genro_test_support::LogBuffer::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(logs.subscriber(), || {
+        let collector = MetricsCollector::new();
+        // The layer around the router, where no route template can be seen.
+        let app = MetricsLayer::new(&collector)
+            .layer(Router::new().route("/users/{id}", get(|| async { "u" })));
+        rt.block_on(async {
+            for _ in 0..5 {
+                let res = app
+                    .clone()
+                    .oneshot(Request::get("/users/1").body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                res.into_body().collect().await.unwrap();
+            }
+        });
+    });
+    let warnings = logs.lines("route=\"unmatched\"");
+    assert_eq!(warnings.len(), 1, "{}", logs.contents());
+    assert!(warnings[0].contains("`axum` feature") && warnings[0].contains("Router::layer"));
+}
+
 #[tokio::test]
-async fn metrics_service_negotiates_the_format() {
+async fn the_endpoint_negotiates_the_format() {
     let collector = MetricsCollector::new();
     collector.register_process_metrics();
-    let mut svc = collector.service();
+    let mut svc = collector.endpoint();
     let res = svc
         .call(Request::get("/metrics").body(()).unwrap())
         .await
@@ -234,11 +335,10 @@ async fn metrics_service_negotiates_the_format() {
     }
 }
 
-/// Route handles are cached by template address: two collectors seeing the same template (one
-/// router, two layers), and routers rebuilt over and over (templates freed and allocated again),
-/// must still each count exactly their own requests under the right label.
+/// Two collectors seeing the same template (one router, two layers), and routers rebuilt over
+/// and over, each count exactly their own requests under the right label.
 #[tokio::test(flavor = "current_thread")]
-async fn the_route_cache_never_mixes_collectors_or_routers() {
+async fn collectors_and_rebuilt_routers_count_only_their_own() {
     let first = MetricsCollector::new();
     let second = MetricsCollector::new();
     let both = Router::new()
@@ -268,4 +368,67 @@ async fn the_route_cache_never_mixes_collectors_or_routers() {
     assert_eq!(count(&first, "/even"), Some(25.0));
     assert_eq!(count(&first, "/odd"), Some(25.0));
     assert_eq!(count(&second, "/even"), None);
+}
+
+/// A collector whose encoding is slow (as reading `/proc` can be) and counted.
+#[derive(Debug)]
+struct SlowCollector(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl prometheus_client::collector::Collector for SlowCollector {
+    fn encode(
+        &self,
+        _encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn scrapes_render_off_the_runtime_share_renders_and_are_bounded() {
+    let collector = MetricsCollector::new();
+    let renders = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    collector
+        .registry()
+        .register_collector(Box::new(SlowCollector(renders.clone())));
+
+    // The runtime has one thread: a render on it would stop this ticker for 200 ms at a time.
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let scrapes: Vec<_> = (0..100)
+        .map(|_| {
+            let mut endpoint = collector.endpoint();
+            tokio::spawn(async move {
+                let res = endpoint
+                    .call(Request::get("/metrics").body(()).unwrap())
+                    .await
+                    .unwrap();
+                res.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for scrape in scrapes {
+        statuses.push(scrape.await.unwrap());
+    }
+    ticker.abort();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let busy = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(ok, genro_metrics::MAX_WAITING_SCRAPES, "{statuses:?}");
+    assert_eq!(busy, 100 - genro_metrics::MAX_WAITING_SCRAPES);
+    let rendered = renders.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(rendered <= 2, "{rendered} renders for {ok} scrapes");
+    assert!(
+        ticks.load(std::sync::atomic::Ordering::SeqCst) >= 20,
+        "the runtime was blocked while rendering"
+    );
 }

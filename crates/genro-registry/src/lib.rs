@@ -59,16 +59,40 @@
 //!
 //! 1.88.
 
-mod body;
-mod future;
 mod layer;
 mod registry;
+mod service;
 mod shards;
+mod tracking;
 
-pub use body::ResponseBody;
-pub use future::{ResponseFuture, Tracking};
-pub use layer::{InFlightToken, Registry, RegistryLayer};
+pub use layer::RegistryLayer;
 pub use registry::{EnvelopeRegistry, InFlight};
+pub use service::{RegistryService, ResponseBody, ResponseFuture};
+pub use tracking::InFlightToken;
+
+/// Building blocks for services that do the registry layer's work together with other work in
+/// one future (as genro-asgi's `GenroLayer` does). A plain stack uses [`RegistryLayer`].
+pub mod plumbing {
+    use std::sync::Arc;
+
+    use genro_envelope::RequestEnvelope;
+    use http::Request;
+
+    pub use crate::tracking::Tracking;
+    use crate::RegistryLayer;
+
+    /// Tracks `req`, whose envelope is `envelope`, as `layer`'s service does: the entry lives
+    /// until the returned [`Tracking`] is dropped. A request asking for an upgrade also gets an
+    /// [`InFlightToken`](crate::InFlightToken) in its extensions, which keeps the entry while the
+    /// upgraded connection lives.
+    pub fn begin<B>(
+        layer: &RegistryLayer,
+        req: &mut Request<B>,
+        envelope: Arc<RequestEnvelope>,
+    ) -> Tracking {
+        crate::tracking::begin(layer.registry(), req, envelope)
+    }
+}
 
 /// The synchronisation primitives of the shards; `tests/loom.rs` swaps in loom's.
 mod sync {

@@ -93,15 +93,30 @@ impl EnvelopeRegistry {
     /// The in-flight request whose internal id, short id or external id is `id`.
     ///
     /// For consoles and tools, where a person types the id they saw in a log line or an error
-    /// body. Visits every shard unless `id` parses as a full internal id.
+    /// body. A full internal id or a short id (its last eight hex digits, which also choose its
+    /// shard) visits one shard; an external id visits every shard; anything that cannot be an id
+    /// visits nothing, so junk input costs nothing.
     #[must_use]
     pub fn find(&self, id: &str) -> Option<Arc<RequestEnvelope>> {
         if let Ok(uuid) = Uuid::try_parse(id) {
             return self.get(uuid);
         }
         let mut found = None;
+        if let Some(low) = short_id_bits(id) {
+            self.inner.shards.visit_shard_of(low as usize, |e| {
+                if found.is_none() && e.short_id() == id {
+                    found = Some(e.clone());
+                }
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        if !genro_envelope::is_valid_external_id(id.as_bytes()) {
+            return None;
+        }
         self.inner.shards.visit(|e| {
-            if found.is_none() && (e.short_id() == id || e.external_id() == Some(id)) {
+            if found.is_none() && e.external_id() == Some(id) {
                 found = Some(e.clone());
             }
         });
@@ -152,6 +167,13 @@ impl EnvelopeRegistry {
         self.inner.shards.shard_count()
     }
 
+    /// The slots the registry holds, used or not: its memory and the cost of a full scan scale
+    /// with this. It grows with a spike of requests and shrinks again as the shards empty.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.inner.shards.capacity()
+    }
+
     /// Calls `f` on every in-flight envelope of shard `index` (modulo [`shard_count`]), with only
     /// that shard locked. Lets a long scan yield between shards.
     ///
@@ -160,8 +182,9 @@ impl EnvelopeRegistry {
         self.inner.shards.visit_shard_of(index, f);
     }
 
-    /// Waits until no request is in flight, for at most `timeout`. Returns whether the registry is
-    /// empty. Wakes on the removal that empties it; it does not poll.
+    /// Waits until no request is in flight, for at most `timeout` (`Duration::MAX` waits for as
+    /// long as it takes). Returns whether the registry is empty. Wakes on the removal that
+    /// empties it; it does not poll.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
@@ -174,7 +197,8 @@ impl EnvelopeRegistry {
         let idle = self.inner.shards.ext();
         idle.waiters.fetch_add(1, Ordering::SeqCst);
         let _waiting = Waiting(&idle.waiters);
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A timeout too large to add to now is no deadline at all.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         loop {
             let notified = idle.notify.notified();
             tokio::pin!(notified);
@@ -183,8 +207,13 @@ impl EnvelopeRegistry {
             if self.is_empty() {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.is_empty();
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return self.is_empty();
+                    }
+                }
+                None => notified.await,
             }
         }
     }
@@ -240,8 +269,19 @@ impl prometheus_client::collector::Collector for InFlightCollector {
 }
 
 fn shard_hint(id: Uuid) -> usize {
-    // The low bits of a v7 id are random.
+    // The low bits of a v7 id are random. Shard counts stay far below 2^32, so the low 32 bits,
+    // which are the short id, choose the shard.
     id.as_u128() as usize
+}
+
+/// The low 32 bits of the id whose short id is `id`, when `id` is one (eight lowercase hex
+/// digits).
+fn short_id_bits(id: &str) -> Option<u32> {
+    if id.len() == 8 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        u32::from_str_radix(id, 16).ok()
+    } else {
+        None
+    }
 }
 
 /// Keeps one envelope in the registry; removes it exactly once, when dropped.
@@ -353,6 +393,63 @@ mod tests {
         assert!(Arc::ptr_eq(&all[0], &old) && Arc::ptr_eq(&all[1], &young));
     }
 
+    #[test]
+    fn find_looks_in_one_shard_for_a_short_id_and_nowhere_for_junk() {
+        let reg = EnvelopeRegistry::with_shards(64);
+        let e = Arc::new(
+            RequestEnvelope::new(Method::GET, Uri::from_static("/x"))
+                .with_external_id("order-7")
+                .unwrap(),
+        );
+        let _g = reg.track(e.clone());
+        let others: Vec<_> = (0..1_000).map(|_| reg.track(envelope())).collect();
+        // The short id's shard is the one the entry lives in.
+        let low = short_id_bits(&e.short_id()).unwrap() as usize;
+        let mut in_that_shard = false;
+        reg.for_each_in_shard(low, |x| in_that_shard |= Arc::ptr_eq(x, &e));
+        assert!(in_that_shard);
+        assert!(Arc::ptr_eq(&reg.find(&e.short_id()).unwrap(), &e));
+        assert!(Arc::ptr_eq(&reg.find("order-7").unwrap(), &e));
+        assert!(reg.find("not an id!").is_none());
+        assert!(reg.find(&"x".repeat(10_000)).is_none());
+        drop(others);
+    }
+
+    #[test]
+    fn memory_is_given_back_after_a_spike() {
+        let reg = EnvelopeRegistry::new();
+        let idle = reg.capacity();
+        let spike: Vec<_> = (0..100_000).map(|_| reg.track(envelope())).collect();
+        let peak = reg.capacity();
+        assert!(peak >= 100_000);
+        drop(spike);
+        assert!(reg.is_empty());
+        let after = reg.capacity();
+        assert!(
+            after <= idle + reg.shard_count() * crate::shards::KEEP_SLOTS,
+            "{after} slots kept after the spike (peak {peak})"
+        );
+        // The next requests still work.
+        let g = reg.track(envelope());
+        assert_eq!(reg.len(), 1);
+        drop(g);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_idle_with_no_limit_waits_for_as_long_as_it_takes() {
+        let reg = EnvelopeRegistry::new();
+        assert!(reg.wait_idle(Duration::MAX).await);
+        let guard = reg.track(envelope());
+        let waiter = tokio::spawn({
+            let reg = reg.clone();
+            async move { reg.wait_idle(Duration::MAX).await }
+        });
+        tokio::time::advance(Duration::from_secs(365 * 24 * 3600)).await;
+        assert!(!waiter.is_finished());
+        drop(guard);
+        assert!(waiter.await.unwrap());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn wait_idle_wakes_on_the_last_removal_and_times_out_otherwise() {
         let reg = EnvelopeRegistry::new();
@@ -374,8 +471,8 @@ mod memory {
     use super::*;
     use std::mem::size_of;
 
-    /// DESIGN.md budget: an in-flight request's envelope plus its registry entry take at most
-    /// 512 bytes (Arc block of the envelope, slab slot, guard).
+    /// An in-flight request's envelope plus its registry entry (the envelope's Arc block, its
+    /// slab slot and its guard) take at most 512 bytes.
     #[test]
     fn envelope_plus_entry_within_512_bytes() {
         // The slab's slot type is private; this enum has its layout.
@@ -386,7 +483,7 @@ mod memory {
         }
         let arc_block = size_of::<RequestEnvelope>() + 2 * size_of::<usize>();
         let slot = size_of::<SlabEntry<Arc<RequestEnvelope>>>();
-        let guard = size_of::<crate::future::Tracked>();
+        let guard = size_of::<crate::tracking::Tracked>();
         let total = arc_block + slot + guard;
         assert!(
             total <= 512,

@@ -10,6 +10,11 @@ use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, PoisonError};
 /// The most slots a visit reads before it releases the shard lock and takes it again.
 pub(crate) const VISIT_CHUNK: usize = 1024;
 
+/// A shard that empties while holding more slots than this gives its memory back: after a
+/// spike, memory and scan time return to what the load needs. Below it, an emptied shard keeps
+/// its slots, so a steady load does not allocate.
+pub(crate) const KEEP_SLOTS: usize = 256;
+
 /// What all shards share: the total count, and the owner's extra state `S` (the registry keeps
 /// its idle notification there).
 #[derive(Debug)]
@@ -58,7 +63,15 @@ pub(crate) struct Removed<T, S> {
 impl<T, S> Key<T, S> {
     /// Removes the value. Consuming the key makes a second removal of the same slot impossible.
     pub(crate) fn remove(self) -> Option<Removed<T, S>> {
-        let value = self.shard.lock().try_remove(self.slot as usize)?;
+        let value = {
+            let mut slab = self.shard.lock();
+            let value = slab.try_remove(self.slot as usize)?;
+            // No key of this shard is outstanding when it is empty, so its slab can be replaced.
+            if slab.is_empty() && slab.capacity() > KEEP_SLOTS {
+                *slab = Slab::new();
+            }
+            value
+        };
         let before = self.shard.common.len.fetch_sub(1, Ordering::SeqCst);
         Some(Removed {
             value,
@@ -110,6 +123,12 @@ impl<T, S> Shards<T, S> {
 
     pub(crate) fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    /// The slots held over all shards, used or not: what the registry's memory and a full visit
+    /// scale with.
+    pub(crate) fn capacity(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().capacity()).sum()
     }
 
     /// The owner's extra state.

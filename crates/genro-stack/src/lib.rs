@@ -35,14 +35,14 @@
 //! let app: Router = Router::new()
 //!     .route("/hello", get(|| async { "Hello, World!" }))
 //!     .layer(GenroLayer::new(&registry, &collector))
-//!     .route_service("/metrics", collector.service());
+//!     .route_service("/metrics", collector.endpoint());
 //! ```
 //!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `axum`  | no      | the parts' axum integration: the envelope extractor, route templates from `MatchedPath`, `IntoResponse` for `genro_errors::Error` |
+//! | `axum`  | yes     | the parts' axum integration: the envelope extractor, route templates from `MatchedPath`, `IntoResponse` for `genro_errors::Error` |
 //! | `tonic` | no      | the error layer under tonic |
 //!
 //! # Minimum supported Rust version
@@ -55,10 +55,19 @@ use std::{
     task::{Context, Poll},
 };
 
-use genro_envelope::{EnvelopeLayer, ResponseWatch, WatchedBody, WatchedFuture};
-use genro_errors::{ErrorLayer, Errors};
-use genro_metrics::{Measurement, MetricsCollector, MetricsLayer};
-use genro_registry::{EnvelopeRegistry, RegistryLayer, Tracking};
+use genro_envelope::{
+    plumbing::{self as envelope, ResponseWatch, WatchedBody, WatchedFuture},
+    EnvelopeLayer,
+};
+use genro_errors::{ErrorLayer, ErrorService};
+use genro_metrics::{
+    plumbing::{self as metrics, Measurement},
+    MetricsCollector, MetricsLayer,
+};
+use genro_registry::{
+    plumbing::{self as registry, Tracking},
+    EnvelopeRegistry, RegistryLayer,
+};
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -120,10 +129,10 @@ impl fmt::Debug for GenroLayer {
 }
 
 impl<S> Layer<S> for GenroLayer {
-    type Service = Genro<Errors<S>>;
+    type Service = GenroService<ErrorService<S>>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Genro {
+        GenroService {
             inner: self.errors.layer(inner),
             parts: self.parts.clone(),
         }
@@ -132,12 +141,29 @@ impl<S> Layer<S> for GenroLayer {
 
 /// The service made by [`GenroLayer`]: the envelope, registry and metrics parts around the
 /// error layer's service.
-pub struct Genro<S> {
+pub struct GenroService<S> {
     inner: S,
     parts: Arc<Parts>,
 }
 
-impl<S: Clone> Clone for Genro<S> {
+impl<S> GenroService<S> {
+    /// A reference to the inner service (the error layer's service around yours).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for GenroService<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -146,15 +172,15 @@ impl<S: Clone> Clone for Genro<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Genro<S> {
+impl<S: fmt::Debug> fmt::Debug for GenroService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Genro")
+        f.debug_struct("GenroService")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
 }
 
-/// What one request of [`Genro`] carries from `call` to its response head; its measurement and
+/// What one request of [`GenroService`] carries from `call` to its response head; its measurement and
 /// registry entry then go on to the end of the body.
 ///
 /// Fields drop in order: the request leaves the in-flight gauge before the registry, so a drain
@@ -181,9 +207,7 @@ impl ResponseWatch for RequestState {
     #[inline]
     fn on_response<B>(mut self, response: &mut Response<B>) -> Self::Body {
         if let Some(parts) = self.write_id.take() {
-            parts
-                .envelope
-                .write_response_id(response, self.tracking.envelope());
+            envelope::write_response_id(&parts.envelope, response, self.tracking.envelope());
         }
         self.measurement.respond(response);
         self.tracking.respond(response.status());
@@ -191,7 +215,7 @@ impl ResponseWatch for RequestState {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Genro<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GenroService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
@@ -206,13 +230,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let parts = &*self.parts;
-        let (envelope, write_id) = parts.envelope.attach(&mut req);
-        let measurement = parts.metrics.begin_enveloped(&req, &envelope);
-        let tracking = parts.registry.begin(&mut req, envelope);
+        let attached = envelope::attach(&parts.envelope, &mut req);
+        let measurement = metrics::begin_enveloped(&parts.metrics, &req, &attached.envelope);
+        let tracking = registry::begin(&parts.registry, &mut req, attached.envelope);
         let state = RequestState {
             measurement,
             tracking,
-            write_id: write_id.then(|| self.parts.clone()),
+            write_id: attached.writes_response_id.then(|| self.parts.clone()),
         };
         // If `call` panics, `state` is dropped while unwinding: the request leaves the in-flight
         // gauge and the registry.
@@ -220,11 +244,11 @@ where
     }
 }
 
-/// Response future of [`Genro`]: holds the request's state until the response is ready, then
+/// Response future of [`GenroService`]: holds the request's state until the response is ready, then
 /// hands it to the [`ResponseBody`].
 pub type ResponseFuture<F> = WatchedFuture<F, RequestState>;
 
-/// Response body of [`Genro`]: counts its bytes, and keeps the request in the registry and in
+/// Response body of [`GenroService`]: counts its bytes, and keeps the request in the registry and in
 /// flight until it ends, fails or is dropped. The measurement is dropped first, then the
 /// registry entry.
 pub type ResponseBody<B> = WatchedBody<B, (Measurement, Tracking)>;

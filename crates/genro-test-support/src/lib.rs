@@ -92,3 +92,45 @@ pub fn series_value(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
+
+/// The error types the tests of every crate raise, written once.
+pub mod errors {
+    /// A missing order: a typical 404 handler's error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("order {0} does not exist")]
+    pub struct NotFound(pub u32);
+
+    /// A missing field: a typical 422 handler's error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("field {0} is required")]
+    pub struct Invalid(pub &'static str);
+
+    /// A version conflict: a typical 409 handler's error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("version mismatch")]
+    pub struct Conflict;
+
+    /// A replica down: a typical 503 handler's error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("replica down")]
+    pub struct Unavailable;
+
+    /// Too many requests: for handlers that build the whole response.
+    #[derive(Debug, thiserror::Error)]
+    #[error("slow down")]
+    pub struct RateLimited;
+
+    /// An error wrapping a [`NotFound`], to check that handlers look along the source chain.
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading failed")]
+    pub struct Wrapped(#[source] pub NotFound);
+
+    /// A value standing for configuration that must never reach a client.
+    pub const CANARY: &str = "canary-config-value-7f3a91";
+
+    /// An internal error whose message holds a secret and a file path, neither of which may
+    /// reach a client.
+    #[derive(Debug, thiserror::Error)]
+    #[error("connect failed with secret_key={CANARY} in /etc/app/server.ini")]
+    pub struct Internal;
+}

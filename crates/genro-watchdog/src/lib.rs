@@ -3,7 +3,7 @@
 //!
 //! A [`Watchdog`] scans an [`EnvelopeRegistry`](genro_registry::EnvelopeRegistry) every
 //! `interval`. A request older than `timeout` is logged once at warning level; older than
-//! `critical`, once more at error level, and the [`Notifier`] is called once. Each report carries
+//! `critical`, once more at error level, and each [`Notifier`] is called once. Each report carries
 //! the request's ids, method, path, route, age, phase (still handling, or streaming its body),
 //! client and the annotations its handler wrote. Counters and gauges go to a prometheus-client
 //! `Registry` through [`Watchdog::register_metrics`].
@@ -13,6 +13,7 @@
 //! # Example
 //!
 //! ```no_run
+//! # #[cfg(feature = "webhook")] mod example {
 //! use std::time::Duration;
 //! use genro_registry::EnvelopeRegistry;
 //! use genro_watchdog::{Watchdog, WatchdogConfig, WebhookNotifier};
@@ -36,6 +37,7 @@
 //! watchdog.stop().await;
 //! # Ok(())
 //! # }
+//! # }
 //! ```
 //!
 //! # Design
@@ -43,27 +45,29 @@
 //! - Thresholds live in an `arc-swap` cell: [`WatchdogHandle::set_config`] changes them while
 //!   the watchdog runs (hot reload), with no lock on the scan.
 //! - A scan locks one registry shard at a time and, under the lock, only compares ages and clones
-//!   the envelopes of stuck requests; logging and notifying happen after. The request path does
-//!   not notice a scan.
-//! - [`WebhookNotifier`] posts JSON with hyper and rustls (ring provider, the system's root
-//!   certificates plus any you add). Its queue is bounded, each attempt has a timeout, transient
-//!   failures are retried with exponential backoff, and repeats are de-duplicated, so a slow or
-//!   dead endpoint can neither block the caller nor grow memory. The same notifier serves
-//!   critical-error alerts from other layers: build a [`Notification`] and call
-//!   [`Notifier::notify`].
+//!   the envelopes of stuck requests; logging and notifying happen after. The running watchdog
+//!   yields to the runtime between shards. The request path does not notice a scan.
+//! - Notifications go through genro-notify's [`Notifiers`]: each notifier has its own bounded
+//!   queue, task and time limit, so one slow or broken notifier never silences another, and a
+//!   mass stall of thousands of requests never starts thousands of tasks. The error layer's
+//!   critical errors use the same path: give both the same [`Notifiers`].
+//! - `WebhookNotifier` (feature `webhook`) posts JSON with hyper and rustls. Its queue is
+//!   bounded, each attempt has a timeout, transient failures are retried with capped exponential
+//!   backoff, and repeats are de-duplicated.
 //!
 //! # Feature flags
 //!
-//! None.
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `webhook` | no    | `WebhookNotifier` (re-exported from genro-notify), with hyper's client and rustls |
 //!
 //! # Minimum supported Rust version
 //!
 //! 1.88.
 
-mod notifier;
-mod report;
 mod watchdog;
 
-pub use notifier::{Notifier, NotifyFuture, WebhookBuilder, WebhookError, WebhookNotifier};
-pub use report::{Notification, RequestInfo, Severity};
+pub use genro_notify::{Notification, Notifier, Notifiers, NotifyFuture, RequestInfo, Severity};
+#[cfg(feature = "webhook")]
+pub use genro_notify::{Outcome, WebhookBuilder, WebhookError, WebhookNotifier};
 pub use watchdog::{ConfigError, ScanSummary, Watchdog, WatchdogConfig, WatchdogHandle};

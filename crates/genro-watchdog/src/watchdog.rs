@@ -11,7 +11,7 @@ use prometheus_client::{
 use tokio::{sync::oneshot, task::JoinHandle, time::Instant};
 use uuid::Uuid;
 
-use crate::{Notification, Notifier, RequestInfo, Severity};
+use genro_notify::{Notification, Notifier, Notifiers, RequestInfo, Severity};
 
 /// Thresholds of a [`Watchdog`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,12 +109,50 @@ pub struct ScanSummary {
     pub reported_critical: usize,
 }
 
+/// One scan in progress: what it found so far.
+struct Scan {
+    config: WatchdogConfig,
+    now: Instant,
+    summary: ScanSummary,
+    stuck: Vec<(Arc<RequestEnvelope>, Severity)>,
+}
+
+impl Scan {
+    fn start(config: WatchdogConfig) -> Self {
+        Self {
+            config,
+            now: Instant::now(),
+            summary: ScanSummary::default(),
+            stuck: Vec::new(),
+        }
+    }
+
+    /// Reads one shard. Only that shard is locked, and only for age comparisons.
+    fn visit(&mut self, registry: &EnvelopeRegistry, shard: usize) {
+        let Self {
+            config,
+            now,
+            summary,
+            stuck,
+        } = self;
+        registry.for_each_in_shard(shard, |envelope| {
+            summary.visited += 1;
+            let age = now.saturating_duration_since(envelope.started());
+            if age > config.critical {
+                stuck.push((envelope.clone(), Severity::Critical));
+            } else if age > config.timeout {
+                stuck.push((envelope.clone(), Severity::Warning));
+            }
+        });
+    }
+}
+
 /// Watches an [`EnvelopeRegistry`] for requests that take too long, and reports them.
 ///
 /// Each scan looks at every in-flight request, one registry shard at a time:
 /// - older than `timeout`: reported once, at warning level;
 /// - older than `critical`: reported once more, at error level with `severity="critical"`, and
-///   the [`Notifier`] is called once for it. (A request first seen past `critical` gets only the
+///   each [`Notifier`] is called once for it. (A request first seen past `critical` gets only the
 ///   critical report.)
 ///
 /// A request is never reported twice at the same level. The watchdog remembers only requests that
@@ -126,8 +164,7 @@ pub struct ScanSummary {
 pub struct Watchdog {
     registry: EnvelopeRegistry,
     config: Arc<ArcSwap<WatchdogConfig>>,
-    notifier: Option<Arc<dyn Notifier>>,
-    notify_timeout: Duration,
+    notifiers: Notifiers,
     metrics: Metrics,
     reported: HashMap<Uuid, Severity>,
 }
@@ -136,7 +173,7 @@ impl fmt::Debug for Watchdog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watchdog")
             .field("config", &**self.config.load())
-            .field("notifier", &self.notifier.is_some())
+            .field("notifiers", &self.notifiers)
             .field("stuck", &self.reported.len())
             .finish_non_exhaustive()
     }
@@ -150,29 +187,40 @@ impl Watchdog {
         Self {
             registry,
             config: Arc::new(ArcSwap::from_pointee(config)),
-            notifier: None,
-            notify_timeout: Duration::from_secs(10),
+            notifiers: Notifiers::new(),
             metrics: Metrics::default(),
             reported: HashMap::new(),
         }
     }
 
-    /// Calls `notifier` once for each request that passes the critical threshold.
+    /// Adds `notifier`: it is called once for each request that passes the critical threshold.
+    /// Several notifiers can be added; each is called independently of the others (see
+    /// [`Notifiers`]).
     #[must_use]
     pub fn notifier(mut self, notifier: impl Notifier) -> Self {
-        self.notifier = Some(Arc::new(notifier));
+        let name = format!("watchdog notifier {}", self.notifiers.len() + 1);
+        self.notifiers.push(name, notifier);
         self
     }
 
-    /// The longest a notifier call may run before it is abandoned. Default 10 s.
+    /// Sends critical reports to `notifiers`, replacing those added so far: to share one set
+    /// (one webhook, say) with the error layer's critical errors.
+    #[must_use]
+    pub fn notifiers(mut self, notifiers: Notifiers) -> Self {
+        self.notifiers = notifiers;
+        self
+    }
+
+    /// The longest one notifier call may run before it is abandoned. Default 10 s.
     #[must_use]
     pub fn notify_timeout(mut self, limit: Duration) -> Self {
-        self.notify_timeout = limit;
+        self.notifiers = self.notifiers.timeout(limit);
         self
     }
 
-    /// Registers `requests_stuck_total{severity}` (reports made) and `requests_stuck{severity}`
-    /// (requests stuck at the last scan) in a prometheus-client registry.
+    /// Registers `requests_stuck_total{severity}` (reports made) and
+    /// `requests_stuck_now{severity}` (requests past a threshold at the last scan) in a
+    /// prometheus-client registry.
     pub fn register_metrics(&self, registry: &mut Registry) {
         registry.register(
             "requests_stuck",
@@ -198,25 +246,31 @@ impl Watchdog {
         self.reported.len()
     }
 
-    /// Scans the registry once, now.
+    /// Scans the registry once, now, shard after shard without pausing. Works outside a tokio
+    /// runtime too (notifications then cannot be delivered; they are counted as dropped).
     pub fn scan(&mut self) -> ScanSummary {
-        let config = **self.config.load();
-        let now = Instant::now();
-        let mut summary = ScanSummary::default();
-        let mut stuck: Vec<(Arc<RequestEnvelope>, Severity)> = Vec::new();
+        let mut scan = Scan::start(**self.config.load());
         for shard in 0..self.registry.shard_count() {
-            // Only the shard being read is locked, and only for age comparisons.
-            self.registry.for_each_in_shard(shard, |envelope| {
-                summary.visited += 1;
-                let age = now.saturating_duration_since(envelope.started());
-                if age > config.critical {
-                    stuck.push((envelope.clone(), Severity::Critical));
-                } else if age > config.timeout {
-                    stuck.push((envelope.clone(), Severity::Warning));
-                }
-            });
+            scan.visit(&self.registry, shard);
         }
+        self.finish(scan)
+    }
 
+    /// Scans the registry once, yielding to the runtime between shards so that a scan of a
+    /// large registry never holds a worker thread for long. The running watchdog scans this way.
+    pub async fn scan_yielding(&mut self) -> ScanSummary {
+        let mut scan = Scan::start(**self.config.load());
+        for shard in 0..self.registry.shard_count() {
+            scan.visit(&self.registry, shard);
+            tokio::task::yield_now().await;
+        }
+        self.finish(scan)
+    }
+
+    fn finish(&mut self, scan: Scan) -> ScanSummary {
+        let Scan {
+            mut summary, stuck, ..
+        } = scan;
         let mut now_stuck = HashMap::with_capacity(stuck.len());
         for (envelope, severity) in stuck {
             match severity {
@@ -256,14 +310,10 @@ impl Watchdog {
         let client = envelope.client().map(|c| c.to_string());
         macro_rules! stuck_event {
             ($level:ident, $msg:literal) => {
-                tracing::$level!(
+                genro_notify::request_event!(
+                    $level,
+                    envelope,
                     severity = severity.as_str(),
-                    request_id = %envelope.internal_id().hyphenated(),
-                    error_id = %envelope.short_id(),
-                    external_id = envelope.external_id(),
-                    method = %envelope.method(),
-                    path = envelope.path(),
-                    route = envelope.route(),
                     age_s = envelope.age().as_secs_f64(),
                     phase = %envelope.phase(),
                     client = client.as_deref(),
@@ -276,20 +326,13 @@ impl Watchdog {
             Severity::Warning => stuck_event!(warn, "request is slow"),
             Severity::Critical => {
                 stuck_event!(error, "request is critically stuck");
-                if let Some(notifier) = &self.notifier {
-                    let notifier = notifier.clone();
-                    let notification =
-                        Notification::stuck_request(RequestInfo::from_envelope(envelope));
-                    let limit = self.notify_timeout;
-                    // Its own task: a slow notifier never delays the scan or the next one.
-                    tokio::spawn(async move {
-                        if tokio::time::timeout(limit, notifier.notify(notification))
-                            .await
-                            .is_err()
-                        {
-                            tracing::warn!(?limit, "stuck-request notifier timed out");
-                        }
-                    });
+                if !self.notifiers.is_empty() {
+                    // Queued for each notifier's own task: a slow notifier never delays the
+                    // scan, and a mass stall never starts a task per request.
+                    self.notifiers
+                        .send(Notification::stuck_request(RequestInfo::from_envelope(
+                            envelope,
+                        )));
                 }
             }
         }
@@ -299,16 +342,15 @@ impl Watchdog {
     ///
     /// # Errors
     ///
-    /// The thresholds do not fit together (see [`WatchdogConfig::validate`]).
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
+    /// The thresholds do not fit together (see [`WatchdogConfig::validate`]), or there is no
+    /// tokio runtime to run on.
     pub fn spawn(mut self) -> Result<WatchdogHandle, ConfigError> {
         self.config.load().validate()?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| ConfigError("watchdog: spawn it inside a tokio runtime".to_owned()))?;
         let config = self.config.clone();
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
+        let task = runtime.spawn(async move {
             loop {
                 let interval = self.config.load().interval;
                 tokio::select! {
@@ -316,7 +358,7 @@ impl Watchdog {
                     _ = &mut stopped => break,
                     () = tokio::time::sleep(interval) => {}
                 }
-                self.scan();
+                self.scan_yielding().await;
             }
         });
         Ok(WatchdogHandle {

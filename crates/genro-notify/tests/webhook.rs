@@ -1,5 +1,5 @@
 //! WebhookNotifier against real local HTTP and HTTPS servers: payload, retry, timeout, queue
-//! overflow, de-duplication, and no leaked tasks.
+//! overflow, de-duplication, extreme settings, bounded reads, and no leaked tasks.
 
 use std::{
     convert::Infallible,
@@ -12,7 +12,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use genro_watchdog::{Notification, Notifier, RequestInfo, Severity, WebhookNotifier};
+use genro_notify::{
+    Notification, Notifier, Notifiers, Outcome, RequestInfo, Severity, WebhookNotifier,
+};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, service::service_fn};
@@ -120,7 +122,10 @@ async fn posts_the_notification_as_json_with_configured_headers() {
     notifier
         .notify(Notification::stuck_request(info.clone()))
         .await;
-    eventually("one delivery", || notifier.outcome_count("sent") == 1).await;
+    eventually("one delivery", || {
+        notifier.outcome_count(Outcome::Sent) == 1
+    })
+    .await;
 
     let got = received.lock().unwrap()[0].clone();
     assert_eq!(got.headers["content-type"], "application/json");
@@ -154,10 +159,10 @@ async fn transient_failures_are_retried_with_backoff() {
         .unwrap();
     notifier.notify(critical("boom")).await;
     eventually("delivered on the third attempt", || {
-        notifier.outcome_count("sent") == 1
+        notifier.outcome_count(Outcome::Sent) == 1
     })
     .await;
-    assert_eq!(notifier.outcome_count("retried"), 2);
+    assert_eq!(notifier.outcome_count(Outcome::Retried), 2);
     assert_eq!(received.lock().unwrap().len(), 3);
 
     // A 4xx other than 408/429 is final: no retry.
@@ -167,9 +172,9 @@ async fn transient_failures_are_retried_with_backoff() {
         .build()
         .unwrap();
     notifier.notify(critical("x")).await;
-    eventually("refused", || notifier.outcome_count("failed") == 1).await;
+    eventually("refused", || notifier.outcome_count(Outcome::Failed) == 1).await;
     assert_eq!(received.lock().unwrap().len(), 1);
-    assert_eq!(notifier.outcome_count("retried"), 0);
+    assert_eq!(notifier.outcome_count(Outcome::Retried), 0);
 }
 
 #[tokio::test]
@@ -184,11 +189,11 @@ async fn a_server_that_never_answers_times_out_and_fails() {
         .unwrap();
     notifier.notify(critical("slow")).await;
     eventually("given up after two attempts", || {
-        notifier.outcome_count("failed") == 1
+        notifier.outcome_count(Outcome::Failed) == 1
     })
     .await;
     assert_eq!(received.lock().unwrap().len(), 2);
-    assert_eq!(notifier.outcome_count("sent"), 0);
+    assert_eq!(notifier.outcome_count(Outcome::Sent), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +219,7 @@ async fn a_full_queue_drops_and_counts_without_blocking_and_nothing_leaks() {
         .await
         .expect("notify never blocks");
     }
-    let dropped = notifier.outcome_count("dropped");
+    let dropped = notifier.outcome_count(Outcome::Dropped);
     assert!(
         (95..=96).contains(&dropped),
         "dropped {dropped}: queue of 4 plus one in delivery"
@@ -240,8 +245,11 @@ async fn repeats_within_the_window_are_sent_once() {
     notifier.notify(n.clone()).await;
     notifier.notify(n.clone()).await;
     notifier.notify(n.with_dedup_key("k2")).await;
-    eventually("two deliveries", || notifier.outcome_count("sent") == 2).await;
-    assert_eq!(notifier.outcome_count("deduplicated"), 1);
+    eventually("two deliveries", || {
+        notifier.outcome_count(Outcome::Sent) == 2
+    })
+    .await;
+    assert_eq!(notifier.outcome_count(Outcome::Deduplicated), 1);
     assert_eq!(received.lock().unwrap().len(), 2);
 }
 
@@ -269,7 +277,10 @@ async fn https_with_a_private_root_certificate() {
         .build()
         .unwrap();
     untrusting.notify(critical("a")).await;
-    eventually("refused by TLS", || untrusting.outcome_count("failed") == 1).await;
+    eventually("refused by TLS", || {
+        untrusting.outcome_count(Outcome::Failed) == 1
+    })
+    .await;
     assert!(received.lock().unwrap().is_empty());
 
     // ... and with it, delivered over TLS.
@@ -280,7 +291,7 @@ async fn https_with_a_private_root_certificate() {
         .unwrap();
     trusting.notify(critical("b")).await;
     eventually("delivered over https", || {
-        trusting.outcome_count("sent") == 1
+        trusting.outcome_count(Outcome::Sent) == 1
     })
     .await;
     assert_eq!(received.lock().unwrap()[0].body["message"], "b");
@@ -303,4 +314,103 @@ async fn bad_settings_are_refused_with_a_clear_message() {
         err.to_string(),
         "webhook: queue capacity must be at least 1"
     );
+}
+
+/// A response body of 64 KiB chunks that never ends.
+struct Endless;
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+            &[b'x'; 64 * 1024],
+        )))))
+    }
+}
+
+/// A real HTTP/1.1 server that answers 200 with a body that never ends, and counts requests.
+async fn endless_body_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<_, Infallible>(Response::new(Endless)) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_read_only_up_to_the_bound() {
+    let (addr, requests) = endless_body_server().await;
+    let notifier = WebhookNotifier::builder(&format!("http://{addr}/"))
+        .unwrap()
+        .timeout(Duration::from_secs(3))
+        .max_retries(2)
+        .backoff(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    notifier.notify(critical("big answer")).await;
+    // Reading the whole answer would never end: the attempt would time out and be retried.
+    eventually("sent on the first attempt", || {
+        notifier.outcome_count(Outcome::Sent) == 1
+    })
+    .await;
+    assert_eq!(notifier.outcome_count(Outcome::Retried), 0);
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_backoff_is_capped_and_never_silences_another_webhook() {
+    // A webhook pointed at a closed port, with the largest backoff there is ...
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let broken = WebhookNotifier::builder(&format!("http://{closed_addr}/"))
+        .unwrap()
+        .backoff(Duration::MAX)
+        .max_retries(2)
+        .dedup_window(Duration::ZERO)
+        .build()
+        .unwrap();
+    // ... and a working one, both told the same things through one set.
+    let (addr, received) = server(always(StatusCode::OK), None).await;
+    let working = WebhookNotifier::builder(&format!("http://{addr}/"))
+        .unwrap()
+        .dedup_window(Duration::ZERO)
+        .build()
+        .unwrap();
+    let set = Notifiers::new()
+        .with("broken", broken.clone())
+        .with("working", working.clone());
+    for i in 0..3 {
+        set.send(critical(format!("stuck {i}")));
+    }
+    eventually("the working webhook got all three", || {
+        received.lock().unwrap().len() == 3
+    })
+    .await;
+    // The broken one failed its first attempt and waits (capped at 30 s) without panicking.
+    eventually("the broken webhook retried", || {
+        broken.outcome_count(Outcome::Retried) >= 1
+    })
+    .await;
+    assert_eq!(broken.outcome_count(Outcome::Sent), 0);
 }

@@ -1,6 +1,6 @@
 use std::{collections::BTreeMap, fmt, time::SystemTime};
 
-use genro_envelope::RequestEnvelope;
+use genro_envelope::{plumbing::truncated, RequestEnvelope};
 use serde::Serialize;
 
 /// How serious a report is.
@@ -30,8 +30,13 @@ impl fmt::Display for Severity {
     }
 }
 
+/// The longest request path a report or a log line carries, in bytes; a longer one is cut
+/// visibly. The path comes from the client, so it is bounded wherever it is repeated.
+pub const MAX_REPORTED_PATH: usize = 512;
+
 /// What a report says about one request: a copy of its envelope's fields at the time of the
-/// report.
+/// report. Stuck-request reports and critical-error reports carry the same shape, and their log
+/// lines the same fields (see [`request_event!`](crate::request_event)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct RequestInfo {
@@ -43,7 +48,8 @@ pub struct RequestInfo {
     pub external_id: Option<String>,
     /// The request method.
     pub method: String,
-    /// The request path, without the query string (where tokens tend to live).
+    /// The request path, without the query string (where tokens tend to live), cut to
+    /// [`MAX_REPORTED_PATH`] bytes.
     pub path: String,
     /// The route template, when a layer that knows it set it.
     pub route: Option<String>,
@@ -66,7 +72,7 @@ impl RequestInfo {
             short_id: envelope.short_id().to_string(),
             external_id: envelope.external_id().map(str::to_owned),
             method: envelope.method().to_string(),
-            path: envelope.path().to_owned(),
+            path: truncated(envelope.path(), MAX_REPORTED_PATH).into_owned(),
             route: envelope.route().map(str::to_owned),
             age_ms: u64::try_from(envelope.age().as_millis()).unwrap_or(u64::MAX),
             phase: envelope.phase().to_string(),

@@ -1,8 +1,6 @@
 use std::{
     collections::HashMap,
     fmt,
-    future::Future,
-    pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
@@ -12,7 +10,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
@@ -26,30 +24,44 @@ use prometheus_client::{
 use rustls::pki_types::CertificateDer;
 use tokio::{sync::mpsc, time::Instant};
 
-use crate::Notification;
+use crate::{Notification, Notifier, NotifyFuture};
 
-/// The future a [`Notifier`] returns.
-pub type NotifyFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+/// The longest wait between two attempts; a longer backoff is cut to it when the notifier is
+/// built.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Something that delivers [`Notification`]s: a webhook, a pager, a chat channel, a test probe.
-///
-/// Callers never wait on a notifier for long: the watchdog runs each call in its own task with a
-/// time limit. An implementation should still return quickly, queueing slow work (as
-/// [`WebhookNotifier`] does).
-///
-/// Any `Fn(Notification) -> impl Future<Output = ()>` closure is a notifier.
-pub trait Notifier: Send + Sync + 'static {
-    /// Delivers, or queues for delivery, one notification.
-    fn notify(&self, notification: Notification) -> NotifyFuture<'_>;
+/// The most bytes of a webhook's response body that are read (and discarded) before the
+/// connection is given up.
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// What became of a notification handed to a [`WebhookNotifier`]: the `outcome` label of
+/// `webhook_notifications_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Delivered: the endpoint answered 2xx.
+    Sent,
+    /// Given up: a final refusal, or every attempt failed.
+    Failed,
+    /// One attempt failed and another follows.
+    Retried,
+    /// Not queued: the queue was full.
+    Dropped,
+    /// Not sent: the same de-duplication key was sent within the window.
+    Deduplicated,
 }
 
-impl<F, Fut> Notifier for F
-where
-    F: Fn(Notification) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    fn notify(&self, notification: Notification) -> NotifyFuture<'_> {
-        Box::pin(self(notification))
+impl Outcome {
+    /// The label value: `"sent"`, `"failed"`, `"retried"`, `"dropped"` or `"deduplicated"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Retried => "retried",
+            Self::Dropped => "dropped",
+            Self::Deduplicated => "deduplicated",
+        }
     }
 }
 
@@ -132,7 +144,8 @@ impl WebhookBuilder {
         self
     }
 
-    /// Wait before the first retry; it doubles at each retry, up to 30 s. Default 500 ms.
+    /// Wait before the first retry; it doubles at each retry, up to [`MAX_BACKOFF`] (30 s).
+    /// Default 500 ms. A longer value is cut to [`MAX_BACKOFF`].
     #[must_use]
     pub fn backoff(mut self, backoff: Duration) -> Self {
         self.backoff = backoff;
@@ -187,7 +200,7 @@ impl WebhookBuilder {
             headers: self.headers,
             timeout: self.timeout,
             retries: self.retries,
-            backoff: self.backoff,
+            backoff: self.backoff.min(MAX_BACKOFF),
             outcomes: outcomes.clone(),
             endpoint: endpoint.clone(),
         };
@@ -278,13 +291,14 @@ impl WebhookNotifier {
         );
     }
 
-    /// How many notifications had `outcome` so far (`"sent"`, `"failed"`, `"retried"`,
-    /// `"dropped"`, `"deduplicated"`).
+    /// How many notifications had `outcome` so far.
     #[must_use]
-    pub fn outcome_count(&self, outcome: &'static str) -> u64 {
+    pub fn outcome_count(&self, outcome: Outcome) -> u64 {
         self.inner
             .outcomes
-            .get_or_create(&OutcomeLabel { outcome })
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
             .get()
     }
 
@@ -315,20 +329,22 @@ impl WebhookNotifier {
         false
     }
 
-    fn count(&self, outcome: &'static str) {
+    fn count(&self, outcome: Outcome) {
         self.inner
             .outcomes
-            .get_or_create(&OutcomeLabel { outcome })
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
             .inc();
     }
 }
 
 impl Notifier for WebhookNotifier {
-    fn notify(&self, notification: Notification) -> NotifyFuture<'_> {
+    fn notify(&self, notification: Notification) -> NotifyFuture {
         if self.is_duplicate(&notification.dedup_key) {
-            self.count("deduplicated");
+            self.count(Outcome::Deduplicated);
         } else if self.inner.tx.try_send(notification).is_err() {
-            self.count("dropped");
+            self.count(Outcome::Dropped);
             let dropped = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Logged at 1, 2, 4, 8, ... drops: visible, but a flood cannot flood the log too.
             if dropped.is_power_of_two() {
@@ -428,25 +444,25 @@ impl Delivery {
         for attempt in 0..=self.retries {
             let why = match self.attempt(body.clone()).await {
                 Attempt::Sent => {
-                    self.count("sent");
+                    self.count(Outcome::Sent);
                     return;
                 }
                 Attempt::GiveUp(why) => {
-                    self.count("failed");
+                    self.count(Outcome::Failed);
                     tracing::warn!(endpoint = %self.endpoint, kind, reason = %why, "webhook refused the notification");
                     return;
                 }
                 Attempt::Retry(why) => why,
             };
             if attempt == self.retries {
-                self.count("failed");
+                self.count(Outcome::Failed);
                 tracing::warn!(endpoint = %self.endpoint, kind, reason = %why, attempts = attempt + 1, "webhook delivery failed");
                 return;
             }
-            self.count("retried");
+            self.count(Outcome::Retried);
             tracing::debug!(endpoint = %self.endpoint, reason = %why, "webhook attempt failed; retrying");
             tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(30));
+            wait = next_wait(wait);
         }
     }
 
@@ -457,7 +473,7 @@ impl Delivery {
             .header(header::CONTENT_TYPE, "application/json")
             .header(
                 header::USER_AGENT,
-                concat!("genro-watchdog/", env!("CARGO_PKG_VERSION")),
+                concat!("genro-notify/", env!("CARGO_PKG_VERSION")),
             );
         for (name, value) in &self.headers {
             request = request.header(name, value);
@@ -469,8 +485,11 @@ impl Delivery {
         let exchange = async {
             let response = self.client.request(request).await?;
             let status = response.status();
-            // Read (and discard) the body so the connection can be reused.
-            let _ = response.into_body().collect().await;
+            // Read (and discard) a bounded amount of the body so the connection can be reused;
+            // an endpoint that sends more only loses its connection.
+            let _ = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
+                .collect()
+                .await;
             Ok::<_, hyper_util::client::legacy::Error>(status)
         };
         match tokio::time::timeout(self.timeout, exchange).await {
@@ -488,7 +507,42 @@ impl Delivery {
         }
     }
 
-    fn count(&self, outcome: &'static str) {
-        self.outcomes.get_or_create(&OutcomeLabel { outcome }).inc();
+    fn count(&self, outcome: Outcome) {
+        self.outcomes
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+}
+
+/// The wait after `wait`: doubled, never past [`MAX_BACKOFF`], never overflowing.
+fn next_wait(wait: Duration) -> Duration {
+    wait.saturating_mul(2).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_never_overflows() {
+        assert_eq!(
+            next_wait(Duration::from_millis(500)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(next_wait(Duration::from_secs(20)), MAX_BACKOFF);
+        assert_eq!(next_wait(Duration::MAX), MAX_BACKOFF);
+    }
+
+    #[tokio::test]
+    async fn a_huge_backoff_is_cut_when_built() {
+        let notifier = WebhookNotifier::builder("http://127.0.0.1:9/")
+            .unwrap()
+            .backoff(Duration::MAX)
+            .timeout(Duration::MAX)
+            .dedup_window(Duration::MAX)
+            .build();
+        assert!(notifier.is_ok());
     }
 }

@@ -1,0 +1,139 @@
+//! Building blocks for the other genro crates and for services that fuse several layers into
+//! one.
+//!
+//! A plain stack never needs this module: [`EnvelopeLayer`] and the other
+//! layers do this work themselves. It is public because genro's registry, metrics and fused
+//! `GenroLayer` are separate crates built on the same pieces:
+//!
+//! - [`attach`] and [`write_response_id`]: the envelope layer's work as two calls;
+//! - [`WatchedFuture`] / [`ResponseWatch`] and [`WatchedBody`] / [`BodyWatch`]: one response
+//!   future and one body that carry per-request state from the request to the end of the
+//!   response body (a registry entry, a metrics measurement);
+//! - [`is_grpc`] and [`truncated`]: the checks and bounds every genro crate applies the same way;
+//! - [`Synthesized`]: the mark on responses a genro layer made itself.
+
+use std::{borrow::Cow, sync::Arc};
+
+use http::{Request, Response};
+
+pub use crate::watch::{BodyWatch, ResponseWatch, WatchedBody, WatchedFuture};
+use crate::{EnvelopeLayer, RequestEnvelope};
+
+/// What [`attach`] did: the request's envelope, and whether the caller must write the response
+/// id.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Attached {
+    /// The request's envelope (the one it already had, or the one just made).
+    pub envelope: Arc<RequestEnvelope>,
+    /// True when [`attach`] made the envelope and the layer writes ids (its
+    /// [`ResponseId`](crate::ResponseId) is not `None`): then the caller writes the id header with
+    /// [`write_response_id`]. One request gets one id header, written by the layer that made its
+    /// envelope.
+    pub writes_response_id: bool,
+}
+
+/// Gives `req` its envelope, as `layer`'s service does: reads the external id, builds the
+/// envelope, records the ids on the current span and puts the envelope in the request
+/// extensions. A request that already has an envelope keeps it.
+pub fn attach<B>(layer: &EnvelopeLayer, req: &mut Request<B>) -> Attached {
+    layer.settings.attach(req)
+}
+
+/// Writes the id header on `response`, as `layer`'s service does: the configured header, with
+/// the value [`ResponseId`](crate::ResponseId) chooses, unless the response already has one.
+pub fn write_response_id<B>(
+    layer: &EnvelopeLayer,
+    response: &mut Response<B>,
+    envelope: &RequestEnvelope,
+) {
+    layer.settings.write_response_id(response, envelope);
+}
+
+/// A response extension marking a response that a genro layer made itself (an error rendered
+/// by the error layer) rather than the application's routing. Such a response answers any path,
+/// so the metrics layer never takes it as proof that a gRPC method exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Synthesized;
+
+/// Whether a request is gRPC: its `content-type` is `application/grpc` or one of its
+/// `application/grpc+…` variants. The error layer answers such requests with a gRPC status.
+#[must_use]
+#[inline]
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, ending in a marker that says how
+/// many bytes were cut (`…[1234 bytes cut]`), so a reader knows the value is incomplete.
+/// Text within the limit is returned as it is.
+///
+/// ```
+/// use genro_envelope::plumbing::truncated;
+///
+/// assert_eq!(truncated("short", 64), "short");
+/// let long = "x".repeat(1000);
+/// let cut = truncated(&long, 64);
+/// assert!(cut.len() <= 64 && cut.ends_with("bytes cut]"));
+/// ```
+#[must_use]
+pub fn truncated(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    // The marker's length depends on the number it holds; the longest possible is reserved.
+    let reserve = "…[ bytes cut]".len() + decimal_len(text.len());
+    let mut end = max.saturating_sub(reserve);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(max);
+    out.push_str(&text[..end]);
+    out.push('…');
+    out.push('[');
+    out.push_str(&(text.len() - end).to_string());
+    out.push_str(" bytes cut]");
+    if out.len() > max {
+        // Only when `max` is too small to hold even the marker.
+        let mut end = max;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    Cow::Owned(out)
+}
+
+fn decimal_len(mut n: usize) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn truncated_never_exceeds_the_limit_and_keeps_a_prefix(
+            text in "\\PC{0,300}", max in 0usize..200
+        ) {
+            let out = truncated(&text, max);
+            prop_assert!(out.len() <= max, "{} > {}", out.len(), max);
+            if text.len() <= max {
+                prop_assert_eq!(&*out, &*text);
+            } else if max >= 24 {
+                prop_assert!(out.ends_with(" bytes cut]"));
+                let head = out.split('…').next().unwrap();
+                prop_assert!(text.starts_with(head));
+            }
+        }
+    }
+}

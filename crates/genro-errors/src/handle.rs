@@ -1,0 +1,376 @@
+//! The error path: from a failure to one logged, counted, notified and rendered response.
+
+use std::{
+    any::Any,
+    error::Error as StdError,
+    future::Future,
+    panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use genro_envelope::{plumbing::Synthesized, RequestEnvelope, ShortId};
+use genro_notify::{Notification, RequestInfo, Severity};
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::{
+    body::RenderedBody,
+    error::{chain_text, BoxError},
+    layer::Settings,
+    observer,
+    problem::{render, Extra, Format, Problem},
+    report::{ERROR_PATH_PANIC, OTHER, PANIC},
+    Error, ErrorKind, ErrorReport,
+};
+
+/// The request's envelope, or what is needed to make one if an error comes (without an
+/// [`EnvelopeLayer`](genro_envelope::EnvelopeLayer) outside, the success path makes none).
+pub(crate) enum Subject {
+    Envelope(Arc<RequestEnvelope>),
+    Request(http::Method, http::Uri),
+}
+
+impl Subject {
+    fn envelope(self) -> Arc<RequestEnvelope> {
+        match self {
+            Self::Envelope(envelope) => envelope,
+            Self::Request(method, uri) => Arc::new(RequestEnvelope::new(method, uri)),
+        }
+    }
+}
+
+/// What the layer keeps of the request, for the error path only.
+pub(crate) struct Ctx {
+    pub(crate) subject: Subject,
+    pub(crate) accept: Option<HeaderValue>,
+    pub(crate) grpc: bool,
+    pub(crate) settings: Arc<Settings>,
+}
+
+pub(crate) enum Failure {
+    App(Error),
+    Service(BoxError),
+    Panic(String),
+}
+
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_owned())
+}
+
+/// The error path of one request in progress, and what is needed to answer anyway if it panics.
+pub(crate) struct Handling<B> {
+    future: Pin<Box<dyn Future<Output = Response<B>> + Send>>,
+    envelope: Arc<RequestEnvelope>,
+    format: Format,
+    settings: Arc<Settings>,
+}
+
+impl<B> Handling<B> {
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Response<B>> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+/// Starts the error path for `failure`.
+pub(crate) fn handle<B: RenderedBody>(ctx: Ctx, failure: Failure) -> Handling<B> {
+    let Ctx {
+        subject,
+        accept,
+        grpc,
+        settings,
+    } = ctx;
+    let envelope = subject.envelope();
+    let format = if grpc {
+        Format::Grpc
+    } else {
+        Format::negotiate(accept.as_ref())
+    };
+    Handling {
+        future: Box::pin(respond(envelope.clone(), format, settings.clone(), failure)),
+        envelope,
+        format,
+        settings,
+    }
+}
+
+/// The answer when the error path itself panicked: a plain 500 with the error id, logged and
+/// counted, built without calling any user code but the body constructor.
+pub(crate) fn fallback<B: RenderedBody>(handling: &Handling<B>, panic: &str) -> Response<B> {
+    let envelope = &handling.envelope;
+    genro_notify::request_event!(
+        error,
+        envelope,
+        kind = ErrorKind::Panic.as_str(),
+        error_type = ERROR_PATH_PANIC,
+        status = 500u16,
+        error = %panic,
+        "error path panicked"
+    );
+    handling.settings.count(ErrorKind::Panic, ERROR_PATH_PANIC);
+    let short_id = envelope.short_id();
+    rendered(
+        &Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
+        handling.format,
+        &short_id,
+        None,
+        None,
+    )
+}
+
+struct Resolved {
+    problem: Problem,
+    error_type: &'static str,
+}
+
+fn chain<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |e: &&'a (dyn StdError + 'static)| {
+        (*e).source()
+    })
+}
+
+fn resolve(
+    settings: &Settings,
+    error: &(dyn StdError + 'static),
+    status: Option<StatusCode>,
+    envelope: &RequestEnvelope,
+) -> Resolved {
+    for e in chain(error) {
+        for handler in &settings.handlers {
+            if let Some(problem) = (handler.render)(e, envelope) {
+                return Resolved {
+                    problem,
+                    error_type: handler.label,
+                };
+            }
+        }
+    }
+    for e in chain(error) {
+        if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
+            return Resolved {
+                problem: Problem::new(StatusCode::GATEWAY_TIMEOUT),
+                error_type: "timeout",
+            };
+        }
+        if e.is::<http_body_util::LengthLimitError>() {
+            return Resolved {
+                problem: Problem::new(StatusCode::PAYLOAD_TOO_LARGE),
+                error_type: "body_limit",
+            };
+        }
+        if e.is::<tower::load_shed::error::Overloaded>() {
+            let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                .header(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Resolved {
+                problem,
+                error_type: "overloaded",
+            };
+        }
+    }
+    Resolved {
+        problem: Problem::new(status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)),
+        error_type: OTHER,
+    }
+}
+
+/// `resolve`, with a panicking handler turned into a plain 500.
+fn resolve_guarded(
+    settings: &Settings,
+    error: &(dyn StdError + 'static),
+    status: Option<StatusCode>,
+    envelope: &RequestEnvelope,
+) -> Result<Resolved, String> {
+    catch_unwind(AssertUnwindSafe(|| {
+        resolve(settings, error, status, envelope)
+    }))
+    .map_err(|payload| panic_text(&*payload))
+}
+
+async fn respond<B: RenderedBody>(
+    envelope: Arc<RequestEnvelope>,
+    format: Format,
+    settings: Arc<Settings>,
+    failure: Failure,
+) -> Response<B> {
+    let settings = &*settings;
+    let (resolved, kind, mut message, backtrace) = match &failure {
+        Failure::App(error) => (
+            resolve_guarded(settings, error.get_ref(), error.status(), &envelope),
+            ErrorKind::Error,
+            chain_text(error.get_ref()),
+            error.backtrace_text(),
+        ),
+        Failure::Service(error) => (
+            resolve_guarded(settings, &**error, None, &envelope),
+            ErrorKind::Error,
+            chain_text(&**error),
+            None,
+        ),
+        Failure::Panic(text) => (
+            Ok(Resolved {
+                problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
+                error_type: PANIC,
+            }),
+            ErrorKind::Panic,
+            text.clone(),
+            None,
+        ),
+    };
+    drop(failure);
+    let (
+        Resolved {
+            problem,
+            error_type,
+        },
+        kind,
+    ) = match resolved {
+        Ok(resolved) => (resolved, kind),
+        Err(panic) => {
+            message = format!("error handler panicked: {panic}; while handling: {message}");
+            (
+                Resolved {
+                    problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
+                    error_type: ERROR_PATH_PANIC,
+                },
+                ErrorKind::Panic,
+            )
+        }
+    };
+    let status = problem.status;
+    let mut report = ErrorReport {
+        envelope: envelope.clone(),
+        kind,
+        error_type,
+        status,
+        message,
+        backtrace,
+        critical: false,
+    };
+    report.critical = match catch_unwind(AssertUnwindSafe(|| (settings.critical_when)(&report))) {
+        Ok(critical) => critical,
+        Err(payload) => {
+            let panic = panic_text(&*payload);
+            tracing::error!(error_id = %envelope.short_id(), error = %panic, "critical_when rule panicked; the error counts as critical");
+            settings.count(ErrorKind::Panic, ERROR_PATH_PANIC);
+            true
+        }
+    };
+    log(&report);
+    settings.count(kind, error_type);
+    if report.critical && !settings.notifiers.is_empty() {
+        settings.notifiers.send(notification(&report));
+    }
+
+    let report = Arc::new(report);
+    let panicked = observer::run(&settings.observers, &report, settings.observer_timeout).await;
+    for _ in 0..panicked {
+        settings.count(ErrorKind::Panic, ERROR_PATH_PANIC);
+    }
+
+    let show = settings.traceback.get();
+    let detail = if show {
+        Some(
+            problem
+                .detail
+                .clone()
+                .unwrap_or_else(|| report.message.clone()),
+        )
+    } else if status.is_server_error() {
+        None
+    } else {
+        problem.detail.clone()
+    };
+    let traceback = show.then(|| match (&report.kind, &report.backtrace) {
+        (ErrorKind::Panic, _) => format!("panic: {}", report.message),
+        (_, Some(backtrace)) => backtrace.clone(),
+        (_, None) => report.message.clone(),
+    });
+    let short_id = envelope.short_id();
+    rendered(
+        &problem,
+        format,
+        &short_id,
+        detail.as_deref(),
+        traceback.as_deref(),
+    )
+}
+
+fn rendered<B: RenderedBody>(
+    problem: &Problem,
+    format: Format,
+    short_id: &ShortId,
+    detail: Option<&str>,
+    traceback: Option<&str>,
+) -> Response<B> {
+    let rendered = render(
+        problem,
+        format,
+        &Extra {
+            error_id: short_id,
+            detail,
+            traceback,
+        },
+    );
+    let mut response = Response::new(B::from_rendered(rendered.body));
+    *response.status_mut() = rendered.status;
+    *response.headers_mut() = rendered.headers;
+    response.extensions_mut().insert(Synthesized);
+    response
+}
+
+/// The `critical_error` notification of a report: the same request shape as the watchdog's
+/// stuck-request notifications.
+fn notification(report: &ErrorReport) -> Notification {
+    let envelope = &report.envelope;
+    let message = format!(
+        "{} {} failed with {} ({}, error id {})",
+        envelope.method(),
+        envelope.route().unwrap_or("(no route)"),
+        report.status.as_u16(),
+        report.error_type,
+        envelope.short_id(),
+    );
+    Notification::new("critical_error", Severity::Critical, message)
+        .with_request(RequestInfo::from_envelope(envelope))
+        .with_detail("error_id", envelope.short_id().to_string())
+        .with_detail("error_type", report.error_type)
+        .with_detail("kind", report.kind.as_str())
+        .with_detail("status", report.status.as_u16().to_string())
+        // One alert per error type and route per window, however many requests fail.
+        .with_dedup_key(format!(
+            "critical_error:{}:{}:{}",
+            report.error_type,
+            envelope.method(),
+            envelope.route().unwrap_or("-")
+        ))
+}
+
+fn log(report: &ErrorReport) {
+    let envelope = &*report.envelope;
+    macro_rules! event {
+        ($level:ident) => {
+            genro_notify::request_event!(
+                $level,
+                envelope,
+                kind = report.kind.as_str(),
+                error_type = report.error_type,
+                status = report.status.as_u16(),
+                critical = report.critical,
+                error = %report.message,
+                backtrace = report.backtrace.as_deref(),
+                "request failed"
+            )
+        };
+    }
+    if report.status.is_server_error() {
+        event!(error);
+    } else {
+        event!(warn);
+    }
+}

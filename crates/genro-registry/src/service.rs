@@ -1,0 +1,97 @@
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use genro_envelope::{
+    plumbing::{WatchedBody, WatchedFuture},
+    RequestEnvelope,
+};
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::{tracking::Tracking, EnvelopeRegistry};
+
+/// Response future of [`RegistryService`]: holds the registry entry until the response is
+/// ready, then hands it to the [`ResponseBody`].
+pub type ResponseFuture<F> = WatchedFuture<F, Tracking>;
+
+/// Response body of [`RegistryService`]: the request stays in the registry until this body has
+/// ended, failed or been dropped.
+pub type ResponseBody<B> = WatchedBody<B, Tracking>;
+
+/// The service made by [`RegistryLayer`](crate::RegistryLayer).
+pub struct RegistryService<S> {
+    inner: S,
+    registry: EnvelopeRegistry,
+}
+
+impl<S> RegistryService<S> {
+    /// `inner`, tracking its requests in `registry`.
+    pub fn new(inner: S, registry: EnvelopeRegistry) -> Self {
+        Self { inner, registry }
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for RegistryService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for RegistryService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryService")
+            .field("inner", &self.inner)
+            .field("registry", &self.registry)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RegistryService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let envelope = match RequestEnvelope::from_request(&req) {
+            Some(envelope) => envelope.clone(),
+            None => {
+                let envelope = Arc::new(RequestEnvelope::for_request(&req));
+                req.extensions_mut().insert(envelope.clone());
+                envelope
+            }
+        };
+        let tracked = crate::tracking::begin(&self.registry, &mut req, envelope);
+        // If `call` panics, `tracked` is dropped while unwinding and the entry goes with it.
+        let future = self.inner.call(req);
+        ResponseFuture::new(future, tracked)
+    }
+}
