@@ -73,7 +73,7 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! 1.88.
+//! 1.89.
 
 mod envelope;
 #[cfg(feature = "axum")]

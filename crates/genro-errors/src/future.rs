@@ -94,17 +94,15 @@ where
                                     .get::<Carried>()
                                     .and_then(Carried::take)
                             };
-                            match carried {
-                                Some(error) => Failure::App(error),
-                                None => {
-                                    if response.status().is_server_error() {
-                                        if let Some(ctx) = this.ctx.as_ref() {
-                                            ctx.settings.count(ErrorKind::Status, OTHER);
-                                        }
+                            let Some(error) = carried else {
+                                if response.status().is_server_error() {
+                                    if let Some(ctx) = this.ctx.as_ref() {
+                                        ctx.settings.count(ErrorKind::Status, OTHER);
                                     }
-                                    return Poll::Ready(Ok(response));
                                 }
-                            }
+                                return Poll::Ready(Ok(response));
+                            };
+                            Failure::App(error)
                         }
                         Ok(Poll::Ready(Err(error))) => Failure::Service(error.into()),
                         Err(payload) => Failure::Panic(panic_text(&*payload)),

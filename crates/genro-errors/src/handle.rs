@@ -112,11 +112,10 @@ pub(crate) fn fallback<B: RenderedBody>(handling: &Handling<B>, panic: &str) -> 
         "error path panicked"
     );
     handling.settings.count(ErrorKind::Panic, ERROR_PATH_PANIC);
-    let short_id = envelope.short_id();
     rendered(
         &Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
         handling.format,
-        &short_id,
+        envelope.short_id(),
         None,
         None,
     )
@@ -291,11 +290,10 @@ async fn respond<B: RenderedBody>(
         (_, Some(backtrace)) => backtrace.clone(),
         (_, None) => report.message.clone(),
     });
-    let short_id = envelope.short_id();
     rendered(
         &problem,
         format,
-        &short_id,
+        envelope.short_id(),
         detail.as_deref(),
         traceback.as_deref(),
     )
@@ -304,7 +302,7 @@ async fn respond<B: RenderedBody>(
 fn rendered<B: RenderedBody>(
     problem: &Problem,
     format: Format,
-    short_id: &ShortId,
+    short_id: ShortId,
     detail: Option<&str>,
     traceback: Option<&str>,
 ) -> Response<B> {
@@ -312,7 +310,7 @@ fn rendered<B: RenderedBody>(
         problem,
         format,
         &Extra {
-            error_id: short_id,
+            error_id: &short_id,
             detail,
             traceback,
         },

@@ -70,7 +70,7 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! 1.88.
+//! 1.89.
 
 mod body;
 mod error;

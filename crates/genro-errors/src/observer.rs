@@ -66,12 +66,11 @@ pub(crate) async fn run(
             None => Ok(task.await),
         };
         match outcome {
-            Ok(Ok(())) => {}
             Ok(Err(e)) if e.is_panic() => {
                 panicked += 1;
                 tracing::error!(error_id = %report.envelope.short_id(), observer = index, "error observer panicked");
             }
-            Ok(Err(_)) => {}
+            Ok(_) => {}
             Err(_) => {
                 abort.abort();
                 tracing::warn!(error_id = %report.envelope.short_id(), observer = index, ?limit, "error observer timed out");

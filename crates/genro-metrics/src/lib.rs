@@ -62,7 +62,7 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! 1.88.
+//! 1.89.
 
 mod collector;
 mod endpoint;

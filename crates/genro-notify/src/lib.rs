@@ -50,7 +50,7 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! 1.88.
+//! 1.89.
 
 mod log;
 mod notification;

@@ -163,20 +163,19 @@ impl Notifiers {
     }
 
     fn send_to(&self, entry: &Arc<Entry>, notification: Notification) {
-        let tx = match entry.tx.get() {
-            Some(tx) => tx,
-            None => {
-                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                    entry.drop_one("no tokio runtime to deliver it on");
-                    return;
-                };
-                let (tx, rx) = mpsc::channel(self.queue);
-                if entry.tx.set(tx).is_ok() {
-                    runtime.spawn(run(entry.clone(), rx, self.timeout));
-                }
-                // Set here or by a racing sender: either way there is one worker.
-                entry.tx.get().expect("set just above")
+        let tx = if let Some(tx) = entry.tx.get() {
+            tx
+        } else {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                entry.drop_one("no tokio runtime to deliver it on");
+                return;
+            };
+            let (tx, rx) = mpsc::channel(self.queue);
+            if entry.tx.set(tx).is_ok() {
+                runtime.spawn(run(entry.clone(), rx, self.timeout));
             }
+            // Set here or by a racing sender: either way there is one worker.
+            entry.tx.get().expect("set just above")
         };
         if tx.try_send(notification).is_err() {
             entry.drop_one("queue full");
@@ -204,21 +203,19 @@ async fn run(entry: Arc<Entry>, mut rx: mpsc::Receiver<Notification>, limit: Dur
         let kind = notification.kind.clone();
         // A notifier that panics while making its future, or while running it, is contained:
         // the next notification still goes out.
-        let future = match catch_unwind(AssertUnwindSafe(|| entry.notifier.notify(notification))) {
-            Ok(future) => future,
-            Err(_) => {
-                tracing::error!(notifier = %entry.name, kind, "notifier panicked");
-                continue;
-            }
+        let Ok(future) = catch_unwind(AssertUnwindSafe(|| entry.notifier.notify(notification)))
+        else {
+            tracing::error!(notifier = %entry.name, kind, "notifier panicked");
+            continue;
         };
         let task = tokio::spawn(future);
         let abort = task.abort_handle();
         match tokio::time::timeout(limit, task).await {
-            Ok(Ok(())) => {}
             Ok(Err(e)) if e.is_panic() => {
                 tracing::error!(notifier = %entry.name, kind, "notifier panicked");
             }
-            Ok(Err(_)) => {}
+            // Done, or aborted (never by this loop before its time limit).
+            Ok(_) => {}
             Err(_) => {
                 abort.abort();
                 tracing::warn!(notifier = %entry.name, kind, ?limit, "notifier timed out");

@@ -57,7 +57,7 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! 1.88.
+//! 1.89.
 
 mod layer;
 mod registry;

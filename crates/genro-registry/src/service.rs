@@ -81,13 +81,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let envelope = match RequestEnvelope::from_request(&req) {
-            Some(envelope) => envelope.clone(),
-            None => {
-                let envelope = Arc::new(RequestEnvelope::for_request(&req));
-                req.extensions_mut().insert(envelope.clone());
-                envelope
-            }
+        let envelope = if let Some(envelope) = RequestEnvelope::from_request(&req) {
+            envelope.clone()
+        } else {
+            let envelope = Arc::new(RequestEnvelope::for_request(&req));
+            req.extensions_mut().insert(envelope.clone());
+            envelope
         };
         let tracked = crate::tracking::begin(&self.registry, &mut req, envelope);
         // If `call` panics, `tracked` is dropped while unwinding and the entry goes with it.

@@ -47,7 +47,7 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! 1.88.
+//! 1.89.
 
 use std::{
     fmt,
