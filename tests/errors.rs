@@ -1,5 +1,5 @@
-//! The error layer over real sockets: RELIABILITY.md 2 (panics contained) and 12 (error
-//! hygiene), and gRPC statuses for a real tonic client.
+//! The error layer over real sockets: panics contained, error hygiene, a crash-proof error path,
+//! critical errors reaching a webhook, and gRPC statuses for a real tonic client.
 
 mod common;
 
@@ -74,7 +74,7 @@ fn quiet_expected_panics() {
     });
 }
 
-/// RELIABILITY.md 2: 1,000 concurrent panicking handlers each get a 500 carrying the error id;
+/// Panics contained: 1,000 concurrent panicking handlers each get a 500 carrying the error id;
 /// the panic counter rises by exactly 1,000; the registry returns to 0; the next 1,000 normal
 /// requests succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +164,7 @@ async fn a_thousand_concurrent_panics_are_contained() {
     }
 }
 
-/// RELIABILITY.md 12: every registered error type maps to its status and body; with
+/// Error hygiene: every registered error type maps to its status and body; with
 /// show_traceback off a 5xx body holds only the title, the status and the error id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_hygiene_over_a_socket() {
@@ -414,4 +414,55 @@ async fn critical_errors_reach_the_webhook_notifier() {
     assert_eq!(received[0]["details"]["error_id"], id.as_str());
     assert_eq!(received[0]["details"]["error_type"], "panic");
     assert_eq!(received[0]["request"]["path"], "/boom");
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("an error whose handler is broken")]
+struct Cursed;
+
+/// The error path cannot crash: a panicking error handler, over a real socket and under load,
+/// still gives every client one 500 carrying its error id; every panic is counted, and the
+/// registry empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_error_handler_still_answers_every_client() {
+    quiet_expected_panics();
+    let registry = EnvelopeRegistry::new();
+    let collector = MetricsCollector::new();
+    let errors = ErrorLayer::new().handler("cursed", |_: &Cursed, _| -> Problem {
+        panic!("the handler itself is broken")
+    });
+    errors.register_metrics(&mut collector.registry());
+    let app = Router::new()
+        .route(
+            "/cursed",
+            get(|| async { Err::<String, Error>(Cursed.into()) }),
+        )
+        .layer(genro_asgi::GenroLayer::new(&registry, &collector).errors(errors));
+    let addr = common::serve(app).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                body_of(
+                    client
+                        .get(format!("http://{addr}/cursed").parse().unwrap())
+                        .await
+                        .expect("an answer, not a reset connection"),
+                )
+                .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (status, headers, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error_id"], headers["x-error-id"].to_str().unwrap());
+    }
+    let text = collector.render();
+    assert!(
+        text.contains(r#"errors_total{kind="panic",type="error_path_panic"} 200"#),
+        "{text}"
+    );
+    assert!(registry.wait_idle(Duration::from_secs(1)).await);
 }

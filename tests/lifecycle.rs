@@ -1,5 +1,5 @@
-//! The request lifecycle over real sockets: RELIABILITY.md 1 (no leaks on cancel) and 3
-//! (streaming lifetime), and upgraded WebSocket sessions.
+//! The request lifecycle over real sockets: no leaks on cancel, the streaming lifetime, and
+//! upgraded WebSocket sessions.
 
 mod common;
 
@@ -110,14 +110,14 @@ fn in_flight_gauge(collector: &MetricsCollector) -> String {
         .to_owned()
 }
 
-/// RELIABILITY.md 1: 20,000 requests; 10% dropped while the handler runs, 5% dropped while the
+/// No leaks on cancel: 20,000 requests; 10% dropped while the handler runs, 5% dropped while the
 /// body streams. Within 1 s of the end, the registry is empty and `http_requests_in_flight` is 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_leaks_on_cancel() {
     no_leaks_on_cancel_with(Layering::Separate).await;
 }
 
-/// RELIABILITY.md 1 under `GenroLayer`.
+/// No leaks on cancel, under `GenroLayer`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_leaks_on_cancel_fused() {
     no_leaks_on_cancel_with(Layering::Fused).await;
@@ -202,14 +202,14 @@ async fn no_leaks_on_cancel_with(layering: Layering) {
     assert_eq!(in_flight_gauge(&collector), "http_requests_in_flight 0");
 }
 
-/// RELIABILITY.md 3: a body streams 10 chunks over 2 s; the request stays registered, in the
+/// Streaming lifetime: a body streams 10 chunks over 2 s; the request stays registered, in the
 /// streaming phase, until the last chunk, so its lifetime is at least 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_body_keeps_the_request_until_its_last_chunk() {
     streaming_with(Layering::Separate).await;
 }
 
-/// RELIABILITY.md 3 under `GenroLayer`.
+/// Streaming lifetime, under `GenroLayer`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_body_keeps_the_request_until_its_last_chunk_fused() {
     streaming_with(Layering::Fused).await;
@@ -265,7 +265,7 @@ async fn streaming_with(layering: Layering) {
     assert!(recorded >= 2.0, "recorded {recorded} s");
 }
 
-/// RELIABILITY.md 3, second half: the client disconnects mid-body; the entry is gone within 1 s.
+/// Streaming lifetime, second half: the client disconnects mid-body; the entry is gone within 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_mid_body_removes_the_entry() {
     let registry = EnvelopeRegistry::new();

@@ -1,5 +1,5 @@
-//! Metrics over real sockets: RELIABILITY.md 13 (bounded series, promtool accepts a real scrape),
-//! and route labels under tonic.
+//! Metrics over real sockets: bounded series (promtool accepts a real scrape), no client-made
+//! route labels, and route labels under tonic.
 
 mod common;
 
@@ -70,7 +70,7 @@ fn app(collector: &MetricsCollector, registry: &EnvelopeRegistry) -> Router {
         .route_service("/metrics", collector.endpoint())
 }
 
-/// RELIABILITY.md 13: 10,000 requests with random unmatched paths and odd methods add a constant
+/// Bounded series: 10,000 requests with random unmatched paths and odd methods add a constant
 /// number of series; `promtool check metrics` accepts a real scrape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_paths_and_methods_add_no_series_and_promtool_accepts_the_scrape() {
@@ -209,4 +209,56 @@ async fn tonic_routes_are_method_templates() {
         "{text}"
     );
     assert!(!text.contains("evil.Service"));
+}
+
+/// No client-made labels: 300 requests that claim gRPC, for random 2 KB paths, through the whole
+/// stack over a real socket, add no route label and keep `/metrics` small; a real route seen
+/// afterwards still gets its template, never `overflow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_claiming_grpc_mint_no_route_labels() {
+    let collector = MetricsCollector::with_max_routes(50);
+    let registry = EnvelopeRegistry::new();
+    let app = Router::new()
+        .route("/users/{id}", get(|| async { "user" }))
+        .layer(genro_asgi::GenroLayer::new(&registry, &collector))
+        .route_service("/metrics", collector.endpoint());
+    let addr = common::serve(app).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let mut rng = fastrand::Rng::with_seed(23);
+    for _ in 0..300 {
+        let path: String = (0..2048).map(|_| rng.alphanumeric()).collect();
+        let req = Request::post(format!("http://{addr}/{path}.Service/Method"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::Full::new(Bytes::from_static(&[
+                0, 0, 0, 0, 0,
+            ])))
+            .unwrap();
+        let res = client.request(req).await.unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    let res = client
+        .get(format!("http://{addr}/users/7").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap();
+    let res = client
+        .get(format!("http://{addr}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.len() < 256 * 1024, "/metrics is {} bytes", text.len());
+    assert!(
+        !text.contains(".Service"),
+        "a client-made label reached /metrics"
+    );
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/users/{id}",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains("overflow"), "{text}");
+    let (ok, said) = promtool(&text);
+    assert!(ok, "{said}");
 }

@@ -1,4 +1,5 @@
-//! RELIABILITY.md 5: external request ids from arbitrary header bytes, over a real socket.
+//! External request ids from arbitrary header bytes, over a real socket: a valid id is echoed
+//! unchanged; anything else is never echoed nor logged verbatim, and the request still succeeds.
 //!
 //! A valid id is echoed unchanged. Anything else (CRLF, NUL, non-ASCII, 10 KB) is never echoed
 //! and never logged verbatim, and the request still succeeds whenever HTTP itself accepted it.

@@ -1,5 +1,6 @@
-//! RELIABILITY.md 4, with paused tokio time: reports exactly once per level, one notifier call,
-//! finished requests forgotten, and no reports for fast requests.
+//! The watchdog with paused tokio time: reports exactly once per level, one notifier call,
+//! finished requests forgotten, no reports for fast requests, and extremes that neither panic
+//! nor flood: mass stalls, huge registries, huge intervals, no runtime.
 
 use std::{
     convert::Infallible,
@@ -274,4 +275,127 @@ async fn a_request_first_seen_past_critical_is_reported_once() {
     );
     assert_eq!(logs.lines("request is critically stuck").len(), 1);
     assert!(logs.lines("request is slow").is_empty());
+}
+
+fn envelope(path: &'static str) -> Arc<genro_envelope::RequestEnvelope> {
+    Arc::new(genro_envelope::RequestEnvelope::new(
+        http::Method::GET,
+        http::Uri::from_static(path),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mass_stall_starts_no_task_per_request() {
+    let (_logs, _subscriber) = scoped_logs();
+    let registry = EnvelopeRegistry::new();
+    let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut watchdog = Watchdog::new(
+        registry.clone(),
+        WatchdogConfig {
+            interval: Duration::from_secs(3600),
+            timeout: Duration::from_millis(1),
+            critical: Duration::from_millis(2),
+        },
+    )
+    .notifier({
+        let delivered = delivered.clone();
+        move |_n: Notification| {
+            delivered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // A slow notifier: had each report its own task, 10,000 would be alive now.
+            tokio::time::sleep(Duration::from_millis(20))
+        }
+    });
+    let guards: Vec<_> = (0..10_000)
+        .map(|_| registry.track(envelope("/stuck")))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let before = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let summary = watchdog.scan();
+    assert_eq!(summary.reported_critical, 10_000);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let alive = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+        - before;
+    assert!(alive <= 2, "{alive} tasks for 10,000 reports");
+    // The notifier's queue holds 1,024; the rest are dropped and counted, not queued forever.
+    assert!(delivered.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    drop(guards);
+}
+
+#[test]
+fn a_scan_outside_a_runtime_does_not_panic() {
+    let registry = EnvelopeRegistry::new();
+    let _guard = registry.track(envelope("/old"));
+    std::thread::sleep(Duration::from_millis(5));
+    let mut watchdog = Watchdog::new(
+        registry,
+        WatchdogConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(1),
+            critical: Duration::from_millis(2),
+        },
+    )
+    .notifier(|_n: Notification| async {});
+    let summary = watchdog.scan();
+    assert_eq!(summary.reported_critical, 1);
+    // And spawning without a runtime is an error, not a panic.
+    let err = Watchdog::new(EnvelopeRegistry::new(), CONFIG)
+        .spawn()
+        .unwrap_err();
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_running_scan_yields_between_shards() {
+    let (_logs, _subscriber) = scoped_logs();
+    let registry = EnvelopeRegistry::with_shards(64);
+    let guards: Vec<_> = (0..50_000)
+        .map(|_| registry.track(envelope("/x")))
+        .collect();
+    let mut watchdog = Watchdog::new(registry.clone(), CONFIG);
+    // On a one-thread runtime, a task gets to run during the scan only if the scan yields.
+    let ran_during = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let scanning = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let other = tokio::spawn({
+        let ran_during = ran_during.clone();
+        let scanning = scanning.clone();
+        async move {
+            while scanning.load(std::sync::atomic::Ordering::SeqCst) {
+                ran_during.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let summary = watchdog.scan_yielding().await;
+    scanning.store(false, std::sync::atomic::Ordering::SeqCst);
+    other.await.unwrap();
+    assert_eq!(summary.visited, 50_000);
+    assert!(
+        ran_during.load(std::sync::atomic::Ordering::SeqCst) >= 32,
+        "another task ran {} times during a 64-shard scan",
+        ran_during.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    drop(guards);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_interval_works_and_stops() {
+    let (_logs, _subscriber) = scoped_logs();
+    let handle = Watchdog::new(
+        EnvelopeRegistry::new(),
+        WatchdogConfig {
+            interval: Duration::MAX,
+            timeout: Duration::MAX - Duration::from_secs(1),
+            critical: Duration::MAX,
+        },
+    )
+    .spawn()
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)).await;
+    tokio::time::timeout(Duration::from_secs(1), handle.stop())
+        .await
+        .expect("stops at once");
 }
