@@ -67,6 +67,9 @@ const STACKS: &[&str] = &[
     "genro-layer",
     "genro+watchdog",
     "tower-http",
+    "histogram-none",
+    "histogram-genro",
+    "histogram-prometheus",
 ];
 
 async fn hello() -> &'static str {
@@ -287,7 +290,42 @@ fn build(stack: &str) -> Router {
     }
 }
 
+/// Two histogram observations per iteration, as the metrics layer makes per request (duration
+/// and size): prometheus-client's `Histogram` (a mutex per observation) against the metrics
+/// crate's own (atomic buckets). `histogram-none` is the loop alone.
+fn observe(stack: &str, n: usize) {
+    const BOUNDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let ours = (
+        genro_asgi::metrics::plumbing::Histogram::new(BOUNDS),
+        genro_asgi::metrics::plumbing::Histogram::new(BOUNDS),
+    );
+    let theirs = (
+        Histogram::new(BOUNDS.iter().copied()),
+        Histogram::new(BOUNDS.iter().copied()),
+    );
+    for i in 0..n {
+        let v = std::hint::black_box(0.001 * (i % 7) as f64);
+        match stack {
+            "histogram-genro" => {
+                ours.0.observe(v);
+                ours.1.observe(v * 1000.0);
+            }
+            "histogram-prometheus" => {
+                theirs.0.observe(v);
+                theirs.1.observe(v * 1000.0);
+            }
+            _ => {
+                std::hint::black_box(v);
+            }
+        }
+    }
+}
+
 async fn run(stack: &str, n: usize) {
+    if stack.starts_with("histogram-") {
+        observe(stack, n);
+        return;
+    }
     // Routes made once, as `axum::serve` makes them (see the crate documentation).
     let mut svc = build(stack).with_state::<()>(());
     for _ in 0..n {

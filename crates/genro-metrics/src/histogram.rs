@@ -43,9 +43,12 @@ pub(crate) const SIZE_BOUNDS: &[f64] = &[
     67_108_864.0,
 ];
 
-/// A cumulative histogram with fixed bounds, updated with atomics. Clones share the counts.
+/// A cumulative histogram with fixed bounds, updated with atomics: the type of the request
+/// histograms. Clones share the counts. It is a prometheus-client metric (`EncodeMetric`), so it
+/// can be registered like any other; the instruction harness measures it against
+/// prometheus-client's own `Histogram`.
 #[derive(Clone)]
-pub(crate) struct Histogram(Arc<Inner>);
+pub struct Histogram(Arc<Inner>);
 
 struct Inner {
     bounds: &'static [f64],
@@ -56,7 +59,9 @@ struct Inner {
 }
 
 impl Histogram {
-    pub(crate) fn new(bounds: &'static [f64]) -> Self {
+    /// A histogram with these upper bounds (ascending; a `+Inf` bucket is added).
+    #[must_use]
+    pub fn new(bounds: &'static [f64]) -> Self {
         Self(Arc::new(Inner {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -74,7 +79,7 @@ impl Histogram {
 
     /// Records one value.
     #[inline]
-    pub(crate) fn observe(&self, value: f64) {
+    pub fn observe(&self, value: f64) {
         let inner = &*self.0;
         // Most values land in the first buckets, so a linear scan beats a binary search here.
         let bucket = inner

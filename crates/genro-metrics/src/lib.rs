@@ -87,7 +87,7 @@ pub mod plumbing {
     use genro_envelope::RequestEnvelope;
     use http::Request;
 
-    pub use crate::layer::Measurement;
+    pub use crate::{histogram::Histogram, layer::Measurement};
     use crate::MetricsLayer;
 
     /// Starts measuring `req`, as `layer`'s service does; see [`Measurement`].
