@@ -1,0 +1,219 @@
+//! The `.ini` reader: sections, `key = value` (or `key: value`), comments, and the line of every
+//! key, so that an error can say where a bad value came from.
+//!
+//! The dialect is Python's `configparser` as genro's seed config uses it, without interpolation:
+//! - `[section]` opens a section; a section may appear only once, and every key needs one;
+//! - `key = value` or `key: value`; keys are case-insensitive (kept lowercase), values are
+//!   trimmed; a key may appear only once per section;
+//! - a line whose first non-blank character is `#` or `;` is a comment, and so is the rest of a
+//!   line from a `#` or `;` that follows whitespace (`interval = 30   # seconds`);
+//! - an indented line after a key continues its value on a new line;
+//! - `%` is an ordinary character: `%(asctime)s` reaches the logger as written.
+//!
+//! The well-kept ini crates (rust-ini, configparser) read this dialect but do not keep the line of
+//! each key, which every configuration error here names; the reader is small enough to own.
+
+use std::fmt;
+
+/// Where a value was read from in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) key: String,
+    pub(crate) value: String,
+    pub(crate) line: usize,
+}
+
+/// One `[section]` of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IniSection {
+    pub(crate) name: String,
+    pub(crate) line: usize,
+    pub(crate) entries: Vec<Entry>,
+}
+
+impl IniSection {
+    pub(crate) fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+}
+
+/// A parsed file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Ini {
+    pub(crate) sections: Vec<IniSection>,
+}
+
+impl Ini {
+    pub(crate) fn section(&self, name: &str) -> Option<&IniSection> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    pub(crate) fn get(&self, section: &str, key: &str) -> Option<&Entry> {
+        self.section(section)?.get(key)
+    }
+}
+
+/// A line the reader could not make sense of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyntaxError {
+    pub(crate) line: usize,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// The text of `line` without an inline comment (a `#` or `;` after whitespace).
+fn strip_inline_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if (b == b'#' || b == b';') && i > 0 && bytes[i - 1].is_ascii_whitespace() {
+            return &line[..i];
+        }
+    }
+    line
+}
+
+/// Reads `text`. Every malformed line is reported, not only the first.
+pub(crate) fn parse(text: &str) -> Result<Ini, Vec<SyntaxError>> {
+    let mut ini = Ini::default();
+    let mut errors = Vec::new();
+    // The key the next indented line continues, as (section index, entry index).
+    let mut last: Option<(usize, usize)> = None;
+    for (index, raw) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let raw = raw.strip_prefix('\u{feff}').unwrap_or(raw);
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+            continue;
+        }
+        let content = strip_inline_comment(raw);
+        let indented = raw.starts_with([' ', '\t']);
+        if indented {
+            if let Some((s, e)) = last {
+                let entry = &mut ini.sections[s].entries[e];
+                entry.value.push('\n');
+                entry.value.push_str(content.trim());
+                continue;
+            }
+        }
+        let content = content.trim();
+        if let Some(rest) = content.strip_prefix('[') {
+            last = None;
+            let Some(name) = rest.strip_suffix(']') else {
+                errors.push(SyntaxError {
+                    line: line_no,
+                    message: format!("section header {content:?} has no closing `]`"),
+                });
+                continue;
+            };
+            let name = name.trim();
+            if name.is_empty() {
+                errors.push(SyntaxError {
+                    line: line_no,
+                    message: "empty section name `[]`".into(),
+                });
+                continue;
+            }
+            if let Some(first) = ini.section(name) {
+                errors.push(SyntaxError {
+                    line: line_no,
+                    message: format!("section [{name}] appears twice (first at line {})", first.line),
+                });
+                continue;
+            }
+            ini.sections.push(IniSection {
+                name: name.to_owned(),
+                line: line_no,
+                entries: Vec::new(),
+            });
+            continue;
+        }
+        let split = content.find(['=', ':']);
+        let Some(at) = split else {
+            errors.push(SyntaxError {
+                line: line_no,
+                message: format!("expected `key = value`, `[section]` or a comment, found {content:?}"),
+            });
+            continue;
+        };
+        let key = content[..at].trim().to_ascii_lowercase();
+        let value = content[at + 1..].trim().to_owned();
+        if key.is_empty() {
+            errors.push(SyntaxError {
+                line: line_no,
+                message: "a value with no key".into(),
+            });
+            continue;
+        }
+        let Some(section_index) = ini.sections.len().checked_sub(1) else {
+            errors.push(SyntaxError {
+                line: line_no,
+                message: format!("key `{key}` before any [section]"),
+            });
+            continue;
+        };
+        let section = &mut ini.sections[section_index];
+        if let Some(first) = section.get(&key) {
+            errors.push(SyntaxError {
+                line: line_no,
+                message: format!(
+                    "key `{key}` appears twice in [{}] (first at line {})",
+                    section.name, first.line
+                ),
+            });
+            continue;
+        }
+        section.entries.push(Entry {
+            key,
+            value,
+            line: line_no,
+        });
+        last = Some((section_index, section.entries.len() - 1));
+    }
+    if errors.is_empty() {
+        Ok(ini)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_inline_comments_and_python_formats() {
+        let ini = parse(
+            "# top\n[watchdog]\ninterval = 30           # check every 30s\nTimeout: 60 ; warn\n\
+             [logging]\nformat = %(asctime)s - %(levelname)s - %(message)s\nurl = https://x/#frag\n",
+        )
+        .unwrap();
+        assert_eq!(ini.get("watchdog", "interval").unwrap().value, "30");
+        assert_eq!(ini.get("watchdog", "timeout").unwrap().value, "60");
+        assert_eq!(ini.get("watchdog", "timeout").unwrap().line, 4);
+        assert_eq!(
+            ini.get("logging", "format").unwrap().value,
+            "%(asctime)s - %(levelname)s - %(message)s"
+        );
+        assert_eq!(ini.get("logging", "url").unwrap().value, "https://x/#frag");
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_with_its_number() {
+        let errors = parse("stray = 1\n[a]\nno equals here\n[a]\nk = 1\n[b\n").unwrap_err();
+        let lines: Vec<_> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![1, 3, 4, 6], "{errors:?}");
+        let errors = parse("[a]\nk = 1\nK = 2\n").unwrap_err();
+        assert!(errors[0].message.contains("appears twice"), "{errors:?}");
+    }
+
+    #[test]
+    fn indented_lines_continue_a_value() {
+        let ini = parse("[application]\nnote = first\n  second\n").unwrap();
+        assert_eq!(ini.get("application", "note").unwrap().value, "first\nsecond");
+    }
+}

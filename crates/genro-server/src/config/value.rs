@@ -1,0 +1,233 @@
+//! Parsers for the value kinds of the configuration: each says, in words, what it expected.
+
+use std::{net::IpAddr, time::Duration};
+
+/// A parse failure: what was expected, for the message `key: <value> is not <what>`.
+pub(crate) type Expected = String;
+
+pub(crate) fn boolean(text: &str) -> Result<bool, Expected> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Ok(true),
+        "0" | "no" | "false" | "off" => Ok(false),
+        _ => Err("a boolean (true/false, yes/no, on/off, 1/0)".into()),
+    }
+}
+
+pub(crate) fn port(text: &str) -> Result<u16, Expected> {
+    text.parse::<u16>()
+        .map_err(|_| "a port number from 0 to 65535".into())
+}
+
+pub(crate) fn count(text: &str) -> Result<usize, Expected> {
+    let digits: String = text.chars().filter(|c| *c != '_').collect();
+    digits
+        .parse::<usize>()
+        .map_err(|_| "a whole number of zero or more".into())
+}
+
+/// `30`, `30s`, `1.5s`, `500ms`, `5m`, `2h`: a number alone is seconds, as in the seed config.
+pub(crate) fn duration(text: &str) -> Result<Duration, Expected> {
+    const WHAT: &str = "a duration such as 30, 30s, 500ms, 5m or 1h (a plain number is seconds)";
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| WHAT.to_owned())?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(WHAT.into()),
+    };
+    let seconds = number * scale;
+    if !seconds.is_finite() || seconds < 0.0 || seconds > 1e12 {
+        return Err(WHAT.into());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `1048576`, `64KiB`, `10MiB`, `1GiB`, `10KB`, `2MB`.
+pub(crate) fn size(text: &str) -> Result<u64, Expected> {
+    const WHAT: &str = "a size in bytes such as 65536, 64KiB, 10MiB or 1GB";
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .replace('_', "")
+        .parse()
+        .map_err(|_| WHAT.to_owned())?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(WHAT.into()),
+    };
+    number.checked_mul(scale).ok_or_else(|| WHAT.to_owned())
+}
+
+/// An IP network: `10.0.0.0/8`, `::1`, `127.0.0.1` (a single address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `addr` is in the network. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is
+    /// treated as the IPv4 address it carries.
+    #[must_use]
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        match (self.network, addr) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = Expected;
+
+    fn from_str(text: &str) -> Result<Self, Expected> {
+        const WHAT: &str = "an IP address or network such as 127.0.0.1, 10.0.0.0/8 or ::1/128";
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr.trim().parse().map_err(|_| WHAT.to_owned())?;
+        let network = match network {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(network, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| WHAT.to_owned())?,
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+pub(crate) fn cidrs(text: &str) -> Result<Vec<Cidr>, Expected> {
+    list(text).into_iter().map(str::parse).collect()
+}
+
+/// A comma- (or whitespace-) separated list; empty items are dropped.
+pub(crate) fn list(text: &str) -> Vec<&str> {
+    text.split([',', ' ', '\n', '\t'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// An absolute URL path such as `/metrics`.
+pub(crate) fn endpoint(text: &str) -> Result<String, Expected> {
+    const WHAT: &str = "an absolute path such as /metrics";
+    if text.starts_with('/') && text.parse::<http::uri::PathAndQuery>().is_ok() && !text.contains('?') {
+        Ok(text.to_owned())
+    } else {
+        Err(WHAT.into())
+    }
+}
+
+/// A usable `http://` or `https://` URL with a real host name or address.
+pub(crate) fn webhook_url(text: &str) -> Result<String, Expected> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| "a usable http:// or https:// URL".to_owned())?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("a usable URL: the scheme must be http or https".into());
+    }
+    let host = uri.host().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let valid_name = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if valid_name || host.parse::<IpAddr>().is_ok() {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "a usable URL: the host {host:?} is not a valid host name or address"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(duration("-1").is_err());
+        assert!(duration("soon").is_err());
+        assert!(duration("1e400").is_err());
+        assert_eq!(size("64KiB").unwrap(), 65_536);
+        assert_eq!(size("10MB").unwrap(), 10_000_000);
+        assert!(size("99999999999999GiB").is_err());
+        assert!(size("-1").is_err());
+    }
+
+    #[test]
+    fn cidrs_and_mapped_addresses() {
+        let nets = cidrs("127.0.0.1, 10.0.0.0/8 ::1").unwrap();
+        assert!(nets[0].contains("127.0.0.1".parse().unwrap()));
+        assert!(nets[0].contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(nets[1].contains("10.200.3.4".parse().unwrap()));
+        assert!(!nets[1].contains("11.0.0.1".parse().unwrap()));
+        assert!(nets[2].contains("::1".parse().unwrap()));
+        assert!(cidrs("10.0.0.0/33").is_err());
+        assert!(cidrs("10.0.0/8").is_err());
+        let any: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("8.8.8.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn webhook_urls_need_a_real_host() {
+        assert!(webhook_url("https://hooks.example.com/x").is_ok());
+        assert!(webhook_url("http://127.0.0.1:9/x").is_ok());
+        let err = webhook_url("https://...").unwrap_err();
+        assert!(err.contains("not a valid host"), "{err}");
+        assert!(webhook_url("ftp://example.com").is_err());
+    }
+}
