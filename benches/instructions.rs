@@ -294,7 +294,9 @@ fn build(stack: &str) -> Router {
 /// and size): prometheus-client's `Histogram` (a mutex per observation) against the metrics
 /// crate's own (atomic buckets). `histogram-none` is the loop alone.
 fn observe(stack: &str, n: usize) {
-    const BOUNDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    const BOUNDS: &[f64] = &[
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
     let ours = (
         genro_asgi::metrics::plumbing::Histogram::new(BOUNDS),
         genro_asgi::metrics::plumbing::Histogram::new(BOUNDS),

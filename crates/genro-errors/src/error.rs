@@ -78,12 +78,18 @@ impl<E: StdError + Send + Sync + 'static> From<E> for Error {
     }
 }
 
+/// The wrapped error's own Debug output (and the status, when one was set), so that `main`
+/// returning `Result<(), genro_errors::Error>` prints the error itself.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
-            .field("error", &self.inner.error)
-            .field("status", &self.inner.status)
-            .finish()
+        match self.inner.status {
+            None => fmt::Debug::fmt(&self.inner.error, f),
+            Some(status) => f
+                .debug_struct("Error")
+                .field("error", &self.inner.error)
+                .field("status", &status)
+                .finish(),
+        }
     }
 }
 

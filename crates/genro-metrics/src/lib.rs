@@ -87,8 +87,8 @@ pub mod plumbing {
     use genro_envelope::RequestEnvelope;
     use http::Request;
 
-    pub use crate::{histogram::Histogram, layer::Measurement};
     use crate::MetricsLayer;
+    pub use crate::{histogram::Histogram, layer::Measurement};
 
     /// Starts measuring `req`, as `layer`'s service does; see [`Measurement`].
     #[must_use]

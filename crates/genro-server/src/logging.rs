@@ -72,7 +72,10 @@ fn template_parts(template: &str) -> Result<Vec<Part>, String> {
         }
         let after = &rest[at + 2..];
         let Some(close) = after.find(')') else {
-            return Err(format!("a log format: `%(` at {:?} is not closed", &rest[at..]));
+            return Err(format!(
+                "a log format: `%(` at {:?} is not closed",
+                &rest[at..]
+            ));
         };
         let name = &after[..close];
         let Some(known) = PLACEHOLDERS.iter().find(|p| **p == name) else {
@@ -85,7 +88,11 @@ fn template_parts(template: &str) -> Result<Vec<Part>, String> {
         let tail = &after[close + 1..];
         let spec = tail
             .find(|c: char| c.is_ascii_alphabetic())
-            .filter(|i| tail[..*i].bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'.'))
+            .filter(|i| {
+                tail[..*i]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.')
+            })
             .ok_or_else(|| format!("a log format: %({name}) needs a conversion such as s or d"))?;
         parts.push(Part::Field(known));
         rest = &tail[spec + 1..];
@@ -103,7 +110,9 @@ pub(crate) fn parse_format(text: &str) -> Result<LogFormat, String> {
         "compact" => Ok(LogFormat::Compact),
         "pretty" => Ok(LogFormat::Pretty),
         "full" => Ok(LogFormat::Full),
-        _ if text.contains("%(") => template_parts(text).map(|_| LogFormat::Template(text.to_owned())),
+        _ if text.contains("%(") => {
+            template_parts(text).map(|_| LogFormat::Template(text.to_owned()))
+        }
         _ => Err(
             "a log format: json, compact, pretty, full, or a template such as \
              %(asctime)s - %(levelname)s - %(message)s"
@@ -119,8 +128,8 @@ struct Template {
     parts: Vec<Part>,
 }
 
-fn python_level(level: &Level) -> (&'static str, u8) {
-    match *level {
+fn python_level(level: Level) -> (&'static str, u8) {
+    match level {
         Level::ERROR => ("ERROR", 40),
         Level::WARN => ("WARNING", 30),
         Level::INFO => ("INFO", 20),
@@ -152,8 +161,8 @@ where
                     write!(writer, "{:.3}", now.as_secs_f64())?;
                 }
                 Part::Field("name") => writer.write_str(meta.target())?,
-                Part::Field("levelname") => writer.write_str(python_level(meta.level()).0)?,
-                Part::Field("levelno") => write!(writer, "{}", python_level(meta.level()).1)?,
+                Part::Field("levelname") => writer.write_str(python_level(*meta.level()).0)?,
+                Part::Field("levelno") => write!(writer, "{}", python_level(*meta.level()).1)?,
                 Part::Field("module") => writer.write_str(meta.module_path().unwrap_or("-"))?,
                 Part::Field("filename") => writer.write_str(meta.file().unwrap_or("-"))?,
                 Part::Field("lineno") => write!(writer, "{}", meta.line().unwrap_or(0))?,
@@ -184,6 +193,8 @@ where
 /// handle that changes the level live.
 pub(crate) struct Logging {
     _guard: Option<tracing_appender::non_blocking::WorkerGuard>,
+    /// Changes the level while the server runs (hot reload); `None` when the application's own
+    /// subscriber was kept.
     pub(crate) level: Option<reload::Handle<EnvFilter, tracing_subscriber::Registry>>,
 }
 
@@ -209,7 +220,11 @@ impl fmt::Display for LoggingError {
 
 impl std::error::Error for LoggingError {}
 
-type Boxed = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+type Filtered = tracing_subscriber::layer::Layered<
+    reload::Layer<EnvFilter, tracing_subscriber::Registry>,
+    tracing_subscriber::Registry,
+>;
+type Boxed = Box<dyn Layer<Filtered> + Send + Sync>;
 
 fn layer<W>(format: &LogFormat, writer: W, ansi: bool) -> Boxed
 where
@@ -234,16 +249,13 @@ where
 pub(crate) fn install(section: &LoggingSection) -> Result<Logging, LoggingError> {
     let directive = parse_level(&section.level).unwrap_or_else(|_| "info".into());
     let (filter, handle) = reload::Layer::new(EnvFilter::new(directive));
-    let (fmt_layer, guard) = match &section.file {
-        Some(path) => {
-            let file = open_append(path)?;
-            let (writer, guard) = tracing_appender::non_blocking(file);
-            (layer(&section.format, writer, false), Some(guard))
-        }
-        None => {
-            let ansi = io::IsTerminal::is_terminal(&io::stderr());
-            (layer(&section.format, io::stderr, ansi), None)
-        }
+    let (fmt_layer, guard) = if let Some(path) = &section.file {
+        let file = open_append(path)?;
+        let (writer, guard) = tracing_appender::non_blocking(file);
+        (layer(&section.format, writer, false), Some(guard))
+    } else {
+        let ansi = io::IsTerminal::is_terminal(&io::stderr());
+        (layer(&section.format, io::stderr, ansi), None)
     };
     let installed = tracing_subscriber::registry()
         .with(filter)
@@ -264,6 +276,19 @@ fn open_append(path: &Path) -> Result<std::fs::File, LoggingError> {
         .map_err(|e| LoggingError::File(path.display().to_string(), e))
 }
 
+impl Logging {
+    /// Sets the level filter (a `[logging] level` value).
+    pub(crate) fn set_level(&self, level: &str) -> Result<(), String> {
+        let directive = parse_level(level)?;
+        match &self.level {
+            Some(handle) => handle
+                .reload(EnvFilter::new(directive))
+                .map_err(|e| e.to_string()),
+            None => Err("the application's own subscriber is in use".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +297,9 @@ mod tests {
     fn the_seed_template_parses_and_bad_ones_say_why() {
         let parts = template_parts("%(asctime)s - %(name)s - %(levelname)s - %(message)s").unwrap();
         assert_eq!(parts.len(), 7);
-        assert!(template_parts("%(nope)s").unwrap_err().contains("unknown placeholder %(nope)"));
+        assert!(template_parts("%(nope)s")
+            .unwrap_err()
+            .contains("unknown placeholder %(nope)"));
         assert!(template_parts("%(message").is_err());
         assert!(parse_format("plain words").is_err());
         assert_eq!(parse_format("JSON").unwrap(), LogFormat::Json);
@@ -284,7 +311,7 @@ mod tests {
         assert_eq!(parse_level("CRITICAL").unwrap(), "error");
         assert_eq!(parse_level("debug").unwrap(), "debug");
         assert_eq!(parse_level("info,hyper=warn").unwrap(), "info,hyper=warn");
-        assert!(parse_level("LOUD=").is_err());
+        assert!(parse_level("hyper=loudest").is_err());
     }
 
     #[test]

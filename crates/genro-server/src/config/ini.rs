@@ -121,7 +121,10 @@ pub(crate) fn parse(text: &str) -> Result<Ini, Vec<SyntaxError>> {
             if let Some(first) = ini.section(name) {
                 errors.push(SyntaxError {
                     line: line_no,
-                    message: format!("section [{name}] appears twice (first at line {})", first.line),
+                    message: format!(
+                        "section [{name}] appears twice (first at line {})",
+                        first.line
+                    ),
                 });
                 continue;
             }
@@ -136,7 +139,9 @@ pub(crate) fn parse(text: &str) -> Result<Ini, Vec<SyntaxError>> {
         let Some(at) = split else {
             errors.push(SyntaxError {
                 line: line_no,
-                message: format!("expected `key = value`, `[section]` or a comment, found {content:?}"),
+                message: format!(
+                    "expected `key = value`, `[section]` or a comment, found {content:?}"
+                ),
             });
             continue;
         };
@@ -214,6 +219,9 @@ mod tests {
     #[test]
     fn indented_lines_continue_a_value() {
         let ini = parse("[application]\nnote = first\n  second\n").unwrap();
-        assert_eq!(ini.get("application", "note").unwrap().value, "first\nsecond");
+        assert_eq!(
+            ini.get("application", "note").unwrap().value,
+            "first\nsecond"
+        );
     }
 }

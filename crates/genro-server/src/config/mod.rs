@@ -634,11 +634,7 @@ struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    fn new(
-        ini: &'a ini::Ini,
-        name: &str,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Self {
+    fn new(ini: &'a ini::Ini, name: &str, env: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut problems = Vec::new();
         let mut vars = BTreeMap::new();
         for (var, value) in env {
@@ -666,17 +662,12 @@ impl<'a> Resolver<'a> {
                     // A section of the user's own that the file does not have.
                     match lower.split_once('_') {
                         Some((section, key)) if !key.is_empty() => {
-                            vars.insert(
-                                (section.to_owned(), key.to_owned()),
-                                (var.clone(), value),
-                            );
+                            vars.insert((section.to_owned(), key.to_owned()), (var.clone(), value));
                         }
                         _ => problems.push(Problem {
                             key: var.clone(),
                             source: Source::Env(var.clone()),
-                            message: format!(
-                                "not of the form {ENV_PREFIX}<SECTION>_<KEY>"
-                            ),
+                            message: format!("not of the form {ENV_PREFIX}<SECTION>_<KEY>"),
                         }),
                     }
                 }
@@ -773,8 +764,14 @@ impl<'a> Resolver<'a> {
     }
 
     fn boolean(&mut self, s: &str, k: &str, default: bool) -> bool {
-        self.get(s, k, default, if default { "true" } else { "false" }, value::boolean)
-            .0
+        self.get(
+            s,
+            k,
+            default,
+            if default { "true" } else { "false" },
+            value::boolean,
+        )
+        .0
     }
 
     fn duration(&mut self, s: &str, k: &str, default: Duration) -> Duration {
@@ -789,12 +786,8 @@ impl<'a> Resolver<'a> {
 
     fn resolve(&mut self) -> Config {
         let debug = self.boolean("server", "debug", false);
-        let (host, host_source) = self.get(
-            "server",
-            "host",
-            "127.0.0.1".to_owned(),
-            "127.0.0.1",
-            |t| {
+        let (host, host_source) =
+            self.get("server", "host", "127.0.0.1".to_owned(), "127.0.0.1", |t| {
                 if t.parse::<IpAddr>().is_ok()
                     || (!t.is_empty()
                         && t.bytes()
@@ -804,8 +797,7 @@ impl<'a> Resolver<'a> {
                 } else {
                     Err("an IP address or host name".into())
                 }
-            },
-        );
+            });
         let _ = host_source;
         let server = ServerSection {
             host,
@@ -850,14 +842,22 @@ impl<'a> Resolver<'a> {
         };
 
         let default_level = if debug { "DEBUG" } else { "INFO" };
-        let (level, _) = self.get("logging", "level", default_level.to_owned(), default_level, |t| {
-            crate::logging::parse_level(t).map(|_| t.to_owned())
-        });
+        let (level, _) = self.get(
+            "logging",
+            "level",
+            default_level.to_owned(),
+            default_level,
+            |t| crate::logging::parse_level(t).map(|_| t.to_owned()),
+        );
         let default_format = if debug { "pretty" } else { "json" };
         let (format, _) = self.get(
             "logging",
             "format",
-            if debug { LogFormat::Pretty } else { LogFormat::Json },
+            if debug {
+                LogFormat::Pretty
+            } else {
+                LogFormat::Json
+            },
             default_format,
             crate::logging::parse_format,
         );
@@ -870,7 +870,13 @@ impl<'a> Resolver<'a> {
         let metrics = MetricsSection {
             enabled: self.boolean("metrics", "enabled", true),
             endpoint: self
-                .get("metrics", "endpoint", "/metrics".to_owned(), "/metrics", value::endpoint)
+                .get(
+                    "metrics",
+                    "endpoint",
+                    "/metrics".to_owned(),
+                    "/metrics",
+                    value::endpoint,
+                )
                 .0,
             export_port: self
                 .get("metrics", "export_port", None, "", |t| {
@@ -883,19 +889,40 @@ impl<'a> Resolver<'a> {
                 .0,
             process: self.boolean("metrics", "process", true),
             max_routes: self
-                .get("metrics", "max_routes", genro_metrics::DEFAULT_MAX_ROUTES, "500", value::count)
+                .get(
+                    "metrics",
+                    "max_routes",
+                    genro_metrics::DEFAULT_MAX_ROUTES,
+                    "500",
+                    value::count,
+                )
                 .0,
         };
 
         let watchdog_enabled = self.boolean("watchdog", "enabled", true);
-        let (interval, interval_source) =
-            self.get("watchdog", "interval", Duration::from_secs(30), "30s", value::duration);
+        let (interval, interval_source) = self.get(
+            "watchdog",
+            "interval",
+            Duration::from_secs(30),
+            "30s",
+            value::duration,
+        );
         let timeout = self.duration("watchdog", "timeout", Duration::from_secs(60));
-        let (critical, critical_source) =
-            self.get("watchdog", "critical", Duration::from_secs(300), "5m", value::duration);
+        let (critical, critical_source) = self.get(
+            "watchdog",
+            "critical",
+            Duration::from_secs(300),
+            "5m",
+            value::duration,
+        );
         if watchdog_enabled {
             if interval.is_zero() {
-                self.problem("watchdog", "interval", interval_source, "must be more than zero".into());
+                self.problem(
+                    "watchdog",
+                    "interval",
+                    interval_source,
+                    "must be more than zero".into(),
+                );
             }
             if critical <= timeout {
                 self.problem(
@@ -968,7 +995,10 @@ impl<'a> Resolver<'a> {
                 .get(
                     "debug",
                     "allowed_ips",
-                    vec!["127.0.0.1".parse().expect("valid"), "::1".parse().expect("valid")],
+                    vec![
+                        "127.0.0.1".parse().expect("valid"),
+                        "::1".parse().expect("valid"),
+                    ],
                     "127.0.0.1, ::1",
                     value::cidrs,
                 )
@@ -996,10 +1026,11 @@ impl<'a> Resolver<'a> {
                 }
                 d
             },
-            max_headers: self.get("limits", "max_headers", 100, "100", value::count).0,
+            max_headers: self
+                .get("limits", "max_headers", 100, "100", value::count)
+                .0,
             max_header_size: {
-                let (n, source) =
-                    self.get("limits", "max_header_size", 8192, "8KiB", value::size);
+                let (n, source) = self.get("limits", "max_header_size", 8192, "8KiB", value::size);
                 if n < 8192 {
                     self.problem(
                         "limits",
@@ -1013,12 +1044,19 @@ impl<'a> Resolver<'a> {
             body_limit: self
                 .get("limits", "body_limit", 10 << 20, "10MiB", value::size)
                 .0,
-            concurrency_limit: self.get("limits", "concurrency_limit", 0, "0", value::count).0,
+            concurrency_limit: self
+                .get("limits", "concurrency_limit", 0, "0", value::count)
+                .0,
             max_connections: {
                 let (n, source) =
                     self.get("limits", "max_connections", 10_000, "10000", value::count);
                 if n == 0 {
-                    self.problem("limits", "max_connections", source, "must be at least 1".into());
+                    self.problem(
+                        "limits",
+                        "max_connections",
+                        source,
+                        "must be at least 1".into(),
+                    );
                 }
                 n
             },
@@ -1027,7 +1065,11 @@ impl<'a> Resolver<'a> {
                 (!d.is_zero()).then_some(d)
             },
             keepalive: self.boolean("limits", "keepalive", true),
-            keepalive_timeout: self.duration("limits", "keepalive_timeout", Duration::from_secs(75)),
+            keepalive_timeout: self.duration(
+                "limits",
+                "keepalive_timeout",
+                Duration::from_secs(75),
+            ),
         };
 
         let shutdown = ShutdownSection {
@@ -1053,7 +1095,9 @@ impl<'a> Resolver<'a> {
         };
         let compression = CompressionSection {
             enabled: self.boolean("compression", "enabled", false),
-            min_size: self.get("compression", "min_size", 1024, "1KiB", value::size).0,
+            min_size: self
+                .get("compression", "min_size", 1024, "1KiB", value::size)
+                .0,
             algorithms: self
                 .get(
                     "compression",
@@ -1061,15 +1105,17 @@ impl<'a> Resolver<'a> {
                     ["gzip", "br"].map(str::to_owned).to_vec(),
                     "gzip, br",
                     |t| {
-                        let items: Vec<String> =
-                            value::list(t).into_iter().map(str::to_ascii_lowercase).collect();
+                        let items: Vec<String> = value::list(t)
+                            .into_iter()
+                            .map(str::to_ascii_lowercase)
+                            .collect();
                         match items
                             .iter()
                             .find(|a| !["gzip", "br", "deflate", "zstd"].contains(&a.as_str()))
                         {
-                            Some(bad) => Err(format!(
-                                "a list of gzip, br, deflate, zstd (not {bad:?})"
-                            )),
+                            Some(bad) => {
+                                Err(format!("a list of gzip, br, deflate, zstd (not {bad:?})"))
+                            }
                             None => Ok(items),
                         }
                     },
@@ -1079,10 +1125,22 @@ impl<'a> Resolver<'a> {
         let health = HealthSection {
             enabled: self.boolean("health", "enabled", true),
             live: self
-                .get("health", "live", "/health/live".to_owned(), "/health/live", value::endpoint)
+                .get(
+                    "health",
+                    "live",
+                    "/health/live".to_owned(),
+                    "/health/live",
+                    value::endpoint,
+                )
                 .0,
             ready: self
-                .get("health", "ready", "/health/ready".to_owned(), "/health/ready", value::endpoint)
+                .get(
+                    "health",
+                    "ready",
+                    "/health/ready".to_owned(),
+                    "/health/ready",
+                    value::endpoint,
+                )
                 .0,
         };
 
@@ -1176,7 +1234,10 @@ impl<'a> Resolver<'a> {
                 continue;
             }
             for entry in &section.entries {
-                if !self.asked.contains(&(section.name.clone(), entry.key.clone())) {
+                if !self
+                    .asked
+                    .contains(&(section.name.clone(), entry.key.clone()))
+                {
                     let known = self.known_keys(&section.name);
                     self.problems.push(Problem {
                         key: format!("{}.{}", section.name, entry.key),
@@ -1242,11 +1303,11 @@ fn path(text: &str) -> Option<PathBuf> {
 /// A duration as a person writes it in the file.
 pub(crate) fn humanize(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
-    } else if ms % 3_600_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
     } else {
         format!("{}s", ms / 1000)

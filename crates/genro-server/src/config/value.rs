@@ -42,7 +42,7 @@ pub(crate) fn duration(text: &str) -> Result<Duration, Expected> {
         _ => return Err(WHAT.into()),
     };
     let seconds = number * scale;
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 1e12 {
+    if !seconds.is_finite() || !(0.0..=1e12).contains(&seconds) {
         return Err(WHAT.into());
     }
     Ok(Duration::from_secs_f64(seconds))
@@ -91,7 +91,9 @@ impl Cidr {
         };
         match (self.network, addr) {
             (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(a)) => {
@@ -154,7 +156,10 @@ pub(crate) fn list(text: &str) -> Vec<&str> {
 /// An absolute URL path such as `/metrics`.
 pub(crate) fn endpoint(text: &str) -> Result<String, Expected> {
     const WHAT: &str = "an absolute path such as /metrics";
-    if text.starts_with('/') && text.parse::<http::uri::PathAndQuery>().is_ok() && !text.contains('?') {
+    if text.starts_with('/')
+        && text.parse::<http::uri::PathAndQuery>().is_ok()
+        && !text.contains('?')
+    {
         Ok(text.to_owned())
     } else {
         Err(WHAT.into())
@@ -176,7 +181,9 @@ pub(crate) fn webhook_url(text: &str) -> Result<String, Expected> {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });

@@ -1,0 +1,84 @@
+//! The genro-asgi server: any tower service on hyper, configured by a `.ini` file, with every
+//! request enveloped, tracked, measured, error-handled and watched.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use genro_server::{AsgiServer, ServerContext};
+//!
+//! async fn hello(server: ServerContext) -> String {
+//!     let name = server.config().application.app_name().unwrap_or("app").to_owned();
+//!     format!("hello from {name}\n")
+//! }
+//!
+//! fn main() -> Result<(), genro_server::Error> {
+//!     AsgiServer::from_config_path("server.ini")?
+//!         .on_startup(|_server| async { Ok::<_, std::io::Error>(()) })
+//!         .run(Router::new().route("/", get(hello)))
+//! }
+//! ```
+//!
+//! # What it sets up
+//!
+//! From the [`Config`]:
+//! - logging (`[logging]`): tracing-subscriber with Python-style templates
+//!   (`%(asctime)s - %(levelname)s - %(message)s`), JSON, compact or pretty lines, to stderr or a
+//!   file; every line written while a request is handled carries its ids. A subscriber the
+//!   application installed first is kept;
+//! - the request path: [`GenroLayer`](genro_stack::GenroLayer) (envelope, registry, metrics,
+//!   errors) inside an axum router's routing, so route templates reach the metrics; inside the
+//!   error layer, the request timeout (504) and the concurrency limit (503 with `Retry-After`);
+//!   outside, the body limit (413);
+//! - the metrics endpoint (`[metrics] endpoint`, on the main port or `export_port`), and
+//!   `/health/live` and `/health/ready` (503 while starting and draining);
+//! - the watchdog (`[watchdog]`), and one notification path for critically stuck requests and
+//!   critical errors to `[errors] notify_webhook`;
+//! - hyper-util's auto builder: HTTP/1.1 and HTTP/2 (h2c) on one port, WebSocket upgrades,
+//!   `[limits]` (header read timeout, always on; headers; body; connections), `workers` tokio
+//!   threads;
+//! - a lifecycle: `on_startup` hooks before the first connection is accepted, a bounded drain on
+//!   SIGINT, SIGTERM or [`ServerHandle::shutdown`], then `on_shutdown` hooks.
+//!
+//! Handlers reach the server through [`ServerContext`] (an axum extractor, and a request
+//! extension for other stacks): `request.app.server.*` of the original design.
+//!
+//! # Why these dependencies
+//!
+//! hyper and hyper-util serve HTTP (the same stack axum's own `serve` uses); tower and tower-http
+//! give the timeout, concurrency and body limits; tracing-subscriber and tracing-appender write
+//! the logs, the latter without blocking the runtime on a file; arc-swap holds the live
+//! configuration; strsim finds the "did you mean" of an unknown key. The `.ini` reader is this
+//! crate's own: the well-kept ini crates do not keep the line of each key, which every
+//! configuration error names.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `axum`  | yes     | serving an axum `Router` directly, the [`ServerContext`] extractor, `ConnectInfo` for handlers |
+//!
+//! # Minimum supported Rust version
+//!
+//! 1.89.
+
+mod app;
+pub mod cli;
+mod config;
+mod conn;
+mod logging;
+mod server;
+
+pub use app::{
+    AppBody, AppFuture, AsgiApplication, ErrInto, ErrIntoFuture, Inner, IntoApplication,
+    RequestPath, ServerContext, ServiceApp, Wrapped,
+};
+pub use config::{
+    Cidr, CompressionSection, Config, ConfigError, CorsSection, DebugSection, Effective,
+    ErrorsSection, HealthSection, LimitsSection, LogFormat, LoggingSection, MetricsSection,
+    Problem, Secret, Section, ServerSection, ShutdownSection, Source, SslSection, WatchdogSection,
+    ENV_PREFIX,
+};
+pub use server::{check_config, AsgiServer, Bound, ServerHandle, StartError};
+
+/// The error of the server's functions, and what handlers return: one type, so that
+/// `fn main() -> Result<(), genro_server::Error>` works with `?` on both.
+pub type Error = genro_errors::Error;
