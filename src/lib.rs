@@ -14,10 +14,23 @@
 //! | `genro-errors` | [`genro_errors`] | [`ErrorLayer`], [`Problem`], [`Error`] |
 //! | `genro-notify` | [`genro_notify`] | [`Notifier`], [`Notifiers`], [`Notification`] |
 //! | `genro-stack` | [`genro_stack`] | [`GenroLayer`]: envelope, registry, metrics and errors as one layer |
+//! | `genro-server` | [`genro_server`] | [`AsgiServer`], [`AsgiApplication`], [`Config`], [`ServerContext`] |
 //! | `genro-watchdog` | [`genro_watchdog`] | [`Watchdog`], [`WatchdogConfig`] |
 //! | `webhook` (default) | — | [`WebhookNotifier`] |
 //! | `axum` (default) | — | the envelope extractor, route templates from `MatchedPath`, `IntoResponse` for [`Error`] |
 //! | `tonic` | — | the error layer under tonic (`RenderedBody` for tonic's body) |
+//!
+//! The seed's typical use:
+//!
+//! ```no_run
+//! use genro_asgi::AsgiServer;
+//!
+//! fn main() -> Result<(), genro_asgi::Error> {
+//!     let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+//!     let server = AsgiServer::from_config_path("server.ini")?;
+//!     server.run(app)
+//! }
+//! ```
 //!
 //! See the README for the crate map and a quick start.
 
@@ -63,6 +76,13 @@ pub use genro_errors::{
 #[doc(inline)]
 pub use genro_stack::{self as stack, GenroLayer};
 
-/// The error a genro-asgi handler returns (the facade's `Error` type will join it).
+#[cfg(feature = "genro-server")]
+#[doc(inline)]
+pub use genro_server::{
+    self as server, AsgiApplication, AsgiServer, Config, ServerContext, ServerHandle,
+};
+
+/// The error a genro-asgi handler returns, and the error of the server's functions: one type,
+/// so that `fn main() -> Result<(), genro_asgi::Error>` works with `?` on both.
 #[cfg(feature = "genro-errors")]
 pub type Error = genro_errors::Error;

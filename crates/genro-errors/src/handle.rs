@@ -351,6 +351,12 @@ fn notification(report: &ErrorReport) -> Notification {
 
 fn log(report: &ErrorReport) {
     let envelope = &*report.envelope;
+    // A backtrace tells where a server error came from; for a client error it is noise.
+    let backtrace = if report.status.is_server_error() {
+        report.backtrace.as_deref()
+    } else {
+        None
+    };
     macro_rules! event {
         ($level:ident) => {
             genro_notify::request_event!(
@@ -361,7 +367,7 @@ fn log(report: &ErrorReport) {
                 status = report.status.as_u16(),
                 critical = report.critical,
                 error = %report.message,
-                backtrace = report.backtrace.as_deref(),
+                backtrace,
                 "request failed"
             )
         };

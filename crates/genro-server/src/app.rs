@@ -55,6 +55,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: MetricsCollector,
     pub(crate) ready: AtomicBool,
     pub(crate) lifecycle: tokio::sync::watch::Sender<crate::server::Lifecycle>,
+    pub(crate) bound: tokio::sync::watch::Sender<crate::Bound>,
 }
 
 impl ServerContext {
@@ -74,6 +75,13 @@ impl ServerContext {
     #[must_use]
     pub fn metrics(&self) -> &MetricsCollector {
         &self.shared.metrics
+    }
+
+    /// The addresses the server listens on (known once it has bound them, before the
+    /// `on_startup` hooks run).
+    #[must_use]
+    pub fn bound(&self) -> crate::Bound {
+        *self.shared.bound.borrow()
     }
 
     /// Whether the server reports itself ready (false while starting and while draining).

@@ -64,6 +64,7 @@ mod app;
 pub mod cli;
 mod config;
 mod conn;
+mod edge;
 mod logging;
 mod server;
 

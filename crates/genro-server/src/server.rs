@@ -184,7 +184,6 @@ impl fmt::Debug for ServerHandle {
 /// ```
 pub struct AsgiServer {
     shared: Arc<Shared>,
-    bound: watch::Sender<Bound>,
     startup: Vec<Hook>,
     shutdown: Vec<Hook>,
     install_logging: bool,
@@ -226,8 +225,8 @@ impl AsgiServer {
                 metrics,
                 ready: std::sync::atomic::AtomicBool::new(false),
                 lifecycle,
+                bound,
             }),
-            bound,
             startup: Vec::new(),
             shutdown: Vec::new(),
             install_logging: true,
@@ -267,7 +266,7 @@ impl AsgiServer {
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             shared: self.shared.clone(),
-            bound: self.bound.subscribe(),
+            bound: self.shared.bound.subscribe(),
         }
     }
 
@@ -391,8 +390,29 @@ impl AsgiServer {
             context: context.clone(),
         });
         let body_limit = usize::try_from(config.limits.body_limit).unwrap_or(usize::MAX);
-        let application = tower_http::limit::RequestBodyLimitLayer::new(body_limit)
-            .layer(AsgiApplication::new(app.into_service(&path), builtins));
+        let application = AsgiApplication::new(app.into_service(&path), builtins);
+        // Compression and CORS only when configured: each costs a wrapper per request.
+        let application = if config.compression.enabled {
+            tower::util::Either::Left(
+                tower::ServiceBuilder::new()
+                    .map_response(|r: http::Response<_>| r.map(crate::edge::EdgeBody::compressed))
+                    .layer(crate::edge::compression(&config.compression))
+                    .service(application),
+            )
+        } else {
+            tower::util::Either::Right(
+                tower::ServiceBuilder::new()
+                    .map_response(|r: http::Response<_>| r.map(crate::edge::EdgeBody::plain))
+                    .service(application),
+            )
+        };
+        let application = if config.cors.enabled {
+            tower::util::Either::Left(crate::edge::cors(&config.cors).layer(application))
+        } else {
+            tower::util::Either::Right(application)
+        };
+        let application =
+            tower_http::limit::RequestBodyLimitLayer::new(body_limit).layer(application);
 
         let main_addr = format!("{}:{}", config.server.host, config.server.port);
         let listener = TcpListener::bind(&main_addr)
@@ -421,7 +441,7 @@ impl AsgiServer {
             main: listener.local_addr().ok(),
             export: export.as_ref().and_then(|l| l.local_addr().ok()),
         };
-        let _ = self.bound.send(bound);
+        self.shared.bound.send_replace(bound);
 
         for (index, hook) in std::mem::take(&mut self.startup).into_iter().enumerate() {
             if let Err(source) = hook(context.clone()).await {

@@ -352,9 +352,9 @@ pub struct CorsSection {
 pub struct CompressionSection {
     /// Compress responses (`enabled`).
     pub enabled: bool,
-    /// Smallest response worth compressing, in bytes (`min_size`).
+    /// Smallest response worth compressing, in bytes, at most 65535 (`min_size`).
     pub min_size: u64,
-    /// Encodings offered (`algorithms`): gzip, br, deflate, zstd.
+    /// Encodings offered (`algorithms`): gzip, br, deflate.
     pub algorithms: Vec<String>,
 }
 
@@ -1076,27 +1076,97 @@ impl<'a> Resolver<'a> {
             drain_timeout: self.duration("shutdown", "drain_timeout", Duration::from_secs(30)),
         };
 
-        let list = |t: &str| Ok(value::list(t).into_iter().map(str::to_owned).collect());
-        let cors = CorsSection {
-            enabled: self.boolean("cors", "enabled", false),
-            allow_origins: self.get("cors", "allow_origins", Vec::new(), "", list).0,
-            allow_methods: self
-                .get(
+        let cors_enabled = self.boolean("cors", "enabled", false);
+        let (allow_origins, origins_source) =
+            self.get("cors", "allow_origins", Vec::<String>::new(), "", |t| {
+                let items: Vec<String> = value::list(t).into_iter().map(str::to_owned).collect();
+                match items.iter().find(|o| {
+                    o.as_str() != "*"
+                        && (http::HeaderValue::from_str(o).is_err() || !o.contains("://"))
+                }) {
+                    Some(bad) => Err(format!(
+                        "a list of origins such as https://app.example.com, or * (not {bad:?})"
+                    )),
+                    None => Ok(items),
+                }
+            });
+        let allow_methods = self
+            .get(
+                "cors",
+                "allow_methods",
+                ["GET", "HEAD", "POST"].map(str::to_owned).to_vec(),
+                "GET, HEAD, POST",
+                |t| {
+                    let items: Vec<String> = value::list(t)
+                        .into_iter()
+                        .map(str::to_ascii_uppercase)
+                        .collect();
+                    match items.iter().find(|m| {
+                        m.as_str() != "*" && http::Method::from_bytes(m.as_bytes()).is_err()
+                    }) {
+                        Some(bad) => Err(format!("a list of HTTP methods (not {bad:?})")),
+                        None => Ok(items),
+                    }
+                },
+            )
+            .0;
+        let allow_headers = self
+            .get("cors", "allow_headers", Vec::new(), "", |t| {
+                let items: Vec<String> = value::list(t)
+                    .into_iter()
+                    .map(str::to_ascii_lowercase)
+                    .collect();
+                match items.iter().find(|h| {
+                    h.as_str() != "*" && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+                }) {
+                    Some(bad) => Err(format!("a list of header names (not {bad:?})")),
+                    None => Ok(items),
+                }
+            })
+            .0;
+        let (allow_credentials, credentials_source) =
+            self.get("cors", "allow_credentials", false, "false", value::boolean);
+        if cors_enabled {
+            if allow_origins.is_empty() {
+                self.problem(
                     "cors",
-                    "allow_methods",
-                    ["GET", "HEAD", "POST"].map(str::to_owned).to_vec(),
-                    "GET, HEAD, POST",
-                    list,
-                )
-                .0,
-            allow_headers: self.get("cors", "allow_headers", Vec::new(), "", list).0,
-            allow_credentials: self.boolean("cors", "allow_credentials", false),
+                    "allow_origins",
+                    origins_source,
+                    "is required when cors.enabled is true (a list of origins, or *)".into(),
+                );
+            } else if allow_credentials
+                && (allow_origins.iter().any(|o| o == "*")
+                    || allow_headers.iter().any(|h| h == "*")
+                    || allow_methods.iter().any(|m| m == "*"))
+            {
+                self.problem(
+                    "cors",
+                    "allow_credentials",
+                    credentials_source,
+                    "cannot be true together with a * in allow_origins, allow_methods or allow_headers (browsers refuse it): list them".into(),
+                );
+            }
+        }
+        let cors = CorsSection {
+            enabled: cors_enabled,
+            allow_origins,
+            allow_methods,
+            allow_headers,
+            allow_credentials,
             max_age: self.duration("cors", "max_age", Duration::from_secs(600)),
         };
         let compression = CompressionSection {
             enabled: self.boolean("compression", "enabled", false),
             min_size: self
-                .get("compression", "min_size", 1024, "1KiB", value::size)
+                .get("compression", "min_size", 1024, "1KiB", |t| {
+                    value::size(t).and_then(|n| {
+                        if n <= u64::from(u16::MAX) {
+                            Ok(n)
+                        } else {
+                            Err("a size of at most 65535 bytes".into())
+                        }
+                    })
+                })
                 .0,
             algorithms: self
                 .get(
@@ -1111,11 +1181,9 @@ impl<'a> Resolver<'a> {
                             .collect();
                         match items
                             .iter()
-                            .find(|a| !["gzip", "br", "deflate", "zstd"].contains(&a.as_str()))
+                            .find(|a| !["gzip", "br", "deflate"].contains(&a.as_str()))
                         {
-                            Some(bad) => {
-                                Err(format!("a list of gzip, br, deflate, zstd (not {bad:?})"))
-                            }
+                            Some(bad) => Err(format!("a list of gzip, br, deflate (not {bad:?})")),
                             None => Ok(items),
                         }
                     },

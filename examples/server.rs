@@ -1,0 +1,230 @@
+//! The genro-asgi server serving an axum app, configured by `examples/server.ini`.
+//!
+//! ```text
+//! cargo run --release --example server                  # listens on 127.0.0.1:8000
+//! cargo run --release --example server -- --check-config --config examples/server.ini
+//! cargo run --release --example server -- --print-config
+//!
+//! curl -i localhost:8000/                               # x-request-id on every response
+//! curl localhost:8000/app                               # reads [application] from the config
+//! curl -i localhost:8000/error/not_found                # a registered error: 404 problem+json
+//! curl -i localhost:8000/panic                          # 500 with an error id, also in the log
+//! curl localhost:8000/slow?ms=15000 &                   # the watchdog warns after 10 s ...
+//! curl localhost:8000/inflight                          # ... and it is listed while it runs
+//! curl -N 'localhost:8000/stream?chunks=5&delay_ms=500' # streamed; tracked to its last chunk
+//! curl -i --data-binary @big.file localhost:8000/upload # over 1 MiB: 413
+//! curl localhost:8000/metrics                           # Prometheus text
+//! curl -i localhost:8000/health/ready                   # 503 once a drain has begun
+//! websocat ws://localhost:8000/ws                       # echo; closed with 1001 on shutdown
+//! ```
+//!
+//! Built once, it also runs as `target/release/examples/server --config FILE`.
+
+use std::{process::ExitCode, time::Duration};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{
+        ws::{CloseFrame, Message, WebSocketUpgrade},
+        Path, Query,
+    },
+    response::Response,
+    routing::{any, get, post},
+    Extension, Router,
+};
+use genro_asgi::{
+    registry::InFlightToken,
+    server::cli::{self, Command},
+    AsgiServer, Envelope, Error, ErrorLayer, Problem, ServerContext,
+};
+use http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+#[error("no order {0}")]
+struct NotFound(u32);
+
+#[derive(Debug, thiserror::Error)]
+#[error("order {0} was changed by someone else")]
+struct Conflict(u32);
+
+#[derive(Debug, thiserror::Error)]
+#[error("field {0} is required")]
+struct Invalid(&'static str);
+
+async fn hello(envelope: Envelope) -> String {
+    envelope.annotate("greeting", "hello");
+    format!("hello, request {}\n", envelope.short_id())
+}
+
+async fn application(server: ServerContext) -> String {
+    let config = server.config();
+    let app = &config.application;
+    format!(
+        "name: {}\ngreeting: {}\nsecret_key: {} ({} bytes, never shown)\nin flight: {}\n",
+        app.app_name().unwrap_or("-"),
+        app.get("greeting").unwrap_or("-"),
+        app.secret_key().map_or("-".to_owned(), ToString::to_string),
+        app.secret_key().map_or(0, genro_asgi::server::Secret::len),
+        server.registry().len(),
+    )
+}
+
+async fn error(Path(kind): Path<String>) -> Result<String, Error> {
+    match kind.as_str() {
+        "not_found" => Err(NotFound(7).into()),
+        "conflict" => Err(Conflict(7).into()),
+        "invalid" => Err(Invalid("email").into()),
+        _ => Err(Error::msg("an error nobody registered a handler for")),
+    }
+}
+
+async fn panic() -> &'static str {
+    panic!("this handler panics on purpose")
+}
+
+#[derive(serde::Deserialize)]
+struct Slow {
+    ms: Option<u64>,
+}
+
+async fn slow(envelope: Envelope, Query(q): Query<Slow>) -> String {
+    let ms = q.ms.unwrap_or(2_000).min(600_000);
+    envelope.annotate("sleep_ms", ms.to_string());
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    format!("slept {ms} ms\n")
+}
+
+#[derive(serde::Deserialize)]
+struct Stream {
+    chunks: Option<u32>,
+    delay_ms: Option<u64>,
+}
+
+async fn stream(Query(q): Query<Stream>) -> Body {
+    let chunks = q.chunks.unwrap_or(5).min(10_000);
+    let delay = Duration::from_millis(q.delay_ms.unwrap_or(200).min(60_000));
+    Body::from_stream(futures_util::stream::unfold(0, move |n| async move {
+        if n == chunks {
+            return None;
+        }
+        tokio::time::sleep(delay).await;
+        Some((
+            Ok::<_, std::convert::Infallible>(format!("chunk {n}\n")),
+            n + 1,
+        ))
+    }))
+}
+
+async fn upload(body: Bytes) -> String {
+    format!("received {} bytes\n", body.len())
+}
+
+async fn inflight(server: ServerContext) -> String {
+    let mut out = String::new();
+    for e in server.registry().snapshot() {
+        out.push_str(&format!(
+            "{} {} {} {:.1}s {} {:?}\n",
+            e.short_id(),
+            e.method(),
+            e.path(),
+            e.age().as_secs_f64(),
+            e.phase(),
+            e.annotations()
+        ));
+    }
+    out
+}
+
+/// Echoes messages; when the server starts draining, closes with 1001 (going away).
+async fn ws(
+    upgrade: WebSocketUpgrade,
+    server: ServerContext,
+    Extension(token): Extension<InFlightToken>,
+) -> Response {
+    upgrade.on_upgrade(move |mut socket| async move {
+        let _tracked = token;
+        loop {
+            tokio::select! {
+                () = server.shutdown_signal() => {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1001,
+                            reason: "server shutting down".into(),
+                        })))
+                        .await;
+                    return;
+                }
+                msg = socket.recv() => match msg {
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    Some(Ok(msg)) => {
+                        if socket.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                },
+            }
+        }
+    })
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/", get(hello))
+        .route("/app", get(application))
+        .route("/error/{kind}", get(error))
+        .route("/panic", get(panic))
+        .route("/slow", get(slow))
+        .route("/stream", get(stream))
+        .route("/upload", post(upload))
+        .route("/inflight", get(inflight))
+        .route("/ws", any(ws))
+}
+
+fn errors() -> ErrorLayer {
+    ErrorLayer::new()
+        .handler("not_found", |e: &NotFound, _| {
+            Problem::new(StatusCode::NOT_FOUND).detail(e.to_string())
+        })
+        .handler("conflict", |e: &Conflict, _| {
+            Problem::new(StatusCode::CONFLICT).detail(e.to_string())
+        })
+        .handler("invalid", |e: &Invalid, _| {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY).detail(e.to_string())
+        })
+}
+
+fn main() -> ExitCode {
+    let config = match cli::parse_args("examples/server.ini", std::env::args().skip(1)) {
+        Command::Serve(config) => config,
+        Command::Exit { message, code } => {
+            if code == 0 {
+                println!("{message}");
+            } else {
+                eprintln!("{message}");
+            }
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
+        _ => return ExitCode::FAILURE,
+    };
+    let server = AsgiServer::from_config(*config)
+        .errors(errors())
+        .on_startup(|server| async move {
+            let port = server.bound().main.map_or(0, |a| a.port());
+            tracing::info!(
+                "try: curl -i localhost:{port}/   curl localhost:{port}/metrics   \
+                 (see examples/server.rs for more)"
+            );
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .on_shutdown(|_server| async {
+            tracing::info!("on_shutdown: the drain is over");
+            Ok::<_, std::convert::Infallible>(())
+        });
+    match server.run(app()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
