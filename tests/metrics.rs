@@ -3,11 +3,7 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use axum::{routing::get, Router};
 use bytes::Bytes;
@@ -24,29 +20,7 @@ use proptest::{
 };
 use tower::ServiceBuilder;
 
-/// Runs `promtool check metrics` on `text`; returns its verdict and output.
-fn promtool(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is needed: apt-get install -y prometheus (.ci/run installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
-}
+use genro_test_support::promtool;
 
 fn series(text: &str) -> usize {
     text.lines()

@@ -93,6 +93,36 @@ pub fn series_value(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// Runs `promtool check metrics` on `text`; returns its verdict and what it said.
+///
+/// # Panics
+///
+/// When promtool is not installed (`apt-get install -y prometheus`; `.ci/run` installs it).
+#[must_use]
+pub fn promtool(text: &str) -> (bool, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed: apt-get install -y prometheus (.ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .expect("promtool reads its input");
+    let out = child.wait_with_output().expect("promtool runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
 /// The error types the tests of every crate raise, written once.
 pub mod errors {
     /// A missing order: a typical 404 handler's error.

@@ -1,0 +1,703 @@
+//! The server over real sockets: the request path, endpoints, limits, hostile clients, and the
+//! lifecycle. Each test starts its own server on a free port.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Bytes,
+    routing::{get, post},
+    Router,
+};
+use genro_server::{AsgiServer, Config, ServerContext, ServerHandle};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// The base of every test's configuration: a free port.
+const BASE: &str = "[server]\nport = 0\n";
+
+struct Running {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<Result<(), genro_server::Error>>,
+}
+
+impl Running {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn stop(self) {
+        self.handle.shutdown();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn start_with(
+    ini: &str,
+    server: impl FnOnce(AsgiServer) -> AsgiServer,
+    app: Router,
+) -> Running {
+    let config = Config::from_ini_str(&format!("{BASE}{ini}"), "test.ini", Vec::new()).unwrap();
+    let server = server(AsgiServer::from_config(config).without_logging());
+    let handle = server.handle();
+    let task = tokio::spawn(server.serve(app));
+    let addr = tokio::time::timeout(Duration::from_secs(5), handle.local_addr())
+        .await
+        .expect("bound in time")
+        .expect("bound");
+    Running { addr, handle, task }
+}
+
+async fn start(ini: &str, app: Router) -> Running {
+    start_with(ini, |s| s, app).await
+}
+
+fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn get_text(url: &str) -> (StatusCode, http::HeaderMap, String) {
+    let res = client().get(url.parse().unwrap()).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn hello() -> Router {
+    Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route("/users/{id}", get(|| async { "user" }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_get_ids_metrics_and_health_and_promtool_accepts_the_scrape() {
+    let server = start("", hello()).await;
+    let (status, headers, body) = get_text(&server.url("/users/7")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "user"));
+    let id = headers["x-request-id"].to_str().unwrap();
+    assert_eq!(uuid_version(id), Some('7'), "{id}");
+
+    let (status, _, text) = get_text(&server.url("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/users/{id}",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("registry_in_flight"), "{text}");
+    let (ok, said) = genro_test_support::promtool(&text);
+    assert!(ok, "{said}");
+
+    assert_eq!(
+        get_text(&server.url("/health/live")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_text(&server.url("/health/ready")).await.0,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+fn uuid_version(id: &str) -> Option<char> {
+    id.chars().nth(14)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_their_own_port_and_not_on_the_main_one() {
+    let server = start("[metrics]\nexport_port = 0\nendpoint = /stats\n", hello()).await;
+    let export = server.handle.bound().await.unwrap().export.unwrap();
+    get_text(&server.url("/")).await;
+    let (status, _, text) = get_text(&format!("http://{export}/stats")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains(r#"route="/""#), "{text}");
+    assert_eq!(
+        get_text(&format!("http://{export}/")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get_text(&server.url("/stats")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_with_prior_knowledge_on_the_same_port() {
+    let server = start("", hello()).await;
+    let h2 = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let res = h2.get(server.url("/").parse().unwrap()).await.unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    assert!(res.headers().contains_key("x-request-id"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_reach_the_server_and_the_application_section() {
+    async fn about(server: ServerContext) -> String {
+        let config = server.config();
+        let app = &config.application;
+        format!(
+            "{}|{}|{}|{}",
+            app.app_name().unwrap(),
+            app.get("color").unwrap(),
+            app.secret_key().unwrap(),
+            server.registry().len()
+        )
+    }
+    let server = start(
+        "[application]\nname = shop\ncolor = blue\nsecret_key = s3cr3t-value\n",
+        Router::new().route("/about", get(about)),
+    )
+    .await;
+    let (_, _, body) = get_text(&server.url("/about")).await;
+    assert_eq!(body, "shop|blue|********|1");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_reach_the_app() {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use futures_util::{SinkExt, StreamExt};
+    let app = Router::new().route(
+        "/ws",
+        get(|upgrade: WebSocketUpgrade| async move {
+            upgrade.on_upgrade(|mut socket| async move {
+                while let Some(Ok(msg)) = socket.recv().await {
+                    if let Message::Text(t) = msg {
+                        let _ = socket.send(Message::Text(format!("echo {t}").into())).await;
+                    }
+                }
+            })
+        }),
+    );
+    let server = start("", app).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
+        .await
+        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hi"))
+        .await
+        .unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    assert_eq!(reply.into_text().unwrap().as_str(), "echo hi");
+    drop(ws);
+    server.stop().await;
+}
+
+/// Sends `head` over a raw connection (in two writes when `split`, 100 ms apart) and returns
+/// the status line, or `None` when the server closed the connection instead.
+async fn raw(addr: SocketAddr, head: &[u8], split: bool) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    if split {
+        let (a, b) = head.split_at(head.len() / 2);
+        stream.write_all(a).await.ok()?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(b).await.ok()?;
+    } else {
+        stream.write_all(head).await.ok()?;
+    }
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("an answer or a close")
+        .ok()?;
+    (n > 0).then(|| {
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_or_too_large_headers_are_refused_and_the_server_stays_healthy() {
+    let server = start("", hello()).await;
+    let mut many = String::from("GET / HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..101 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let answer = raw(server.addr, many.as_bytes(), false).await;
+    assert!(
+        answer.as_deref().is_none_or(|l| l.contains("431")),
+        "{answer:?}"
+    );
+
+    let large = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(12 * 1024)
+    );
+    let answer = raw(server.addr, large.as_bytes(), true).await;
+    assert!(
+        answer.as_deref().is_none_or(|l| l.contains("431")),
+        "{answer:?}"
+    );
+
+    assert_eq!(get_text(&server.url("/")).await.0, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_limit_body_is_refused_before_the_handler_or_cut_off() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = Router::new().route(
+        "/upload",
+        post({
+            let calls = calls.clone();
+            move |body: Bytes| async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                format!("{}", body.len())
+            }
+        }),
+    );
+    let server = start("[limits]\nbody_limit = 64KiB\n", app).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    // Declared too large: refused before the handler runs.
+    let req = Request::post(server.url("/upload"))
+        .body(Full::new(Bytes::from(vec![b'x'; 65 * 1024])))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler never ran");
+
+    // Chunked, no length: cut off at the limit.
+    let chunks = futures_util::stream::iter((0..64).map(|_| {
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'y'; 8 * 1024])))
+    }));
+    let chunked =
+        Client::builder(TokioExecutor::new()).build_http::<http_body_util::StreamBody<_>>();
+    let req = Request::post(server.url("/upload"))
+        .body(http_body_util::StreamBody::new(chunks))
+        .unwrap();
+    let res = chunked.request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Within the limit: fine.
+    let req = Request::post(server.url("/upload"))
+        .body(Full::new(Bytes::from(vec![b'z'; 1000])))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_are_closed_by_the_header_read_timeout() {
+    let server = start("[limits]\nheader_read_timeout = 2s\n", hello()).await;
+    let started = Instant::now();
+    let slow: Vec<_> = (0..200)
+        .map(|_| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                let head = b"GET / HTTP/1.1\r\nhost: x\r\n";
+                let mut buf = [0u8; 256];
+                for byte in head {
+                    if stream.write_all(&[*byte]).await.is_err() {
+                        return Instant::now();
+                    }
+                    // One byte every 2 s, watching for the close meanwhile.
+                    match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await
+                    {
+                        // Closed, reset, or answered (a 408) before closing.
+                        Ok(_) => return Instant::now(),
+                        Err(_) => {}
+                    }
+                }
+                panic!("the slow client was never closed");
+            })
+        })
+        .collect();
+    // A normal client keeps being served meanwhile.
+    let mut served = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(get_text(&server.url("/")).await.0, StatusCode::OK);
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for task in slow {
+        let closed_at = task.await.unwrap();
+        let after = closed_at.duration_since(started);
+        assert!(
+            after <= Duration::from_secs(3) + Duration::from_millis(500),
+            "closed after {after:?}"
+        );
+    }
+    assert!(served >= 10);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_within_the_timeout() {
+    let server = start("[limits]\nheader_read_timeout = 1s\n", hello()).await;
+    let started = Instant::now();
+    let silent: Vec<_> = (0..50)
+        .map(|_| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                let mut buf = [0u8; 16];
+                let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                    .await
+                    .expect("closed by the server")
+                    .unwrap_or(0);
+                assert_eq!(n, 0, "a silent connection gets no bytes, only a close");
+                Instant::now()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get_text(&server.url("/")).await.0, StatusCode::OK);
+    for task in silent {
+        let after = task.await.unwrap().duration_since(started);
+        assert!(after < Duration::from_secs(2), "closed after {after:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_gives_504_and_concurrency_limit_gives_503_with_ids() {
+    let app = Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            "late"
+        }),
+    );
+    let server = start("[limits]\nrequest_timeout = 300ms\n", app.clone()).await;
+    let (status, headers, body) = get_text(&server.url("/slow")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(headers.contains_key("x-error-id"));
+    server.stop().await;
+
+    let server = start("[limits]\nconcurrency_limit = 1\n", app).await;
+    let first = tokio::spawn(get_text(server.url("/slow").leak()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, headers, _) = get_text(&server.url("/slow")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "1");
+    assert!(headers.contains_key("x-error-id"));
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_hooks_run_before_serving_and_a_failing_one_stops_the_start() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let app = Router::new().route(
+        "/",
+        get({
+            let served = served.clone();
+            move || async move {
+                served.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let seen_before = Arc::new(AtomicUsize::new(usize::MAX));
+    let shutdown_ran = Arc::new(AtomicUsize::new(0));
+    let server = start_with(
+        "",
+        |s| {
+            let seen_before = seen_before.clone();
+            let served = served.clone();
+            let shutdown_ran = shutdown_ran.clone();
+            s.on_startup(move |ctx: ServerContext| async move {
+                assert!(!ctx.is_ready(), "not ready while starting");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                seen_before.store(served.load(Ordering::SeqCst), Ordering::SeqCst);
+                Ok::<_, std::io::Error>(())
+            })
+            .on_shutdown(move |_ctx| async move {
+                shutdown_ran.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(())
+            })
+        },
+        app,
+    )
+    .await;
+    // Sent while the hook still runs: answered only after it.
+    let (status, _, _) = get_text(&server.url("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        seen_before.load(Ordering::SeqCst),
+        0,
+        "nothing was served before the hook ended"
+    );
+    server.stop().await;
+    assert_eq!(shutdown_ran.load(Ordering::SeqCst), 1);
+
+    let config = Config::from_ini_str(BASE, "t.ini", Vec::new()).unwrap();
+    let err = AsgiServer::from_config(config)
+        .without_logging()
+        .on_startup(|_ctx| async { Err::<(), _>(std::io::Error::other("database unreachable")) })
+        .serve(hello())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "on_startup hook 1 failed: database unreachable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_lets_requests_finish_and_readiness_turns_false_at_once() {
+    let app = Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            "finished"
+        }),
+    );
+    let server = start("", app).await;
+    let url = server.url("/slow");
+    let ready_url = server.url("/health/ready");
+    // A keep-alive connection opened before the drain can still ask for readiness.
+    let keepalive = client();
+    assert_eq!(
+        keepalive
+            .get(ready_url.parse().unwrap())
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { get_text(&url).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let handle = server.handle.clone();
+    handle.shutdown();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!handle.is_ready());
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "new connections are refused"
+    );
+    for request in requests {
+        let (status, _, body) = request.await.unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "finished"));
+    }
+    tokio::time::timeout(Duration::from_secs(5), server.task)
+        .await
+        .expect("stopped within the drain")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_outliving_the_drain_is_aborted_at_the_deadline() {
+    let app = Router::new().route(
+        "/forever",
+        get(|| async {
+            std::future::pending::<()>().await;
+            "never"
+        }),
+    );
+    let server = start("[shutdown]\ndrain_timeout = 500ms\n", app).await;
+    let url = server.url("/forever");
+    let request = tokio::spawn(async move { client().get(url.parse().unwrap()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let began = Instant::now();
+    server.handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(3), server.task)
+        .await
+        .expect("the drain is bounded")
+        .unwrap()
+        .unwrap();
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2_000),
+        "{took:?}"
+    );
+    assert!(
+        request.await.unwrap().is_err(),
+        "the aborted request's connection was closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_holds_back_the_next_connection() {
+    let server = start("[limits]\nmax_connections = 2\n", hello()).await;
+    let a = TcpStream::connect(server.addr).await.unwrap();
+    let b = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The third is accepted by the kernel but not served until a slot frees.
+    let third = tokio::spawn({
+        let url = server.url("/");
+        async move { get_text(&url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "served past max_connections");
+    drop(a);
+    let (status, _, _) = tokio::time::timeout(Duration::from_secs(3), third)
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    drop(b);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_errors_and_stuck_requests_reach_the_same_webhook() {
+    let received = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let hook = Router::new().route(
+        "/hook",
+        post({
+            let received = received.clone();
+            move |body: Bytes| async move {
+                received
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = hook_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(hook_listener, hook).await });
+    let app = Router::new()
+        .route(
+            "/panic",
+            get(|| async {
+                panic!("boom");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
+        .route(
+            "/stuck",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                "done"
+            }),
+        );
+    let ini = format!(
+        "[errors]\nnotify_critical = true\nnotify_webhook = http://{hook_addr}/hook\n\
+         [watchdog]\nenabled = true\ninterval = 100ms\ntimeout = 200ms\ncritical = 500ms\n"
+    );
+    let server = start(&ini, app).await;
+    let (status, headers, _) = get_text(&server.url("/panic")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let error_id = headers["x-error-id"].to_str().unwrap().to_owned();
+    assert_eq!(get_text(&server.url("/stuck")).await.0, StatusCode::OK);
+    for _ in 0..100 {
+        if received.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = received.lock().unwrap().clone();
+    let kinds: Vec<_> = received
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(kinds.contains(&"critical_error".to_owned()), "{received:?}");
+    assert!(kinds.contains(&"stuck_request".to_owned()), "{received:?}");
+    let error = received
+        .iter()
+        .find(|n| n["kind"] == "critical_error")
+        .unwrap();
+    assert_eq!(error["details"]["error_id"], error_id.as_str());
+    let stuck = received
+        .iter()
+        .find(|n| n["kind"] == "stuck_request")
+        .unwrap();
+    assert_eq!(stuck["request"]["route"], "/stuck");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_from_allowed_and_foreign_origins() {
+    let server = start(
+        "[cors]\nenabled = true\nallow_origins = https://app.example.com\nallow_methods = GET, POST\n",
+        hello(),
+    )
+    .await;
+    let preflight = |origin: &'static str| {
+        let url = server.url("/");
+        async move {
+            let req = Request::builder()
+                .method("OPTIONS")
+                .uri(url)
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            client().request(req).await.unwrap()
+        }
+    };
+    let allowed = preflight("https://app.example.com").await;
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let foreign = preflight("https://evil.example").await;
+    assert!(!foreign
+        .headers()
+        .contains_key("access-control-allow-origin"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_applies_to_large_responses_only() {
+    let app = Router::new()
+        .route("/big", get(|| async { "x".repeat(10_000) }))
+        .route("/small", get(|| async { "tiny" }));
+    let server = start("[compression]\nenabled = true\nmin_size = 1KiB\n", app).await;
+    let fetch = |path: &str| {
+        let req = Request::get(server.url(path))
+            .header("accept-encoding", "gzip")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        client().request(req)
+    };
+    let big = fetch("/big").await.unwrap();
+    assert_eq!(big.headers()["content-encoding"], "gzip");
+    let body = big.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.len() < 1000, "{} bytes", body.len());
+    let small = fetch("/small").await.unwrap();
+    assert!(!small.headers().contains_key("content-encoding"));
+    server.stop().await;
+}
+
+#[test]
+fn run_inside_a_runtime_is_an_error_not_a_panic() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = rt.block_on(async {
+        let config = Config::from_ini_str(BASE, "t.ini", Vec::new()).unwrap();
+        AsgiServer::from_config(config)
+            .without_logging()
+            .run(hello())
+            .unwrap_err()
+    });
+    assert!(
+        err.to_string().contains("call `serve(app).await` instead"),
+        "{err}"
+    );
+}
