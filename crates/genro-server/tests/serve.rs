@@ -321,7 +321,6 @@ async fn slowloris_connections_are_closed_by_the_header_read_timeout() {
                     if waited.is_ok() {
                         return Instant::now();
                     }
-                    }
                 }
                 panic!("the slow client was never closed");
             })
