@@ -86,3 +86,8 @@ pub use genro_server::{
 /// so that `fn main() -> Result<(), genro_asgi::Error>` works with `?` on both.
 #[cfg(feature = "genro-errors")]
 pub type Error = genro_errors::Error;
+
+/// The README's examples, compiled as doctests so that they keep working.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

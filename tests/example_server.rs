@@ -1,0 +1,280 @@
+//! The example server as a user runs it: a real process, its `.ini` file, real clients and real
+//! signals. `cargo test` builds the example before running the tests.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join("server");
+    assert!(
+        path.exists(),
+        "the example is built by `cargo test`: {}",
+        path.display()
+    );
+    path
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("genro-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The example's own configuration, with these keys changed.
+fn config_with(dir: &Path, changes: &[(&str, &str, &str)]) -> PathBuf {
+    let mut text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/server.ini"))
+            .unwrap();
+    for (section, key, value) in changes {
+        let header = format!("[{section}]\n");
+        let at = text.find(&header).expect("section exists") + header.len();
+        text.insert_str(at, &format!("{key} = {value}\n"));
+        // The original line of the key, if any, is commented out.
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let mut seen = false;
+        let mut in_section = false;
+        for line in &mut lines {
+            if line.starts_with('[') {
+                in_section = line == &format!("[{section}]");
+                continue;
+            }
+            if in_section && line.split('=').next().map(str::trim) == Some(*key) {
+                if seen {
+                    *line = format!("# {line}");
+                }
+                seen = true;
+            }
+        }
+        text = lines.join("\n") + "\n";
+    }
+    let path = dir.join("server.ini");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_config_exits_zero_when_valid_and_names_every_problem_otherwise() {
+    let ok = Command::new(example())
+        .args(["--check-config", "--config", "examples/server.ini"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let dir = temp_dir("check");
+    let bad = dir.join("bad.ini");
+    std::fs::write(
+        &bad,
+        "[server]\nport = eighty\nhots = x\n[limits]\nrequest_timeout = -1\n",
+    )
+    .unwrap();
+    let out = Command::new(example())
+        .args(["--check-config", "--config"])
+        .arg(&bad)
+        .env("GENRO_ASGI_DEBUG_ENABLED", "true")
+        .env("GENRO_ASGI_DEBUG_ALLOWED_IPS", "10.0.0.0/40")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "server.port: \"eighty\" is not a port number",
+        "bad.ini:2)",
+        "server.hots: unknown key (did you mean `host`?)",
+        "limits.request_timeout: \"-1\" is not a duration",
+        "debug.allowed_ips: \"10.0.0.0/40\" is not an IP address or network",
+        "(from GENRO_ASGI_DEBUG_ALLOWED_IPS)",
+        "debug.secret: must be at least 16 bytes",
+    ] {
+        assert!(said.contains(expected), "missing {expected:?} in:\n{said}");
+    }
+
+    let printed = Command::new(example())
+        .args(["--print-config"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GENRO_ASGI_SERVER_PORT", "9123")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&printed.stdout);
+    assert!(text.contains("port = 9123"), "{text}");
+    assert!(text.contains("# GENRO_ASGI_SERVER_PORT"), "{text}");
+    assert!(
+        !text.contains("example-secret-key-not-for-production"),
+        "{text}"
+    );
+    assert!(text.contains("secret_key = ********"), "{text}");
+}
+
+struct Server {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Server {
+    fn start(name: &str, changes: &[(&str, &str, &str)]) -> Self {
+        let dir = temp_dir(name);
+        let log = dir.join("server.log");
+        let log_value = log.display().to_string();
+        let mut all = vec![
+            ("server", "port", "0"),
+            ("logging", "file", log_value.as_str()),
+            ("logging", "level", "INFO"),
+        ];
+        all.extend_from_slice(changes);
+        let config = config_with(&dir, &all);
+        let child = Command::new(example())
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let port = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(at) = text.find("listening on http://127.0.0.1:") {
+                let rest = &text[at + "listening on http://127.0.0.1:".len()..];
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                break digits.parse().unwrap();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no start line:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self { child, log, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; returns its exit status and how long it took.
+    fn wait(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the server did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_for_log(&self, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.log();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{needle:?} not logged:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get(url: &str) -> (http::StatusCode, http::HeaderMap, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let res = client.get(url.parse().unwrap()).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_serves_logs_ids_to_its_file_and_drains_on_sigterm() {
+    use futures_util::StreamExt;
+    let mut server = Server::start("serve", &[("shutdown", "drain_timeout", "3s")]);
+    let (status, headers, _) = get(&server.url("/")).await;
+    assert_eq!(status, 200);
+    assert!(headers.contains_key("x-request-id"));
+    let (status, headers, body) = get(&server.url("/panic")).await;
+    assert_eq!(status, 500);
+    let error_id = headers["x-error-id"].to_str().unwrap().to_owned();
+    assert!(body.contains(&error_id));
+    let request_id = headers["x-request-id"].to_str().unwrap().to_owned();
+    let log = server.wait_for_log(&format!("error_id={error_id}"));
+    let line = log.lines().find(|l| l.contains(&error_id)).unwrap();
+    assert!(line.contains(" - ERROR - request failed"), "{line}");
+    assert!(line.contains(&format!("request_id={request_id}")), "{line}");
+    let (_, _, metrics) = get(&server.url("/metrics")).await;
+    assert!(
+        metrics.contains(r#"errors_total{kind="panic",type="panic"} 1"#),
+        "{metrics}"
+    );
+
+    // A WebSocket open when the drain begins is closed with 1001, and a slow request finishes.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", server.port))
+            .await
+            .unwrap();
+    let slow = tokio::spawn({
+        let url = server.url("/slow?ms=1000");
+        async move { get(&url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.signal("TERM");
+    let close = tokio::time::timeout(Duration::from_secs(3), ws.next())
+        .await
+        .expect("a close frame in time")
+        .unwrap()
+        .unwrap();
+    match close {
+        tokio_tungstenite::tungstenite::Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 1001);
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    let (status, _, body) = slow.await.unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, "slept 1000 ms\n"));
+    let (status, took) = server.wait(Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let log = server.log();
+    assert!(log.contains("drain complete"), "{log}");
+    assert!(log.contains("on_shutdown: the drain is over"), "{log}");
+}
