@@ -209,10 +209,18 @@ fn main() -> ExitCode {
     let server = AsgiServer::from_config(*config)
         .errors(errors())
         .on_startup(|server| async move {
-            let port = server.bound().main.map_or(0, |a| a.port());
-            tracing::info!(
-                "try: curl -i localhost:{port}/   curl localhost:{port}/metrics   \
-                 (see examples/server.rs for more)"
+            let (scheme, addr) = (
+                if server.config().ssl.enabled {
+                    "https"
+                } else {
+                    "http"
+                },
+                server.bound().main.expect("bound before the hooks run"),
+            );
+            // On stdout, whatever the logging configuration: where to point curl.
+            println!(
+                "genro example server on {scheme}://{addr}\n  try: curl -i {scheme}://{addr}/   \
+                 curl {scheme}://{addr}/metrics   (examples/server.rs lists every route)"
             );
             Ok::<_, std::convert::Infallible>(())
         })

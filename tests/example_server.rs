@@ -147,8 +147,15 @@ impl Server {
         let started = Instant::now();
         let port = loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(at) = text.find("listening on http://127.0.0.1:") {
-                let rest = &text[at + "listening on http://127.0.0.1:".len()..];
+            let marker = text
+                .find("listening on http://127.0.0.1:")
+                .map(|at| at + "listening on http://127.0.0.1:".len())
+                .or_else(|| {
+                    text.find("listening on https://127.0.0.1:")
+                        .map(|at| at + "listening on https://127.0.0.1:".len())
+                });
+            if let Some(at) = marker {
+                let rest = &text[at..];
                 let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
                 break digits.parse().unwrap();
             }
@@ -277,4 +284,111 @@ async fn the_example_serves_logs_ids_to_its_file_and_drains_on_sigterm() {
     let log = server.log();
     assert!(log.contains("drain complete"), "{log}");
     assert!(log.contains("on_shutdown: the drain is over"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_changes_the_log_level_and_watchdog_and_refuses_a_broken_file() {
+    let mut server = Server::start(
+        "reload",
+        &[
+            ("logging", "level", "WARNING"),
+            ("watchdog", "interval", "100ms"),
+            ("watchdog", "timeout", "60s"),
+            ("watchdog", "critical", "120s"),
+        ],
+    );
+    // At WARNING, a request's INFO lines are not written ...
+    get(&server.url("/")).await;
+    let config_path = server.log.parent().unwrap().join("server.ini");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    assert!(
+        !server.log().contains(" - INFO - "),
+        "INFO was written at WARNING"
+    );
+
+    // ... a broken file is refused and the server keeps serving ...
+    std::fs::write(&config_path, "[server]\nport = nope\n").unwrap();
+    server.signal("HUP");
+    let log = server.wait_for_log("new configuration refused");
+    assert!(log.contains("server.port"), "{log}");
+    assert_eq!(get(&server.url("/")).await.0, 200);
+
+    // ... and a good one lowers the level and the watchdog's timeout, live.
+    let lowered = original
+        .replace("level = WARNING", "level = INFO")
+        .replace("timeout = 60s", "timeout = 300ms");
+    std::fs::write(&config_path, lowered).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("configuration reloaded");
+    let (status, _, _) = get(&server.url("/slow?ms=1200")).await;
+    assert_eq!(status, 200);
+    let log = server.wait_for_log("request is slow");
+    let slow = log.lines().find(|l| l.contains("request is slow")).unwrap();
+    assert!(slow.contains("/slow"), "{slow}");
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(5)).0.success());
+}
+
+/// The certificate a TLS server presents to a new connection.
+async fn presented_certificate(
+    port: u16,
+    root: &[rustls::pki_types::CertificateDer<'static>],
+) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in root {
+        roots.add(cert.clone()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_for_new_connections() {
+    let dir = temp_dir("tls-reload-certs");
+    let issue = |dir: &Path| {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+        cert.cert.der().clone()
+    };
+    let first = issue(&dir);
+    let certfile = dir.join("cert.pem").display().to_string();
+    let keyfile = dir.join("key.pem").display().to_string();
+    let mut server = Server::start(
+        "tls-reload",
+        &[
+            ("ssl", "enabled", "true"),
+            ("ssl", "certfile", &certfile),
+            ("ssl", "keyfile", &keyfile),
+        ],
+    );
+    let roots = [first.clone()];
+    assert_eq!(
+        presented_certificate(server.port, &roots).await,
+        first.to_vec()
+    );
+    let second = issue(&dir);
+    server.signal("HUP");
+    server.wait_for_log("ssl certificates");
+    let both = [first.clone(), second.clone()];
+    assert_eq!(
+        presented_certificate(server.port, &both).await,
+        second.to_vec()
+    );
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(5)).0.success());
 }

@@ -245,7 +245,10 @@ impl IntoApplication for axum::Router {
     fn into_service(self, path: &RequestPath) -> Self {
         let path = path.clone();
         // `Router::layer` applies to every route and the fallback, inside the routing.
+        // `with_state(())` turns the handlers into routes once, as `axum::serve` does:
+        // unconverted, axum would make them (and apply the layers) again on every request.
         self.layer(tower::layer::layer_fn(move |route| path.wrap(route)))
+            .with_state(())
     }
 }
 

@@ -21,13 +21,13 @@ use hyper_util::{
 use pin_project_lite::pin_project;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     sync::{watch, Semaphore},
 };
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
-use crate::{config::LimitsSection, server::Lifecycle};
+use crate::{config::LimitsSection, server::Lifecycle, tls::Tls};
 
 /// Bytes after which a connection is past its protocol preface (HTTP/2's is 24 bytes).
 const PREFACE: usize = 24;
@@ -122,20 +122,28 @@ impl<T: AsyncWrite> AsyncWrite for DeadlineIo<T> {
     }
 }
 
+/// The number of headers hyper accepts when no other limit is set.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// hyper's connection builder, set from `[limits]`.
 pub(crate) fn builder(limits: &LimitsSection) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = builder.http1();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_headers)
         .max_buf_size(
             usize::try_from(limits.max_header_size)
                 .unwrap_or(usize::MAX)
                 .max(8192),
         )
         .keep_alive(limits.keepalive);
+    // hyper parses up to 100 headers in an inline array; any explicit limit makes it fill a
+    // new array of that size on every request (measured: about 1,000 instructions), so the
+    // default of 100 is left to hyper.
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        http1.max_headers(limits.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -166,10 +174,9 @@ where
     type Future = tracing::instrument::Instrumented<tower::util::Oneshot<A, Request<Incoming>>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        // The envelope reads the client from here (`Envelope::client()`). axum's `ConnectInfo`
+        // is not set: one more extension per request for a value the envelope already has.
         req.extensions_mut().insert(ClientAddr(self.peer));
-        #[cfg(feature = "axum")]
-        req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(self.peer));
         let span = tracing::info_span!(
             "request",
             method = %req.method(),
@@ -209,12 +216,14 @@ impl Connections {
 
 /// Accepts until the server starts draining, then drops the listener: new connections are
 /// refused from that moment.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn accept_loop<A, B>(
     listener: TcpListener,
     app: A,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<LimitsSection>,
     connections: Arc<Connections>,
+    tls: Option<(Arc<Tls>, Duration)>,
     mut lifecycle: watch::Receiver<Lifecycle>,
 ) where
     A: Service<Request<Incoming>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
@@ -254,22 +263,46 @@ pub(crate) async fn accept_loop<A, B>(
             peer,
         };
         let builder = builder.clone();
+        let mut aborting = lifecycle.clone();
         let lifecycle = lifecycle.clone();
         let limits = limits.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            serve_connection(stream, service, &builder, &limits, lifecycle).await;
+            let serve = async move {
+                match tls {
+                    None => serve_connection(stream, service, &builder, &limits, lifecycle).await,
+                    Some((tls, limit)) => {
+                        // A client that never finishes its handshake never holds a slot for long.
+                        match tokio::time::timeout(limit, tls.acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, service, &builder, &limits, lifecycle)
+                                    .await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, ?limit, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                () = serve => {}
+                _ = aborting.wait_for(|l| *l >= Lifecycle::Aborting) => {}
+            }
             drop(permit);
         });
     }
 }
 
-async fn serve_connection<A, B>(
-    stream: TcpStream,
+async fn serve_connection<I, A, B>(
+    stream: I,
     service: PerRequest<A>,
     builder: &auto::Builder<TokioExecutor>,
     limits: &LimitsSection,
     mut lifecycle: watch::Receiver<Lifecycle>,
 ) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     A: Service<Request<Incoming>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
     A::Future: Send + 'static,
     A::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -1,5 +1,7 @@
 //! The layers around the whole application, from `[cors]` and `[compression]`: tower-http's own.
 
+use std::pin::Pin;
+
 use http::{HeaderName, HeaderValue, Method};
 use tower_http::{
     compression::{
@@ -75,7 +77,9 @@ pin_project_lite::pin_project! {
         B: http_body::Body,
     {
         Plain { #[pin] body: B },
-        Compressed { #[pin] body: tower_http::compression::CompressionBody<B> },
+        // Boxed: the compression encoders' state is several KiB, and an unboxed variant would
+        // make every response that large, compressed or not, and copied at every layer.
+        Compressed { body: Pin<Box<tower_http::compression::CompressionBody<B>>> },
         Empty,
     }
 }
@@ -101,7 +105,9 @@ impl<B: http_body::Body> EdgeBody<B> {
 
     pub(crate) fn compressed(body: tower_http::compression::CompressionBody<B>) -> Self {
         Self {
-            inner: Edge::Compressed { body },
+            inner: Edge::Compressed {
+                body: Box::pin(body),
+            },
         }
     }
 }
@@ -132,7 +138,7 @@ where
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
         match self.project().inner.project() {
             EdgeProj::Plain { body } => body.poll_frame(cx).map_err(Into::into),
-            EdgeProj::Compressed { body } => body.poll_frame(cx),
+            EdgeProj::Compressed { body } => body.as_mut().poll_frame(cx),
             EdgeProj::Empty => std::task::Poll::Ready(None),
         }
     }

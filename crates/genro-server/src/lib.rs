@@ -35,6 +35,8 @@
 //! - hyper-util's auto builder: HTTP/1.1 and HTTP/2 (h2c) on one port, WebSocket upgrades,
 //!   `[limits]` (header read timeout, always on; headers; body; connections), `workers` tokio
 //!   threads;
+//! - TLS (`[ssl]`) with rustls: ALPN for HTTP/2 and HTTP/1.1, a handshake timeout, and
+//!   certificates reloaded on SIGHUP without dropping connections;
 //! - a lifecycle: `on_startup` hooks before the first connection is accepted, a bounded drain on
 //!   SIGINT, SIGTERM or [`ServerHandle::shutdown`], then `on_shutdown` hooks.
 //!
@@ -54,7 +56,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `axum`  | yes     | serving an axum `Router` directly, the [`ServerContext`] extractor, `ConnectInfo` for handlers |
+//! | `axum`  | yes     | serving an axum `Router` directly, the [`ServerContext`] extractor |
 //!
 //! # Minimum supported Rust version
 //!
@@ -67,6 +69,7 @@ mod conn;
 mod edge;
 mod logging;
 mod server;
+mod tls;
 
 pub use app::{
     AppBody, AppFuture, AsgiApplication, ErrInto, ErrIntoFuture, Inner, IntoApplication,

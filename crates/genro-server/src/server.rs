@@ -464,6 +464,10 @@ impl AsgiServer {
             builder.clone(),
             limits.clone(),
             connections.clone(),
+            started
+                .tls
+                .clone()
+                .map(|tls| (tls, config.ssl.handshake_timeout)),
             shared.lifecycle.subscribe(),
         )));
         if let Some(export) = export {
@@ -488,6 +492,7 @@ impl AsgiServer {
                 builder,
                 limits.clone(),
                 connections.clone(),
+                None,
                 shared.lifecycle.subscribe(),
             )));
         }
@@ -517,6 +522,7 @@ struct Started {
     genro: GenroLayer,
     watchdog: Option<WatchdogHandle>,
     traceback: TracebackSwitch,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl Started {
@@ -570,10 +576,18 @@ impl Started {
         let genro = GenroLayer::new(&shared.registry, metrics)
             .envelope(server.envelope.clone())
             .errors(errors);
+        let tls = if config.ssl.enabled {
+            Some(Arc::new(
+                crate::tls::Tls::new(&config.ssl).map_err(StartError::Setup)?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             genro,
             watchdog,
             traceback: switch,
+            tls,
         })
     }
 
@@ -695,8 +709,16 @@ fn reload(shared: &Shared, started: &Started, logging: Option<&logging::Logging>
     if new.limits != old.limits {
         restart.push("[limits]");
     }
-    if new.ssl != old.ssl {
-        restart.push("[ssl]");
+    match (&started.tls, new.ssl.enabled) {
+        // The files are read again even when their paths did not change: renewed in place.
+        (Some(tls), true) => match tls.reload(&new.ssl) {
+            Ok(()) => applied.push("ssl certificates"),
+            Err(why) => {
+                tracing::error!(%why, "SIGHUP: certificates not reloaded; the current ones stay")
+            }
+        },
+        (None, false) => {}
+        _ => restart.push("[ssl] enabled"),
     }
     if new.metrics != old.metrics {
         restart.push("[metrics]");

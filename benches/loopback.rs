@@ -1,0 +1,114 @@
+//! The servers of the loopback comparison: the same axum hello app served five ways.
+//!
+//! ```text
+//! loopback <mode> <port>
+//!   hyper        bare hyper-util serving a hello service (the ceiling)
+//!   axum         axum::serve, no layers (the anchor)
+//!   genro        axum::serve, the router behind GenroLayer with its defaults
+//!   asgi         AsgiServer, the whole stack, the watchdog running, logs off
+//!   asgi-logged  AsgiServer as above with INFO logging to a file (a span per request)
+//! ```
+//!
+//! Each runs on a current-thread tokio runtime until SIGINT, then exits cleanly (so callgrind
+//! writes its profile). `benches/loopback.sh` drives them with wrk and h2load.
+
+use std::{convert::Infallible, net::SocketAddr};
+
+use axum::{routing::get, Router};
+use bytes::Bytes;
+use http_body_util::Full;
+
+async fn hello() -> &'static str {
+    "Hello, World!"
+}
+
+fn app() -> Router {
+    Router::new().route("/", get(hello))
+}
+
+async fn bare_hyper(addr: SocketAddr) {
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo},
+        server::conn::auto::Builder,
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    loop {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|_req| async {
+                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                    b"Hello, World!",
+                ))))
+            });
+            let _ = Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn serve(mode: &str, port: u16) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    match mode {
+        "hyper" => bare_hyper(addr).await,
+        "axum" => {
+            let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+            axum::serve(listener, app()).await.expect("serve");
+        }
+        "genro" => {
+            let registry = genro_asgi::EnvelopeRegistry::new();
+            let collector = genro_asgi::MetricsCollector::new();
+            let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+            let app = app().layer(genro_asgi::GenroLayer::new(&registry, &collector));
+            axum::serve(listener, app).await.expect("serve");
+        }
+        "asgi" | "asgi-logged" => {
+            let mut ini = format!(
+                "[server]\nport = {port}\n[watchdog]\nenabled = true\ninterval = 1s\n\
+                 [health]\nenabled = true\n"
+            );
+            let logged = mode == "asgi-logged";
+            if logged {
+                let file = std::env::temp_dir().join(format!("genro-loopback-{port}.log"));
+                ini.push_str(&format!(
+                    "[logging]\nlevel = INFO\nformat = compact\nfile = {}\n",
+                    file.display()
+                ));
+            }
+            let config = genro_asgi::Config::from_ini_str(&ini, "loopback.ini", Vec::new())
+                .expect("valid config");
+            let server = genro_asgi::AsgiServer::from_config(config);
+            let server = if logged {
+                server
+            } else {
+                server.without_logging()
+            };
+            server.serve(app()).await.expect("serve");
+        }
+        other => panic!("unknown mode {other:?}: hyper, axum, genro, asgi, asgi-logged"),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let [mode, port] = args.as_slice() else {
+        // `cargo test --benches` runs this with no arguments: nothing to serve.
+        println!("usage: loopback <hyper|axum|genro|asgi|asgi-logged> <port>");
+        return;
+    };
+    let port: u16 = port.parse().expect("port");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        tokio::select! {
+            () = serve(mode, port) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    });
+}

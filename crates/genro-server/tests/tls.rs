@@ -1,0 +1,175 @@
+//! TLS over real sockets with a certificate generated here: ALPN picks HTTP/2, HTTP/1.1 still
+//! works, a silent client is dropped at the handshake timeout, and bad files are start-up errors.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{routing::get, Router};
+use bytes::Bytes;
+use genro_server::{AsgiServer, Config};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use tokio::{io::AsyncReadExt, net::TcpStream};
+
+struct Cert {
+    dir: PathBuf,
+    der: rustls::pki_types::CertificateDer<'static>,
+}
+
+fn certificate(name: &str) -> Cert {
+    let dir = std::env::temp_dir().join(format!("genro-tls-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    Cert {
+        dir,
+        der: cert.cert.der().clone(),
+    }
+}
+
+fn ini(dir: &Path, extra: &str) -> String {
+    format!(
+        "[server]\nport = 0\n[ssl]\nenabled = true\ncertfile = {}\nkeyfile = {}\n{extra}",
+        dir.join("cert.pem").display(),
+        dir.join("key.pem").display()
+    )
+}
+
+fn client_config(
+    root: &rustls::pki_types::CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+async fn start(
+    ini: &str,
+) -> (
+    u16,
+    genro_server::ServerHandle,
+    tokio::task::JoinHandle<Result<(), genro_server::Error>>,
+) {
+    let config = Config::from_ini_str(ini, "tls.ini", Vec::new()).unwrap();
+    let server = AsgiServer::from_config(config).without_logging();
+    let handle = server.handle();
+    let app = Router::new().route("/", get(|| async { "over tls" }));
+    let task = tokio::spawn(server.serve(app));
+    let addr = handle.local_addr().await.expect("bound");
+    (addr.port(), handle, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_negotiates_http2_and_http1_still_works() {
+    let cert = certificate("alpn");
+    let (port, handle, task) = start(&ini(&cert.dir, "")).await;
+    let url: http::Uri = format!("https://localhost:{port}/").parse().unwrap();
+    for (alpn, version) in [
+        (
+            &[b"h2".as_slice(), b"http/1.1".as_slice()][..],
+            http::Version::HTTP_2,
+        ),
+        (&[b"http/1.1".as_slice()][..], http::Version::HTTP_11),
+    ] {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_config(&cert.der, alpn))
+            .https_only()
+            .enable_all_versions()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
+        let res = client.get(url.clone()).await.unwrap();
+        assert_eq!(res.version(), version);
+        assert!(res.headers().contains_key("x-request-id"));
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "over tls");
+    }
+    // curl, where the machine has it, negotiates HTTP/2 too.
+    if let Ok(out) = std::process::Command::new("curl")
+        .args(["-sk", "--http2", "-o", "/dev/null", "-w", "%{http_version}"])
+        .arg(format!("https://localhost:{port}/"))
+        .output()
+    {
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "2");
+        }
+    }
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_says_hello_is_dropped_at_the_handshake_timeout() {
+    let cert = certificate("silent");
+    let (port, handle, task) = start(&ini(&cert.dir, "handshake_timeout = 500ms\n")).await;
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut buf))
+        .await
+        .expect("closed by the server")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(400) && after < Duration::from_millis(1_500),
+        "{after:?}"
+    );
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn missing_or_mismatched_files_are_clear_start_up_errors() {
+    let cert = certificate("bad");
+    let missing = Config::from_ini_str(
+        &format!(
+            "[ssl]\nenabled = true\ncertfile = {}/nope.pem\nkeyfile = {}/key.pem\n",
+            cert.dir.display(),
+            cert.dir.display()
+        ),
+        "tls.ini",
+        Vec::new(),
+    )
+    .unwrap_err();
+    assert!(
+        missing.to_string().starts_with("ssl.certfile: cannot read"),
+        "{missing}"
+    );
+
+    // A key that belongs to another certificate.
+    let other = certificate("other");
+    std::fs::copy(other.dir.join("key.pem"), cert.dir.join("key.pem")).unwrap();
+    let config = Config::from_ini_str(&ini(&cert.dir, ""), "tls.ini", Vec::new()).unwrap();
+    let err = AsgiServer::from_config(config)
+        .without_logging()
+        .serve(Router::new())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("does not match the certificate"),
+        "{err}"
+    );
+
+    std::fs::write(cert.dir.join("key.pem"), "not a key").unwrap();
+    let config = Config::from_ini_str(&ini(&cert.dir, ""), "tls.ini", Vec::new()).unwrap();
+    let err = AsgiServer::from_config(config)
+        .without_logging()
+        .serve(Router::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("ssl.keyfile:"), "{err}");
+}
