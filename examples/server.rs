@@ -16,6 +16,9 @@
 //! curl localhost:8000/metrics                           # Prometheus text
 //! curl -i localhost:8000/health/ready                   # 503 once a drain has begun
 //! websocat ws://localhost:8000/ws                       # echo; closed with 1001 on shutdown
+//! curl localhost:8000/blocking?ms=500                   # blocking work on the thread pool
+//! curl localhost:8000/job/square?n=12                   # a job in a worker process
+//! curl -i localhost:8000/job/crash                      # the worker dies: 502, and is replaced
 //! ```
 //!
 //! Built once, it also runs as `target/release/examples/server --config FILE`.
@@ -34,7 +37,10 @@ use axum::{
 };
 use genro_asgi::{
     registry::InFlightToken,
-    server::cli::{self, Command},
+    server::{
+        cli::{self, Command},
+        executor::{ExecutorError, ProcessJobs},
+    },
     AsgiServer, Envelope, Error, ErrorLayer, Problem, ServerContext,
 };
 use http::StatusCode;
@@ -167,6 +173,52 @@ async fn ws(
     })
 }
 
+/// The jobs the process pool runs in worker processes of this same binary.
+#[allow(
+    clippy::exit,
+    reason = "the crash job shows what a dying worker does to the pool"
+)]
+fn jobs() -> ProcessJobs {
+    ProcessJobs::new()
+        .job("square", |n: u64| Ok(n.saturating_mul(n)))
+        .job("crash", |code: i32| -> Result<(), String> {
+            std::process::exit(code)
+        })
+        .job("sleep", |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms.min(60_000)));
+            Ok(ms)
+        })
+}
+
+/// `/blocking?ms=N`: blocking work on the thread pool.
+async fn blocking(server: ServerContext, Query(q): Query<Slow>) -> Result<String, Error> {
+    let ms = q.ms.unwrap_or(100).min(60_000);
+    server
+        .executors()
+        .run_in_executor(move || std::thread::sleep(Duration::from_millis(ms)))
+        .await?;
+    Ok(format!("blocked {ms} ms on the thread pool\n"))
+}
+
+/// `/job/{name}?n=N`: a job in a worker process (`[executors] processes` must be set).
+async fn job(
+    server: ServerContext,
+    Path(name): Path<String>,
+    Query(q): Query<JobInput>,
+) -> Result<String, Error> {
+    let n = q.n.unwrap_or(7);
+    let result: serde_json::Value = match name.as_str() {
+        "crash" => server.executors().run_job("crash", &3).await?,
+        other => server.executors().run_job(other, &n).await?,
+    };
+    Ok(format!("{name}({n}) = {result}\n"))
+}
+
+#[derive(serde::Deserialize)]
+struct JobInput {
+    n: Option<u64>,
+}
+
 fn app() -> Router {
     Router::new()
         .route("/", get(hello))
@@ -178,6 +230,8 @@ fn app() -> Router {
         .route("/upload", post(upload))
         .route("/inflight", get(inflight))
         .route("/ws", any(ws))
+        .route("/blocking", get(blocking))
+        .route("/job/{name}", get(job))
 }
 
 fn errors() -> ErrorLayer {
@@ -191,9 +245,21 @@ fn errors() -> ErrorLayer {
         .handler("invalid", |e: &Invalid, _| {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY).detail(e.to_string())
         })
+        .handler("executor", |e: &ExecutorError, _| {
+            let status = match e {
+                ExecutorError::Full | ExecutorError::ShuttingDown => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                ExecutorError::UnknownJob(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            Problem::new(status).detail(e.to_string())
+        })
 }
 
 fn main() -> ExitCode {
+    // A worker process of the process pool runs its jobs here and never returns.
+    jobs().serve_if_worker();
     let config = match cli::parse_args("examples/server.ini", std::env::args().skip(1)) {
         Command::Serve(config) => config,
         Command::Exit { message, code } => {
@@ -208,6 +274,7 @@ fn main() -> ExitCode {
     };
     let server = AsgiServer::from_config(*config)
         .errors(errors())
+        .process_jobs(jobs())
         .on_startup(|server| async move {
             let (scheme, addr) = (
                 if server.config().ssl.enabled {

@@ -137,34 +137,40 @@ impl Server {
         ];
         all.extend_from_slice(changes);
         let config = config_with(&dir, &all);
-        let child = Command::new(example())
+        let mut child = Command::new(example())
             .arg("--config")
             .arg(&config)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        let port = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let marker = text
-                .find("listening on http://127.0.0.1:")
-                .map(|at| at + "listening on http://127.0.0.1:".len())
-                .or_else(|| {
-                    text.find("listening on https://127.0.0.1:")
-                        .map(|at| at + "listening on https://127.0.0.1:".len())
-                });
-            if let Some(at) = marker {
-                let rest = &text[at..];
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                break digits.parse().unwrap();
+        // The example prints where it listens on stdout, whatever the log level.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(at) = line.find("://127.0.0.1:") {
+                    let digits: String = line[at + "://127.0.0.1:".len()..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    let _ = tx.send(digits.parse::<u16>().unwrap());
+                }
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "no start line:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                let exited = child.try_wait().ok().flatten();
+                panic!(
+                    "no start line (exited: {exited:?}); log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
         Self { child, log, port }
     }
 
@@ -391,4 +397,196 @@ async fn sighup_reloads_the_certificate_for_new_connections() {
     );
     server.signal("TERM");
     assert!(server.wait(Duration::from_secs(5)).0.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_jobs_run_in_workers_and_a_crashed_worker_is_replaced() {
+    let mut server = Server::start("jobs", &[]);
+    let (status, _, body) = get(&server.url("/job/square?n=12")).await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, "square(12) = 144\n")
+    );
+    let (status, _, body) = get(&server.url("/job/crash")).await;
+    assert_eq!(status.as_u16(), 502, "{body}");
+    assert!(body.contains("error_id"), "{body}");
+    // The pool replaced the worker: the next jobs still run.
+    for n in [2, 3, 4] {
+        let (status, _, body) = get(&server.url(&format!("/job/square?n={n}"))).await;
+        assert_eq!(
+            (status.as_u16(), body),
+            (200, format!("square({n}) = {}\n", n * n))
+        );
+    }
+    let log = server.wait_for_log("process worker replaced");
+    assert!(log.contains("the worker exited"), "{log}");
+    let (status, _, _) = get(&server.url("/job/nope")).await;
+    assert_eq!(status.as_u16(), 404);
+    // The thread pool too.
+    let (status, _, body) = get(&server.url("/blocking?ms=50")).await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, "blocked 50 ms on the thread pool\n")
+    );
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(5)).0.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_waits_for_running_jobs_and_refuses_new_ones() {
+    let mut server = Server::start("jobs-drain", &[("shutdown", "drain_timeout", "5s")]);
+    let job = tokio::spawn({
+        let url = server.url("/job/sleep?n=1000");
+        async move { get(&url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.signal("TERM");
+    let (status, _, body) = job.await.unwrap();
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, "sleep(1000) = 1000\n")
+    );
+    let (exit, took) = server.wait(Duration::from_secs(6));
+    assert!(exit.success());
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+/// The bounded drain with everything open at once: ten 2 s requests, an idle keep-alive
+/// connection, a silent TCP connection, a WebSocket and a running executor job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_everything_within_the_timeout() {
+    use futures_util::StreamExt;
+    let mut server = Server::start("drain-all", &[("shutdown", "drain_timeout", "4s")]);
+    let port = server.port;
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            let url = server.url("/slow?ms=2000");
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    let keepalive = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    assert_eq!(
+        keepalive
+            .get(server.url("/").parse().unwrap())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+        .await
+        .unwrap();
+    let job = tokio::spawn({
+        let url = server.url("/blocking?ms=1500");
+        async move { get(&url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = Instant::now();
+    server.signal("TERM");
+    // Readiness turns false at once, on a connection that was open before.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ready = keepalive
+        .get(server.url("/health/ready").parse().unwrap())
+        .await;
+    if let Ok(res) = ready {
+        assert_eq!(res.status(), 503);
+    }
+    // New connections are refused.
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err());
+    match ws.next().await {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1001);
+        }
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    for request in requests {
+        let (status, _, body) = request.await.unwrap();
+        assert_eq!((status.as_u16(), body.as_str()), (200, "slept 2000 ms\n"));
+    }
+    let (status, _, _) = job.await.unwrap();
+    assert_eq!(status.as_u16(), 200);
+    let (exit, _) = server.wait(Duration::from_secs(6));
+    assert!(exit.success());
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+}
+
+/// SIGTERM at random moments under load, 50 times: every response is complete, a connection
+/// error or a 503 — never a truncated 200 — and the process always exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_never_truncates_a_response() {
+    let mut rng = fastrand::Rng::with_seed(16);
+    let mut complete = 0;
+    let mut refused = 0;
+    for round in 0..50 {
+        let mut server = Server::start(
+            &format!("load-{round}"),
+            &[("shutdown", "drain_timeout", "2s")],
+        );
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                let base = server.url("");
+                tokio::spawn(async move {
+                    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+                    let mut outcomes = Vec::new();
+                    for _ in 0..40 {
+                        let (path, expected) = if i % 2 == 0 {
+                            (
+                                "/stream?chunks=4&delay_ms=5".to_owned(),
+                                Some("chunk 0\nchunk 1\nchunk 2\nchunk 3\n".to_owned()),
+                            )
+                        } else {
+                            ("/slow?ms=20".to_owned(), Some("slept 20 ms\n".to_owned()))
+                        };
+                        let Ok(res) = client.get(format!("{base}{path}").parse().unwrap()).await
+                        else {
+                            outcomes.push("refused");
+                            break;
+                        };
+                        let status = res.status().as_u16();
+                        match res.into_body().collect().await {
+                            Ok(body) if status == 200 => {
+                                let body = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+                                assert_eq!(Some(body), expected, "a 200 with a wrong body");
+                                outcomes.push("complete");
+                            }
+                            Ok(_) if status == 503 => outcomes.push("refused"),
+                            Ok(_) => panic!("unexpected status {status}"),
+                            Err(e) if status == 200 => panic!("a 200 whose body was cut: {e}"),
+                            Err(_) => outcomes.push("refused"),
+                        }
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.u64(20..200))).await;
+        server.signal("TERM");
+        for client in clients {
+            for outcome in tokio::time::timeout(Duration::from_secs(10), client)
+                .await
+                .expect("no client hangs")
+                .unwrap()
+            {
+                match outcome {
+                    "complete" => complete += 1,
+                    _ => refused += 1,
+                }
+            }
+        }
+        let (exit, _) = server.wait(Duration::from_secs(4));
+        assert!(exit.success(), "round {round}: {exit:?}");
+    }
+    assert!(
+        complete > 0 && refused > 0,
+        "complete {complete}, refused {refused}"
+    );
 }

@@ -56,6 +56,7 @@ pub(crate) struct Shared {
     pub(crate) ready: AtomicBool,
     pub(crate) lifecycle: tokio::sync::watch::Sender<crate::server::Lifecycle>,
     pub(crate) bound: tokio::sync::watch::Sender<crate::Bound>,
+    pub(crate) executors: crate::executor::Executors,
 }
 
 impl ServerContext {
@@ -75,6 +76,12 @@ impl ServerContext {
     #[must_use]
     pub fn metrics(&self) -> &MetricsCollector {
         &self.shared.metrics
+    }
+
+    /// The executors: `run_in_executor` for blocking work, `run_job` for process jobs.
+    #[must_use]
+    pub fn executors(&self) -> &crate::executor::Executors {
+        &self.shared.executors
     }
 
     /// The addresses the server listens on (known once it has bound them, before the

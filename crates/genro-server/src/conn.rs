@@ -189,6 +189,7 @@ where
 }
 
 /// The open connections, within `max_connections`.
+#[derive(Debug)]
 pub(crate) struct Connections {
     slots: Arc<Semaphore>,
     max: u32,

@@ -13,12 +13,29 @@ use tower_http::{
 
 use crate::config::{CompressionSection, CorsSection};
 
+/// Compresses only responses whose size is known before they are sent. tower-http's encoders
+/// hold data back until they have enough to compress, so a streamed body (chunks as they are
+/// produced, server-sent events) would reach the client late and in bursts: such responses are
+/// sent as they are.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KnownSize;
+
+impl Predicate for KnownSize {
+    fn should_compress<B: http_body::Body>(&self, response: &http::Response<B>) -> bool {
+        response.body().size_hint().exact().is_some()
+            || response
+                .headers()
+                .contains_key(http::header::CONTENT_LENGTH)
+    }
+}
+
 /// tower-http's compression as `[compression]` sets it. Responses smaller than `min_size`,
-/// gRPC, images and server-sent events are never compressed; tower-http also leaves alone a
-/// response that already has a `content-encoding`.
+/// streamed responses (no known size), gRPC, images and server-sent events are never
+/// compressed; tower-http also leaves alone a response that already has a `content-encoding`.
 pub(crate) fn compression(section: &CompressionSection) -> CompressionLayer<impl Predicate> {
     let has = |name: &str| section.algorithms.iter().any(|a| a == name);
     let predicate = SizeAbove::new(u16::try_from(section.min_size).unwrap_or(u16::MAX))
+        .and(KnownSize)
         .and(NotForContentType::GRPC)
         .and(NotForContentType::IMAGES)
         .and(NotForContentType::SSE);

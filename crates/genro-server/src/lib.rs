@@ -35,6 +35,8 @@
 //! - hyper-util's auto builder: HTTP/1.1 and HTTP/2 (h2c) on one port, WebSocket upgrades,
 //!   `[limits]` (header read timeout, always on; headers; body; connections), `workers` tokio
 //!   threads;
+//! - executors (`[executors]`): a bounded pool for blocking work, and a pool of worker processes
+//!   running named jobs of the same binary; both are part of the drain;
 //! - TLS (`[ssl]`) with rustls: ALPN for HTTP/2 and HTTP/1.1, a handshake timeout, and
 //!   certificates reloaded on SIGHUP without dropping connections;
 //! - a lifecycle: `on_startup` hooks before the first connection is accepted, a bounded drain on
@@ -67,6 +69,7 @@ pub mod cli;
 mod config;
 mod conn;
 mod edge;
+pub mod executor;
 mod logging;
 mod server;
 mod tls;
@@ -77,9 +80,9 @@ pub use app::{
 };
 pub use config::{
     Cidr, CompressionSection, Config, ConfigError, CorsSection, DebugSection, Effective,
-    ErrorsSection, HealthSection, LimitsSection, LogFormat, LoggingSection, MetricsSection,
-    Problem, Secret, Section, ServerSection, ShutdownSection, Source, SslSection, WatchdogSection,
-    ENV_PREFIX,
+    ErrorsSection, ExecutorsSection, HealthSection, LimitsSection, LogFormat, LoggingSection,
+    MetricsSection, Problem, Secret, Section, ServerSection, ShutdownSection, Source, SslSection,
+    WatchdogSection, ENV_PREFIX,
 };
 pub use server::{check_config, AsgiServer, Bound, ServerHandle, StartError};
 

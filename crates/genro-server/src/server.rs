@@ -187,6 +187,7 @@ pub struct AsgiServer {
     startup: Vec<Hook>,
     shutdown: Vec<Hook>,
     install_logging: bool,
+    process_jobs: Option<crate::executor::ProcessJobs>,
     errors: ErrorLayer,
     envelope: EnvelopeLayer,
 }
@@ -216,6 +217,11 @@ impl AsgiServer {
     #[must_use]
     pub fn from_config(config: Config) -> Self {
         let metrics = MetricsCollector::with_max_routes(config.metrics.max_routes);
+        let executors = config.executors.clone();
+        let threads = match executors.threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        };
         let (lifecycle, _) = watch::channel(Lifecycle::Starting);
         let (bound, _) = watch::channel(Bound::default());
         Self {
@@ -226,10 +232,15 @@ impl AsgiServer {
                 ready: std::sync::atomic::AtomicBool::new(false),
                 lifecycle,
                 bound,
+                executors: crate::executor::Executors::new(crate::executor::ThreadPool::new(
+                    threads,
+                    executors.queue,
+                )),
             }),
             startup: Vec::new(),
             shutdown: Vec::new(),
             install_logging: true,
+            process_jobs: None,
             errors: ErrorLayer::new(),
             envelope: EnvelopeLayer::new(),
         }
@@ -296,6 +307,21 @@ impl AsgiServer {
         self.shutdown.push(Box::new(move |ctx| {
             Box::pin(async move { hook(ctx).await.map_err(Into::into) })
         }));
+        self
+    }
+
+    /// The executors: blocking work and process jobs (the process pool starts with the server).
+    #[must_use]
+    pub fn executors(&self) -> &crate::executor::Executors {
+        &self.shared.executors
+    }
+
+    /// The jobs the process pool runs (`[executors] processes`). The binary must call
+    /// [`ProcessJobs::serve_if_worker`](crate::executor::ProcessJobs::serve_if_worker) with the
+    /// same jobs first thing in `main`, since the workers are this binary in worker mode.
+    #[must_use]
+    pub fn process_jobs(mut self, jobs: crate::executor::ProcessJobs) -> Self {
+        self.process_jobs = Some(jobs);
         self
     }
 
@@ -370,6 +396,23 @@ impl AsgiServer {
         };
         let shared = self.shared.clone();
         let started = Started::start(&self, &config)?;
+        if config.executors.processes > 0 {
+            let Some(jobs) = self.process_jobs.take() else {
+                return Err(StartError::Setup(format!(
+                    "executors.processes: {} workers asked for, but no process jobs are registered \
+                     (AsgiServer::process_jobs)",
+                    config.executors.processes
+                )));
+            };
+            let pool = crate::executor::ProcessPool::start(
+                jobs,
+                config.executors.processes,
+                config.executors.process_queue,
+                config.executors.job_timeout,
+            )
+            .map_err(StartError::Setup)?;
+            shared.executors.set_processes(pool);
+        }
 
         let path = RequestPath {
             genro: started.genro.clone(),
@@ -457,6 +500,13 @@ impl AsgiServer {
         let limits = Arc::new(config.limits.clone());
         let builder = Arc::new(conn::builder(&limits));
         let connections = Arc::new(Connections::new(limits.max_connections));
+        shared
+            .metrics
+            .registry()
+            .register_collector(Box::new(ServerCollector {
+                shared: Arc::downgrade(&shared),
+                connections: connections.clone(),
+            }));
         let mut loops = Vec::new();
         loops.push(tokio::spawn(conn::accept_loop(
             listener,
@@ -513,6 +563,56 @@ impl AsgiServer {
         started.stop().await;
         shared.lifecycle.send_replace(Lifecycle::Stopped);
         tracing::info!("server stopped");
+        Ok(())
+    }
+}
+
+/// The server's own gauges, read at scrape time: where it is in its life (so a drain can be
+/// followed on a dashboard), its open connections and its busy executor jobs.
+#[derive(Debug)]
+struct ServerCollector {
+    // Weak: the collector lives in the metrics registry, which the server state owns.
+    shared: std::sync::Weak<Shared>,
+    connections: Arc<Connections>,
+}
+
+impl prometheus_client::collector::Collector for ServerCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::{encoding::EncodeMetric, metrics::gauge::ConstGauge};
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        let phase = match *shared.lifecycle.borrow() {
+            Lifecycle::Starting => 0,
+            Lifecycle::Serving => 1,
+            Lifecycle::Draining => 2,
+            Lifecycle::Aborting => 3,
+            Lifecycle::Stopped => 4,
+        };
+        let gauges = [
+            (
+                "server_phase",
+                "Where the server is: 0 starting, 1 serving, 2 draining, 3 aborting what outlived the drain, 4 stopped",
+                phase,
+            ),
+            (
+                "server_connections_open",
+                "Open client connections",
+                i64::try_from(self.connections.open()).unwrap_or(i64::MAX),
+            ),
+            (
+                "server_executor_jobs",
+                "Blocking jobs running or waiting on the thread pool",
+                i64::try_from(shared.executors.threads().busy()).unwrap_or(i64::MAX),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
         Ok(())
     }
 }
@@ -766,12 +866,14 @@ async fn drain(shared: &Shared, config: &Config, connections: &Connections) {
     tracing::info!(
         in_flight,
         connections = connections.open(),
+        executor_jobs = shared.executors.threads().busy(),
         drain_timeout = ?config.shutdown.drain_timeout,
         "draining"
     );
     let idle = async {
         shared.registry.wait_idle(Duration::MAX).await;
         connections.closed().await;
+        shared.executors.idle().await;
     };
     let finished = tokio::select! {
         () = idle => true,

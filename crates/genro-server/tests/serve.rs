@@ -101,6 +101,9 @@ async fn requests_get_ids_metrics_and_health_and_promtool_accepts_the_scrape() {
         "{text}"
     );
     assert!(text.contains("registry_in_flight"), "{text}");
+    assert!(text.contains("server_phase 1"), "{text}");
+    let open = genro_test_support::series_value(&text, "server_connections_open").unwrap();
+    assert!(open >= 1.0, "{text}");
     let (ok, said) = genro_test_support::promtool(&text);
     assert!(ok, "{said}");
 
@@ -288,8 +291,16 @@ async fn an_over_limit_body_is_refused_before_the_handler_or_cut_off() {
     let req = Request::post(server.url("/upload"))
         .body(http_body_util::StreamBody::new(chunks))
         .unwrap();
-    let res = chunked.request(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The server answers 413 as soon as the limit is passed; the client, still sending, may see
+    // that answer or the connection closing under it. Either way the handler never got the body.
+    match chunked.request(req).await {
+        Ok(res) => assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) => assert!(
+            e.is_connect() || e.to_string().contains("connection"),
+            "{e}"
+        ),
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler never ran");
     // Within the limit: fine.
     let req = Request::post(server.url("/upload"))
         .body(Full::new(Bytes::from(vec![b'z'; 1000])))
@@ -666,7 +677,25 @@ async fn cors_preflights_from_allowed_and_foreign_origins() {
 async fn compression_applies_to_large_responses_only() {
     let app = Router::new()
         .route("/big", get(|| async { "x".repeat(10_000) }))
-        .route("/small", get(|| async { "tiny" }));
+        .route("/small", get(|| async { "tiny" }))
+        .route(
+            "/stream",
+            get(|| async {
+                // 5 chunks of 2 KiB-looking text, 200 ms apart.
+                axum::body::Body::from_stream(futures_util::stream::unfold(0, |n| async move {
+                    if n == 5 {
+                        return None;
+                    }
+                    if n > 0 {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Some((
+                        Ok::<_, std::convert::Infallible>(format!("chunk {n} ")),
+                        n + 1,
+                    ))
+                }))
+            }),
+        );
     let server = start("[compression]\nenabled = true\nmin_size = 1KiB\n", app).await;
     let fetch = |path: &str| {
         let req = Request::get(server.url(path))
@@ -681,6 +710,19 @@ async fn compression_applies_to_large_responses_only() {
     assert!(body.len() < 1000, "{} bytes", body.len());
     let small = fetch("/small").await.unwrap();
     assert!(!small.headers().contains_key("content-encoding"));
+    // A streamed body is sent as it is produced, chunk by chunk, not held back by an encoder.
+    let started = Instant::now();
+    let stream = fetch("/stream").await.unwrap();
+    assert!(!stream.headers().contains_key("content-encoding"));
+    let mut body = stream.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "chunk 0 ");
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "the first chunk was held back"
+    );
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest.len(), 4 * "chunk 0 ".len());
     server.stop().await;
 }
 

@@ -320,6 +320,22 @@ pub struct LimitsSection {
     pub keepalive_timeout: Duration,
 }
 
+/// `[executors]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecutorsSection {
+    /// Blocking closures run at once (`threads`); 0, the default, means one per CPU.
+    pub threads: usize,
+    /// Blocking closures that may wait for a thread (`queue`); more are refused.
+    pub queue: usize,
+    /// Worker processes (`processes`); 0, the default, turns the process pool off.
+    pub processes: usize,
+    /// Process jobs that may wait for a worker (`process_queue`).
+    pub process_queue: usize,
+    /// Longest a process job may run before its worker is killed (`job_timeout`, 0 for none).
+    pub job_timeout: Option<Duration>,
+}
+
 /// `[shutdown]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -465,6 +481,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "application",
     "limits",
     "shutdown",
+    "executors",
     "cors",
     "compression",
     "health",
@@ -495,6 +512,8 @@ pub struct Config {
     pub limits: LimitsSection,
     /// `[shutdown]`.
     pub shutdown: ShutdownSection,
+    /// `[executors]`.
+    pub executors: ExecutorsSection,
     /// `[cors]`.
     pub cors: CorsSection,
     /// `[compression]`.
@@ -1075,6 +1094,18 @@ impl<'a> Resolver<'a> {
         let shutdown = ShutdownSection {
             drain_timeout: self.duration("shutdown", "drain_timeout", Duration::from_secs(30)),
         };
+        let executors = ExecutorsSection {
+            threads: self.get("executors", "threads", 0, "0", value::count).0,
+            queue: self.get("executors", "queue", 64, "64", value::count).0,
+            processes: self.get("executors", "processes", 0, "0", value::count).0,
+            process_queue: self
+                .get("executors", "process_queue", 64, "64", value::count)
+                .0,
+            job_timeout: {
+                let d = self.duration("executors", "job_timeout", Duration::ZERO);
+                (!d.is_zero()).then_some(d)
+            },
+        };
 
         let cors_enabled = self.boolean("cors", "enabled", false);
         let (allow_origins, origins_source) =
@@ -1241,6 +1272,7 @@ impl<'a> Resolver<'a> {
             debug: debug_section,
             limits,
             shutdown,
+            executors,
             cors,
             compression,
             health,
