@@ -590,3 +590,54 @@ async fn sigterm_under_load_never_truncates_a_response() {
         "complete {complete}, refused {refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_changes_the_cors_origins_live() {
+    let mut server = Server::start(
+        "cors-reload",
+        &[
+            ("cors", "enabled", "true"),
+            ("cors", "allow_origins", "https://first.example"),
+        ],
+    );
+    let preflight = |origin: &'static str| {
+        let url = server.url("/");
+        async move {
+            let req = http::Request::builder()
+                .method("OPTIONS")
+                .uri(url)
+                .header("origin", origin)
+                .header("access-control-request-method", "GET")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+            client
+                .request(req)
+                .await
+                .unwrap()
+                .headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(
+        preflight("https://first.example").await.as_deref(),
+        Some("https://first.example")
+    );
+    assert_eq!(preflight("https://second.example").await, None);
+    let path = server.log.parent().unwrap().join("server.ini");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "allow_origins = https://first.example",
+        "allow_origins = https://second.example",
+    );
+    std::fs::write(&path, text).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("cors.allow_origins");
+    assert_eq!(
+        preflight("https://second.example").await.as_deref(),
+        Some("https://second.example")
+    );
+    assert_eq!(preflight("https://first.example").await, None);
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(5)).0.success());
+}

@@ -46,19 +46,19 @@ pub(crate) fn compression(section: &CompressionSection) -> CompressionLayer<impl
         .compress_when(predicate)
 }
 
+/// The allowed origins, changeable while the server runs (hot reload).
+pub(crate) type LiveOrigins = std::sync::Arc<arc_swap::ArcSwap<Vec<String>>>;
+
 /// tower-http's CORS as `[cors]` sets it. The configuration was checked when read, so every
-/// value parses and the combinations tower-http refuses cannot occur.
-pub(crate) fn cors(section: &CorsSection) -> CorsLayer {
-    let origins = if section.allow_origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(
-            section
-                .allow_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
-    };
+/// value parses and the combinations tower-http refuses cannot occur. The origins are read from
+/// `origins` on every request, so a reload changes them live.
+pub(crate) fn cors(section: &CorsSection, origins: &LiveOrigins) -> CorsLayer {
+    let live = origins.clone();
+    let origins = AllowOrigin::predicate(move |origin: &HeaderValue, _parts| {
+        live.load()
+            .iter()
+            .any(|allowed| allowed == "*" || allowed.as_bytes() == origin.as_bytes())
+    });
     let methods = if section.allow_methods.iter().any(|m| m == "*") {
         AllowMethods::any()
     } else {

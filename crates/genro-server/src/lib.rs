@@ -59,6 +59,7 @@
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
 //! | `axum`  | yes     | serving an axum `Router` directly, the [`ServerContext`] extractor |
+//! | `tonic` | no      | serving tonic routes through `AsgiApplication::from_service`, and `grpc::health_follows_drain` |
 //!
 //! # Minimum supported Rust version
 //!
@@ -70,6 +71,8 @@ mod config;
 mod conn;
 mod edge;
 pub mod executor;
+#[cfg(feature = "tonic")]
+pub mod grpc;
 mod logging;
 mod server;
 mod tls;

@@ -450,7 +450,9 @@ impl AsgiServer {
             )
         };
         let application = if config.cors.enabled {
-            tower::util::Either::Left(crate::edge::cors(&config.cors).layer(application))
+            tower::util::Either::Left(
+                crate::edge::cors(&config.cors, &started.cors_origins).layer(application),
+            )
         } else {
             tower::util::Either::Right(application)
         };
@@ -623,6 +625,7 @@ struct Started {
     watchdog: Option<WatchdogHandle>,
     traceback: TracebackSwitch,
     tls: Option<Arc<crate::tls::Tls>>,
+    cors_origins: crate::edge::LiveOrigins,
 }
 
 impl Started {
@@ -688,6 +691,7 @@ impl Started {
             watchdog,
             traceback: switch,
             tls,
+            cors_origins: Arc::new(ArcSwap::from_pointee(config.cors.allow_origins.clone())),
         })
     }
 
@@ -760,7 +764,7 @@ async fn next_reload(_: &mut Reloads) {
 }
 
 /// Re-reads the configuration file and applies what can change live: the log level, the
-/// watchdog's thresholds and `show_traceback`. A broken file is refused and the running
+/// watchdog's thresholds, `show_traceback`, the CORS origins and the TLS certificates. A broken file is refused and the running
 /// configuration stays; changes that need a restart are logged and not applied.
 fn reload(shared: &Shared, started: &Started, logging: Option<&logging::Logging>) {
     let old = shared.config.load_full();
@@ -802,7 +806,16 @@ fn reload(shared: &Shared, started: &Started, logging: Option<&logging::Logging>
             }
         }
     }
+    if new.cors.allow_origins != old.cors.allow_origins {
+        started
+            .cors_origins
+            .store(Arc::new(new.cors.allow_origins.clone()));
+        applied.push("cors.allow_origins");
+    }
     let mut restart = Vec::new();
+    if new.cors.enabled != old.cors.enabled {
+        restart.push("cors.enabled");
+    }
     if new.server != old.server {
         restart.push("[server] (host, port, workers, debug)");
     }

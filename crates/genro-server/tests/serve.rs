@@ -130,6 +130,8 @@ async fn metrics_on_their_own_port_and_not_on_the_main_one() {
     let (status, _, text) = get_text(&format!("http://{export}/stats")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains(r#"route="/""#), "{text}");
+    let (ok, said) = genro_test_support::promtool(&text);
+    assert!(ok, "{said}");
     assert_eq!(
         get_text(&format!("http://{export}/")).await.0,
         StatusCode::NOT_FOUND
