@@ -4,6 +4,8 @@
 //! loopback <mode> <port>
 //!   hyper        bare hyper-util serving a hello service (the ceiling)
 //!   axum         axum::serve, no layers (the anchor)
+//!   axum-timer   the axum app on hyper-util with a header read timeout, no layers: what the
+//!                always-on header timeout costs by itself
 //!   genro        axum::serve, the router behind GenroLayer with its defaults
 //!   asgi         AsgiServer, the whole stack, the watchdog running, logs off
 //!   asgi-logged  AsgiServer as above with INFO logging to a file (a span per request)
@@ -52,6 +54,34 @@ async fn serve(mode: &str, port: u16) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     match mode {
         "hyper" => bare_hyper(addr).await,
+        "axum-timer" => {
+            use hyper_util::{
+                rt::{TokioExecutor, TokioIo, TokioTimer},
+                server::conn::auto::Builder,
+                service::TowerToHyperService,
+            };
+            let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+            let app = app().with_state::<()>(());
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10));
+            let builder = std::sync::Arc::new(builder);
+            loop {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let _ = stream.set_nodelay(true);
+                let (builder, app) = (builder.clone(), app.clone());
+                tokio::spawn(async move {
+                    let _ = builder
+                        .serve_connection_with_upgrades(
+                            TokioIo::new(stream),
+                            TowerToHyperService::new(app),
+                        )
+                        .await;
+                });
+            }
+        }
         "axum" => {
             let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
             axum::serve(listener, app()).await.expect("serve");
@@ -86,7 +116,9 @@ async fn serve(mode: &str, port: u16) {
             };
             server.serve(app()).await.expect("serve");
         }
-        other => panic!("unknown mode {other:?}: hyper, axum, genro, asgi, asgi-logged"),
+        other => {
+            panic!("unknown mode {other:?}: hyper, axum, axum-timer, genro, asgi, asgi-logged")
+        }
     }
 }
 
