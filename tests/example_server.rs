@@ -641,3 +641,64 @@ async fn sighup_changes_the_cors_origins_live() {
     server.signal("TERM");
     assert!(server.wait(Duration::from_secs(5)).0.success());
 }
+
+/// A request that outlives the drain is aborted at the deadline, and its id, path and age are
+/// logged; a second signal ends the drain at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_deadline_aborts_and_logs_and_a_second_signal_ends_it_at_once() {
+    let mut server = Server::start("forced", &[("shutdown", "drain_timeout", "1s")]);
+    let stuck = tokio::spawn({
+        let url = server.url("/slow?ms=30000");
+        async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+            client.get(url.parse().unwrap()).await.map(|r| r.status())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = Instant::now();
+    server.signal("TERM");
+    let (exit, _) = server.wait(Duration::from_secs(4));
+    assert!(exit.success());
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert!(
+        stuck.await.unwrap().is_err(),
+        "the aborted request's connection was closed"
+    );
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("request aborted: it outlived the drain"))
+        .unwrap_or_else(|| panic!("no abort line:\n{log}"));
+    assert!(
+        line.contains("path=/slow") && line.contains("request_id=") && line.contains("age_s="),
+        "{line}"
+    );
+    assert!(log.contains("aborted=1"), "{log}");
+
+    // With a long drain, a second signal does not wait for it.
+    let mut server = Server::start("second-signal", &[("shutdown", "drain_timeout", "30s")]);
+    let _stuck = tokio::spawn({
+        let url = server.url("/slow?ms=30000");
+        async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+            client.get(url.parse().unwrap()).await.map(|r| r.status())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = Instant::now();
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("TERM");
+    let (exit, _) = server.wait(Duration::from_secs(5));
+    assert!(exit.success());
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(server.log().contains("second signal"), "{}", server.log());
+}
