@@ -642,18 +642,18 @@ async fn sighup_changes_the_cors_origins_live() {
     assert!(server.wait(Duration::from_secs(5)).0.success());
 }
 
+/// The status of a GET, or the client's error when the connection is closed under it.
+async fn status_of(url: String) -> Result<http::StatusCode, hyper_util::client::legacy::Error> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    client.get(url.parse().unwrap()).await.map(|r| r.status())
+}
+
 /// A request that outlives the drain is aborted at the deadline, and its id, path and age are
 /// logged; a second signal ends the drain at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_deadline_aborts_and_logs_and_a_second_signal_ends_it_at_once() {
     let mut server = Server::start("forced", &[("shutdown", "drain_timeout", "1s")]);
-    let stuck = tokio::spawn({
-        let url = server.url("/slow?ms=30000");
-        async move {
-            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-            client.get(url.parse().unwrap()).await.map(|r| r.status())
-        }
-    });
+    let stuck = tokio::spawn(status_of(server.url("/slow?ms=30000")));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let began = Instant::now();
     server.signal("TERM");
@@ -681,13 +681,7 @@ async fn the_drain_deadline_aborts_and_logs_and_a_second_signal_ends_it_at_once(
 
     // With a long drain, a second signal does not wait for it.
     let mut server = Server::start("second-signal", &[("shutdown", "drain_timeout", "30s")]);
-    let _stuck = tokio::spawn({
-        let url = server.url("/slow?ms=30000");
-        async move {
-            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-            client.get(url.parse().unwrap()).await.map(|r| r.status())
-        }
-    });
+    let _stuck = tokio::spawn(status_of(server.url("/slow?ms=30000")));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let began = Instant::now();
     server.signal("TERM");
