@@ -294,12 +294,7 @@ impl WebhookNotifier {
     /// How many notifications had `outcome` so far.
     #[must_use]
     pub fn outcome_count(&self, outcome: Outcome) -> u64 {
-        self.inner
-            .outcomes
-            .get_or_create(&OutcomeLabel {
-                outcome: outcome.as_str(),
-            })
-            .get()
+        counter(&self.inner.outcomes, outcome).get()
     }
 
     fn is_duplicate(&self, key: &str) -> bool {
@@ -330,12 +325,7 @@ impl WebhookNotifier {
     }
 
     fn count(&self, outcome: Outcome) {
-        self.inner
-            .outcomes
-            .get_or_create(&OutcomeLabel {
-                outcome: outcome.as_str(),
-            })
-            .inc();
+        counter(&self.inner.outcomes, outcome).inc();
     }
 }
 
@@ -508,12 +498,15 @@ impl Delivery {
     }
 
     fn count(&self, outcome: Outcome) {
-        self.outcomes
-            .get_or_create(&OutcomeLabel {
-                outcome: outcome.as_str(),
-            })
-            .inc();
+        counter(&self.outcomes, outcome).inc();
     }
+}
+
+/// The counter of `outcome` in `outcomes`.
+fn counter(outcomes: &Family<OutcomeLabel, Counter>, outcome: Outcome) -> Counter {
+    outcomes.get_or_create_owned(&OutcomeLabel {
+        outcome: outcome.as_str(),
+    })
 }
 
 /// The wait after `wait`: doubled, never past [`MAX_BACKOFF`], never overflowing.

@@ -59,6 +59,28 @@ pub(crate) struct Shared {
     pub(crate) executors: crate::executor::Executors,
 }
 
+impl Shared {
+    /// Starts the drain, once: later calls change nothing.
+    pub(crate) fn begin_drain(&self) {
+        self.ready.store(false, Ordering::Release);
+        self.lifecycle.send_if_modified(|l| {
+            let first = *l < crate::server::Lifecycle::Draining;
+            if first {
+                *l = crate::server::Lifecycle::Draining;
+            }
+            first
+        });
+    }
+}
+
+/// One thread per CPU for a setting of 0, else the setting.
+pub(crate) fn per_cpu(setting: usize) -> usize {
+    match setting {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    }
+}
+
 impl ServerContext {
     /// The configuration in force (it can change on reload; hold the `Arc` briefly).
     #[must_use]

@@ -87,7 +87,7 @@ pub use config::{
     MetricsSection, Problem, Secret, Section, ServerSection, ShutdownSection, Source, SslSection,
     WatchdogSection, ENV_PREFIX,
 };
-pub use server::{check_config, AsgiServer, Bound, ServerHandle, StartError};
+pub use server::{AsgiServer, Bound, ServerHandle, StartError};
 
 /// The error of the server's functions, and what handlers return: one type, so that
 /// `fn main() -> Result<(), genro_server::Error>` works with `?` on both.

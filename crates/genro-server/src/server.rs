@@ -23,7 +23,7 @@ use tower::Layer;
 use crate::{
     app::{AsgiApplication, Builtins, IntoApplication, RequestPath, ServerContext, Shared},
     conn::{self, Connections},
-    logging, Config, ConfigError, Error,
+    logging, Config, Error,
 };
 
 /// Where the server is in its life. Ordered: each phase comes after the one before.
@@ -102,6 +102,15 @@ type Hook = Box<
     dyn FnOnce(ServerContext) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> + Send,
 >;
 
+fn boxed_hook<F, Fut, E>(hook: F) -> Hook
+where
+    F: FnOnce(ServerContext) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    Box::new(move |ctx| Box::pin(async move { hook(ctx).await.map_err(Into::into) }))
+}
+
 /// Controls a server from outside: its bound addresses, readiness and shutdown. Cheap to clone;
 /// get one with [`AsgiServer::handle`] before serving.
 #[derive(Clone)]
@@ -138,14 +147,7 @@ impl ServerHandle {
 
     /// Starts the graceful drain, as SIGTERM does. Returns at once.
     pub fn shutdown(&self) {
-        self.shared.lifecycle.send_if_modified(|l| {
-            if *l < Lifecycle::Draining {
-                *l = Lifecycle::Draining;
-                true
-            } else {
-                false
-            }
-        });
+        self.shared.begin_drain();
     }
 
     /// Whether the server reports itself ready.
@@ -183,7 +185,7 @@ impl fmt::Debug for ServerHandle {
 /// }
 /// ```
 pub struct AsgiServer {
-    shared: Arc<Shared>,
+    context: ServerContext,
     startup: Vec<Hook>,
     shutdown: Vec<Hook>,
     install_logging: bool,
@@ -195,7 +197,7 @@ pub struct AsgiServer {
 impl fmt::Debug for AsgiServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsgiServer")
-            .field("config", &self.shared.config.load().path())
+            .field("config", &self.context.shared.config.load().path())
             .field("on_startup", &self.startup.len())
             .field("on_shutdown", &self.shutdown.len())
             .finish_non_exhaustive()
@@ -218,25 +220,24 @@ impl AsgiServer {
     pub fn from_config(config: Config) -> Self {
         let metrics = MetricsCollector::with_max_routes(config.metrics.max_routes);
         let executors = config.executors.clone();
-        let threads = match executors.threads {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            n => n,
-        };
+        let threads = crate::app::per_cpu(executors.threads);
         let (lifecycle, _) = watch::channel(Lifecycle::Starting);
         let (bound, _) = watch::channel(Bound::default());
         Self {
-            shared: Arc::new(Shared {
-                config: ArcSwap::from_pointee(config),
-                registry: EnvelopeRegistry::new(),
-                metrics,
-                ready: std::sync::atomic::AtomicBool::new(false),
-                lifecycle,
-                bound,
-                executors: crate::executor::Executors::new(crate::executor::ThreadPool::new(
-                    threads,
-                    executors.queue,
-                )),
-            }),
+            context: ServerContext {
+                shared: Arc::new(Shared {
+                    config: ArcSwap::from_pointee(config),
+                    registry: EnvelopeRegistry::new(),
+                    metrics,
+                    ready: std::sync::atomic::AtomicBool::new(false),
+                    lifecycle,
+                    bound,
+                    executors: crate::executor::Executors::new(crate::executor::ThreadPool::new(
+                        threads,
+                        executors.queue,
+                    )),
+                }),
+            },
             startup: Vec::new(),
             shutdown: Vec::new(),
             install_logging: true,
@@ -246,38 +247,36 @@ impl AsgiServer {
         }
     }
 
-    /// The configuration.
+    /// The configuration (see [`ServerContext::config`]).
     #[must_use]
     pub fn config(&self) -> Arc<Config> {
-        self.shared.config.load_full()
+        self.context.config()
     }
 
     /// The registry of in-flight requests.
     #[must_use]
     pub fn registry(&self) -> &EnvelopeRegistry {
-        &self.shared.registry
+        self.context.registry()
     }
 
     /// The metrics collector; register your own metrics in `metrics().registry()`.
     #[must_use]
     pub fn metrics(&self) -> &MetricsCollector {
-        &self.shared.metrics
+        self.context.metrics()
     }
 
     /// What handlers receive as [`ServerContext`].
     #[must_use]
     pub fn context(&self) -> ServerContext {
-        ServerContext {
-            shared: self.shared.clone(),
-        }
+        self.context.clone()
     }
 
     /// A handle to the running server: bound address, readiness, shutdown.
     #[must_use]
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
-            shared: self.shared.clone(),
-            bound: self.shared.bound.subscribe(),
+            shared: self.context.shared.clone(),
+            bound: self.context.shared.bound.subscribe(),
         }
     }
 
@@ -290,9 +289,7 @@ impl AsgiServer {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        self.startup.push(Box::new(move |ctx| {
-            Box::pin(async move { hook(ctx).await.map_err(Into::into) })
-        }));
+        self.startup.push(boxed_hook(hook));
         self
     }
 
@@ -304,16 +301,14 @@ impl AsgiServer {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        self.shutdown.push(Box::new(move |ctx| {
-            Box::pin(async move { hook(ctx).await.map_err(Into::into) })
-        }));
+        self.shutdown.push(boxed_hook(hook));
         self
     }
 
     /// The executors: blocking work and process jobs (the process pool starts with the server).
     #[must_use]
     pub fn executors(&self) -> &crate::executor::Executors {
-        &self.shared.executors
+        self.context.executors()
     }
 
     /// The jobs the process pool runs (`[executors] processes`). The binary must call
@@ -358,10 +353,7 @@ impl AsgiServer {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(StartError::NestedRuntime.into());
         }
-        let workers = match self.config().server.workers {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            n => n,
-        };
+        let workers = crate::app::per_cpu(self.config().server.workers);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("genro-worker")
@@ -394,7 +386,7 @@ impl AsgiServer {
         } else {
             None
         };
-        let shared = self.shared.clone();
+        let shared = self.context.shared.clone();
         let started = Started::start(&self, &config)?;
         if config.executors.processes > 0 {
             let Some(jobs) = self.process_jobs.take() else {
@@ -486,7 +478,7 @@ impl AsgiServer {
             main: listener.local_addr().ok(),
             export: export.as_ref().and_then(|l| l.local_addr().ok()),
         };
-        self.shared.bound.send_replace(bound);
+        self.context.shared.bound.send_replace(bound);
 
         for (index, hook) in std::mem::take(&mut self.startup).into_iter().enumerate() {
             if let Err(source) = hook(context.clone()).await {
@@ -630,7 +622,7 @@ struct Started {
 
 impl Started {
     fn start(server: &AsgiServer, config: &Config) -> Result<Self, StartError> {
-        let shared = &server.shared;
+        let shared = &server.context.shared;
         let metrics = &shared.metrics;
         let notifiers = if config.errors.notify_critical {
             let url = config.errors.notify_webhook.as_deref().unwrap_or_default();
@@ -867,14 +859,7 @@ async fn shutdown_signal() -> &'static str {
 /// signal aborts at once.
 async fn drain(shared: &Shared, config: &Config, connections: &Connections) {
     let began = tokio::time::Instant::now();
-    shared.ready.store(false, Ordering::Release);
-    shared.lifecycle.send_if_modified(|l| {
-        let changed = *l < Lifecycle::Draining;
-        if changed {
-            *l = Lifecycle::Draining;
-        }
-        changed
-    });
+    shared.begin_drain();
     let in_flight = shared.registry.len();
     tracing::info!(
         in_flight,
@@ -920,13 +905,4 @@ async fn drain(shared: &Shared, config: &Config, connections: &Connections) {
         took_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
         "drain complete"
     );
-}
-
-/// Checks a configuration without serving: what `--check-config` does.
-///
-/// # Errors
-///
-/// Every problem of the configuration at `path`.
-pub fn check_config(path: impl AsRef<std::path::Path>) -> Result<Config, ConfigError> {
-    Config::from_path(path)
 }

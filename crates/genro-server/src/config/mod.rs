@@ -805,19 +805,17 @@ impl<'a> Resolver<'a> {
 
     fn resolve(&mut self) -> Config {
         let debug = self.boolean("server", "debug", false);
-        let (host, host_source) =
-            self.get("server", "host", "127.0.0.1".to_owned(), "127.0.0.1", |t| {
-                if t.parse::<IpAddr>().is_ok()
-                    || (!t.is_empty()
-                        && t.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
-                {
-                    Ok(t.to_owned())
-                } else {
-                    Err("an IP address or host name".into())
-                }
-            });
-        let _ = host_source;
+        let (host, _) = self.get("server", "host", "127.0.0.1".to_owned(), "127.0.0.1", |t| {
+            if t.parse::<IpAddr>().is_ok()
+                || (!t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+            {
+                Ok(t.to_owned())
+            } else {
+                Err("an IP address or host name".into())
+            }
+        });
         let server = ServerSection {
             host,
             port: self.get("server", "port", 8000, "8000", value::port).0,
