@@ -1,172 +1,51 @@
-//! `AsgiApplication`: the user's service inside the canonical request path, behind the
-//! server's own endpoints (metrics, health), with the server reachable from every handler.
+//! What the server serves: an axum `Router`, or any tower service as an [`AsgiApplication`]
+//! ([`IntoApplication`]), each put inside the [`RequestLayers`] every request passes.
+//!
+//! The types here other than those two are what a served application's type is made of; a
+//! user names them only to write an `IntoApplication` of their own.
 
 use std::{
     convert::Infallible,
-    fmt,
     future::Future,
     pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     task::{Context, Poll},
 };
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use genro_errors::{BoxError, RenderedBody};
-use genro_metrics::{EndpointFuture, MetricsCollector, MetricsEndpoint};
-use genro_registry::EnvelopeRegistry;
 use genro_stack::GenroLayer;
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{
     limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer, timeout::TimeoutLayer,
     util::option_layer, Layer, Service, ServiceBuilder,
 };
 
-use crate::Config;
+use crate::config::LimitsSection;
 
-/// What a handler can reach of the server: its configuration, registry and metrics, and the
-/// shutdown signal. Every request carries one in its extensions; with axum, take it as an
-/// extractor.
-///
-/// ```
-/// use genro_server::ServerContext;
-///
-/// async fn about(server: ServerContext) -> String {
-///     let config = server.config();
-///     let name = config.application.app_name().unwrap_or("unnamed");
-///     format!("{name}: {} requests in flight\n", server.registry().len())
-/// }
-/// # let _ = axum::Router::<()>::new().route("/about", axum::routing::get(about));
-/// ```
-#[derive(Clone)]
-pub struct ServerContext {
-    pub(crate) shared: Arc<Shared>,
-}
-
-/// The server's state, shared by the context, the handle and the connections.
-pub(crate) struct Shared {
-    pub(crate) config: ArcSwap<Config>,
-    pub(crate) registry: EnvelopeRegistry,
-    pub(crate) metrics: MetricsCollector,
-    pub(crate) ready: AtomicBool,
-    pub(crate) lifecycle: tokio::sync::watch::Sender<crate::server::Lifecycle>,
-    pub(crate) bound: tokio::sync::watch::Sender<crate::Bound>,
-    pub(crate) executors: crate::executor::Executors,
-}
-
-impl Shared {
-    /// Starts the drain, once: later calls change nothing.
-    pub(crate) fn begin_drain(&self) {
-        self.ready.store(false, Ordering::Release);
-        self.lifecycle.send_if_modified(|l| {
-            let first = *l < crate::server::Lifecycle::Draining;
-            if first {
-                *l = crate::server::Lifecycle::Draining;
-            }
-            first
-        });
-    }
-}
-
-/// One thread per CPU for a setting of 0, else the setting.
-pub(crate) fn per_cpu(setting: usize) -> usize {
-    match setting {
-        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        n => n,
-    }
-}
-
-impl ServerContext {
-    /// The configuration in force (it can change on reload; hold the `Arc` briefly).
-    #[must_use]
-    pub fn config(&self) -> Arc<Config> {
-        self.shared.config.load_full()
-    }
-
-    /// The registry of in-flight requests.
-    #[must_use]
-    pub fn registry(&self) -> &EnvelopeRegistry {
-        &self.shared.registry
-    }
-
-    /// The metrics collector: register your own metrics in `metrics().registry()`.
-    #[must_use]
-    pub fn metrics(&self) -> &MetricsCollector {
-        &self.shared.metrics
-    }
-
-    /// The executors: `run_in_executor` for blocking work, `run_job` for process jobs.
-    #[must_use]
-    pub fn executors(&self) -> &crate::executor::Executors {
-        &self.shared.executors
-    }
-
-    /// The addresses the server listens on (known once it has bound them, before the
-    /// `on_startup` hooks run).
-    #[must_use]
-    pub fn bound(&self) -> crate::Bound {
-        *self.shared.bound.borrow()
-    }
-
-    /// Whether the server reports itself ready (false while starting and while draining).
-    #[must_use]
-    pub fn is_ready(&self) -> bool {
-        self.shared.ready.load(Ordering::Acquire)
-    }
-
-    /// Resolves when the server begins to shut down: streaming and WebSocket handlers await it
-    /// to finish their work and end cleanly.
-    pub async fn shutdown_signal(&self) {
-        let mut rx = self.shared.lifecycle.subscribe();
-        // The sender lives as long as `Shared`, which this context holds.
-        let _ = rx
-            .wait_for(|l| *l >= crate::server::Lifecycle::Draining)
-            .await;
-    }
-}
-
-impl fmt::Debug for ServerContext {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerContext")
-            .field("ready", &self.is_ready())
-            .field("in_flight", &self.shared.registry.len())
-            .finish_non_exhaustive()
-    }
-}
-
-#[cfg(feature = "axum")]
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ServerContext {
-    type Rejection = (StatusCode, &'static str);
-
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Self>().cloned().ok_or((
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ServerContext missing: the app is not served by genro_server::AsgiServer",
-        ))
-    }
-}
-
-/// The layers of the canonical request path, as the configuration sets them: the genro stack
-/// (envelope, registry, metrics, errors) outside, and inside the error layer the request
-/// timeout and the concurrency limit, so that their refusals are rendered (504, 503) with an
-/// error id.
+/// The layers every request of the application passes, as the configuration sets them: the
+/// genro stack (envelope, registry, metrics, errors) outside, and inside the error layer the
+/// request timeout and the concurrency limit, so that their refusals are rendered (504, 503)
+/// with an error id.
 #[derive(Clone, Debug)]
-pub struct RequestPath {
+pub struct RequestLayers {
     pub(crate) genro: GenroLayer,
     pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) concurrency: Option<GlobalConcurrencyLimitLayer>,
 }
 
-impl RequestPath {
-    /// Wraps `service` in the canonical request path.
+impl RequestLayers {
+    /// The genro stack, with the request timeout and concurrency limit `limits` sets.
+    pub(crate) fn new(genro: GenroLayer, limits: &LimitsSection) -> Self {
+        Self {
+            genro,
+            timeout: limits.request_timeout,
+            concurrency: (limits.concurrency_limit > 0)
+                .then(|| GlobalConcurrencyLimitLayer::new(limits.concurrency_limit)),
+        }
+    }
+
+    /// Wraps `service` in the request layers.
     pub fn wrap<S>(&self, service: S) -> Wrapped<S> {
         let inner = ServiceBuilder::new()
             .layer(option_layer(self.timeout.map(TimeoutLayer::new)))
@@ -239,7 +118,7 @@ pub type Inner<S> = tower::util::Either<tower::timeout::Timeout<Limits<S>>, Limi
 /// A service inside the whole request path.
 pub type Wrapped<S> = <GenroLayer as Layer<Inner<S>>>::Service;
 
-/// Something the server can serve: an axum `Router` (its routes get the request path inside
+/// Something the server can serve: an axum `Router` (its routes get the request layers inside
 /// the routing, so route templates reach metrics), or any tower service through
 /// [`AsgiApplication::from_service`].
 pub trait IntoApplication {
@@ -260,8 +139,8 @@ pub trait IntoApplication {
     /// Its response body's error.
     type BodyError: Into<BoxError>;
 
-    /// Puts the application inside `path`.
-    fn into_service(self, path: &RequestPath) -> Self::Service;
+    /// Puts the application inside `layers`.
+    fn into_service(self, layers: &RequestLayers) -> Self::Service;
 }
 
 #[cfg(feature = "axum")]
@@ -271,21 +150,48 @@ impl IntoApplication for axum::Router {
     type Body = axum::body::Body;
     type BodyError = axum::Error;
 
-    fn into_service(self, path: &RequestPath) -> Self {
-        let path = path.clone();
+    fn into_service(self, layers: &RequestLayers) -> Self {
+        let layers = layers.clone();
         // `Router::layer` applies to every route and the fallback, inside the routing.
         // `with_state(())` turns the handlers into routes once, as `axum::serve` does:
         // unconverted, axum would make them (and apply the layers) again on every request.
-        self.layer(tower::layer::layer_fn(move |route| path.wrap(route)))
+        self.layer(tower::layer::layer_fn(move |route| layers.wrap(route)))
             .with_state(())
     }
 }
 
-/// A tower service to serve, inside the request path; see [`AsgiApplication::from_service`].
+/// An application that is not an axum `Router` (tonic routes, a hyper service): a tower
+/// service the server runs inside the request layers.
+///
+/// ```no_run
+/// # async fn example(server: genro_server::AsgiServer) -> Result<(), genro_server::Error> {
+/// use genro_server::AsgiApplication;
+///
+/// let service = tower::service_fn(|_req: http::Request<_>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::from("hi")))
+/// });
+/// server.serve(AsgiApplication::from_service(service)).await
+/// # }
+/// ```
+///
+/// Its response body must be one the error layer can write an error into
+/// ([`RenderedBody`]): axum's and tonic's are.
 #[derive(Clone, Debug)]
-pub struct ServiceApp<S>(S);
+pub struct AsgiApplication<S>(S);
 
-impl<S, B> IntoApplication for ServiceApp<S>
+impl<S> AsgiApplication<S> {
+    /// `service`, to serve.
+    pub fn from_service(service: S) -> Self {
+        Self(service)
+    }
+
+    /// The service.
+    pub fn into_inner(self) -> S {
+        self.0
+    }
+}
+
+impl<S, B> IntoApplication for AsgiApplication<S>
 where
     S: Service<Request<tower_http::body::Limited<hyper::body::Incoming>>, Response = Response<B>>
         + Clone
@@ -303,179 +209,7 @@ where
     type Body = genro_stack::ResponseBody<B>;
     type BodyError = B::Error;
 
-    fn into_service(self, path: &RequestPath) -> Self::Service {
-        path.wrap(self.0)
-    }
-}
-
-/// The application the server runs: the user's service inside the request path, behind the
-/// server's own endpoints. It is a tower service; [`AsgiServer`](crate::AsgiServer) builds it.
-pub struct AsgiApplication<S> {
-    inner: S,
-    builtins: Arc<Builtins>,
-}
-
-impl AsgiApplication<()> {
-    /// Serves a tower service that is not an axum `Router` (tonic routes, a hyper service):
-    /// `server.run(AsgiApplication::from_service(svc))`. Its response body must be one the
-    /// error layer can write an error into ([`RenderedBody`]).
-    pub fn from_service<S>(service: S) -> ServiceApp<S> {
-        ServiceApp(service)
-    }
-}
-
-impl<S: Clone> Clone for AsgiApplication<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            builtins: self.builtins.clone(),
-        }
-    }
-}
-
-impl<S> fmt::Debug for AsgiApplication<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsgiApplication")
-            .field("metrics", &self.builtins.metrics.as_ref().map(|(p, _)| p))
-            .field("health", &self.builtins.health)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The server's own endpoints, answered before the application sees the request (they are not
-/// enveloped or measured).
-pub(crate) struct Builtins {
-    pub(crate) metrics: Option<(String, MetricsEndpoint)>,
-    pub(crate) health: Option<(String, String)>,
-    pub(crate) context: ServerContext,
-}
-
-impl<S> AsgiApplication<S> {
-    pub(crate) fn new(inner: S, builtins: Arc<Builtins>) -> Self {
-        Self { inner, builtins }
-    }
-}
-
-/// Response body of [`AsgiApplication`]: the application's, or one of the server's endpoints.
-pub type AppBody<B> = Either<B, Full<Bytes>>;
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        App { #[pin] future: F },
-        Metrics { future: EndpointFuture },
-        Ready { response: Option<Response<Full<Bytes>>> },
-    }
-}
-
-pin_project! {
-    /// Response future of [`AsgiApplication`]: the application's, or one of the server's own
-    /// endpoints'.
-    pub struct AppFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
-}
-
-impl<F> fmt::Debug for AppFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, B> Future for AppFuture<F>
-where
-    F: Future<Output = Result<Response<B>, Infallible>>,
-{
-    type Output = Result<Response<AppBody<B>>, Infallible>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::App { future } => {
-                future.poll(cx).map(|r| r.map(|res| res.map(Either::Left)))
-            }
-            StateProj::Metrics { future } => future
-                .as_mut()
-                .poll(cx)
-                .map(|r| r.map(|res| res.map(Either::Right))),
-            StateProj::Ready { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("polled after completion")
-                .map(Either::Right))),
-        }
-    }
-}
-
-fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
-impl Builtins {
-    pub(crate) fn health_response(&self, path: &str) -> Option<Response<Full<Bytes>>> {
-        let (live, ready) = self.health.as_ref()?;
-        if path == live {
-            Some(plain(StatusCode::OK, "live\n"))
-        } else if path == ready {
-            Some(if self.context.is_ready() {
-                plain(StatusCode::OK, "ready\n")
-            } else {
-                let mut res = plain(StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                res
-            })
-        } else {
-            None
-        }
-    }
-}
-
-impl<S, ReqBody, B> Service<Request<ReqBody>> for AsgiApplication<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<B>, Error = Infallible>,
-{
-    type Response = Response<AppBody<B>>;
-    type Error = Infallible;
-    type Future = AppFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let builtins = &*self.builtins;
-        let path = req.uri().path();
-        if let Some((endpoint, metrics)) = &builtins.metrics {
-            if path == endpoint {
-                return AppFuture {
-                    state: State::Metrics {
-                        future: metrics.clone().call(req),
-                    },
-                };
-            }
-        }
-        if let Some(response) = builtins.health_response(path) {
-            return AppFuture {
-                state: State::Ready {
-                    response: Some(response),
-                },
-            };
-        }
-        req.extensions_mut().insert(builtins.context.clone());
-        AppFuture {
-            state: State::App {
-                future: self.inner.call(req),
-            },
-        }
+    fn into_service(self, layers: &RequestLayers) -> Self::Service {
+        layers.wrap(self.0)
     }
 }

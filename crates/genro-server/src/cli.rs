@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::Config;
+use crate::config::Config;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

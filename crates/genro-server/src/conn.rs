@@ -1,13 +1,20 @@
 //! Connections: accepting within `max_connections`, a deadline on a connection's first bytes,
 //! hyper-util's auto builder (HTTP/1.1 and HTTP/2 on one port, upgrades), and the per-request
 //! adapter that gives each request its client address and tracing span.
+//!
+//! An error from `accept` that concerns one connection only (the client reset or gave up
+//! before it was accepted) is skipped; any other (out of file descriptors or memory) is
+//! counted, logged once per run of failures, and waited out a little rather than spun on.
 
 use std::{
     future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -22,12 +29,12 @@ use pin_project_lite::pin_project;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpListener,
-    sync::{watch, Semaphore},
+    sync::watch,
 };
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
-use crate::{config::LimitsSection, server::Lifecycle, tls::Tls};
+use crate::{config::LimitsSection, slots::Slots, state::Lifecycle, tls::Tls};
 
 /// Bytes after which a connection is past its protocol preface (HTTP/2's is 24 bytes).
 const PREFACE: usize = 24;
@@ -126,7 +133,7 @@ impl<T: AsyncWrite> AsyncWrite for DeadlineIo<T> {
 const HYPER_MAX_HEADERS: usize = 100;
 
 /// hyper's connection builder, set from `[limits]`.
-pub(crate) fn builder(limits: &LimitsSection) -> auto::Builder<TokioExecutor> {
+fn builder(limits: &LimitsSection) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let mut http1 = builder.http1();
     http1
@@ -188,42 +195,91 @@ where
     }
 }
 
-/// The open connections, within `max_connections`.
+/// The open connections, within `max_connections`, and the accept errors seen.
 #[derive(Debug)]
 pub(crate) struct Connections {
-    slots: Arc<Semaphore>,
-    max: u32,
+    slots: Slots,
+    accept_errors: AtomicU64,
+    /// Whether the last accept failed: the first failure of a run is logged, not every one.
+    failing: AtomicBool,
 }
 
 impl Connections {
     pub(crate) fn new(max: usize) -> Self {
-        let max = u32::try_from(max.min(Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
         Self {
-            slots: Arc::new(Semaphore::new(max as usize)),
-            max,
+            slots: Slots::new(max),
+            accept_errors: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
         }
     }
 
     /// How many connections are open.
     pub(crate) fn open(&self) -> usize {
-        self.max as usize - self.slots.available_permits()
+        self.slots.in_use()
+    }
+
+    /// Accept errors other than a client's own (out of descriptors or memory) since the start.
+    pub(crate) fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Ordering::Relaxed)
     }
 
     /// Waits until every connection has closed.
     pub(crate) async fn closed(&self) {
-        let _ = self.slots.acquire_many(self.max).await;
+        self.slots.all_free().await;
+    }
+
+    fn accepted(&self) {
+        self.failing.store(false, Ordering::Relaxed);
+    }
+
+    fn accept_failed(&self, error: &io::Error) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                %error,
+                "accept failed: new connections wait until it succeeds again (counted in \
+                 server_accept_errors_total; logged once per run of failures)"
+            );
+        }
+    }
+}
+
+/// Whether an accept error concerns only the connection being accepted: the client went away
+/// first. The listener itself is fine; the next accept goes on at once.
+fn is_per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// What every connection of a listener is served with.
+#[derive(Debug)]
+pub(crate) struct Serving {
+    builder: auto::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
+    connections: Arc<Connections>,
+}
+
+impl Serving {
+    pub(crate) fn new(limits: &LimitsSection, connections: Arc<Connections>) -> Self {
+        Self {
+            builder: builder(limits),
+            header_read_timeout: limits.header_read_timeout,
+            connections,
+        }
     }
 }
 
 /// Accepts until the server starts draining, then drops the listener: new connections are
 /// refused from that moment.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn accept_loop<A, B>(
     listener: TcpListener,
     app: A,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    limits: Arc<LimitsSection>,
-    connections: Arc<Connections>,
+    serving: Arc<Serving>,
     tls: Option<(Arc<Tls>, Duration)>,
     mut lifecycle: watch::Receiver<Lifecycle>,
 ) where
@@ -235,13 +291,14 @@ pub(crate) async fn accept_loop<A, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let draining = |l: &Lifecycle| *l >= Lifecycle::Draining;
+    let connections = &serving.connections;
     loop {
         let permit = tokio::select! {
             biased;
             _ = lifecycle.wait_for(draining) => return,
-            permit = connections.slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
+            permit = connections.slots.take() => match permit {
+                Some(permit) => permit,
+                None => return,
             },
         };
         let accepted = tokio::select! {
@@ -250,10 +307,16 @@ pub(crate) async fn accept_loop<A, B>(
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                connections.accepted();
+                accepted
+            }
+            Err(e) if is_per_connection(&e) => {
+                tracing::debug!(error = %e, "a client went away before its connection was accepted");
+                continue;
+            }
             Err(e) => {
-                // Out of descriptors or memory: wait a little rather than spin.
-                tracing::warn!(error = %e, "accept failed");
+                connections.accept_failed(&e);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -263,21 +326,19 @@ pub(crate) async fn accept_loop<A, B>(
             app: app.clone(),
             peer,
         };
-        let builder = builder.clone();
+        let serving = serving.clone();
         let mut aborting = lifecycle.clone();
         let lifecycle = lifecycle.clone();
-        let limits = limits.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let serve = async move {
                 match tls {
-                    None => serve_connection(stream, service, &builder, &limits, lifecycle).await,
+                    None => serve_connection(stream, service, &serving, lifecycle).await,
                     Some((tls, limit)) => {
                         // A client that never finishes its handshake never holds a slot for long.
                         match tokio::time::timeout(limit, tls.acceptor.accept(stream)).await {
                             Ok(Ok(stream)) => {
-                                serve_connection(stream, service, &builder, &limits, lifecycle)
-                                    .await;
+                                serve_connection(stream, service, &serving, lifecycle).await;
                             }
                             Ok(Err(e)) => {
                                 tracing::debug!(error = %e, %peer, "TLS handshake failed")
@@ -299,8 +360,7 @@ pub(crate) async fn accept_loop<A, B>(
 async fn serve_connection<I, A, B>(
     stream: I,
     service: PerRequest<A>,
-    builder: &auto::Builder<TokioExecutor>,
-    limits: &LimitsSection,
+    serving: &Serving,
     mut lifecycle: watch::Receiver<Lifecycle>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -311,8 +371,8 @@ async fn serve_connection<I, A, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let io = TokioIo::new(DeadlineIo::new(stream, limits.header_read_timeout));
-    let conn = builder.serve_connection_with_upgrades(io, service);
+    let io = TokioIo::new(DeadlineIo::new(stream, serving.header_read_timeout));
+    let conn = serving.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let mut asked_to_close = false;
     loop {
@@ -336,5 +396,37 @@ async fn serve_connection<I, A, B>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_gone_before_accept_is_skipped_and_running_out_of_descriptors_is_not() {
+        for kind in [
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::ConnectionReset,
+        ] {
+            assert!(is_per_connection(&io::Error::from(kind)), "{kind:?}");
+        }
+        // EMFILE: the process is out of file descriptors.
+        assert!(!is_per_connection(&io::Error::from_raw_os_error(24)));
+        assert!(!is_per_connection(&io::Error::from(
+            io::ErrorKind::OutOfMemory
+        )));
+    }
+
+    #[test]
+    fn accept_errors_are_counted_and_a_success_ends_the_run() {
+        let connections = Connections::new(4);
+        let emfile = io::Error::from_raw_os_error(24);
+        connections.accept_failed(&emfile);
+        connections.accept_failed(&emfile);
+        assert_eq!(connections.accept_errors(), 2);
+        assert!(connections.failing.load(Ordering::Relaxed));
+        connections.accepted();
+        assert!(!connections.failing.load(Ordering::Relaxed));
     }
 }

@@ -1,24 +1,76 @@
-//! The layers around the whole application, from `[cors]` and `[compression]`: tower-http's own.
+//! The layers around the whole application, tower-http's own: the body limit (`[limits]
+//! body_limit`), CORS (`[cors]`) and compression (`[compression]`), put on by one [`wrap`].
 
-use std::pin::Pin;
+use std::{convert::Infallible, pin::Pin, sync::Arc};
 
-use http::{HeaderName, HeaderValue, Method};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use genro_errors::BoxError;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::{
+    body::Limited,
     compression::{
         predicate::{NotForContentType, Predicate, SizeAbove},
         CompressionLayer,
     },
     cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer},
+    limit::{RequestBodyLimitLayer, ResponseBody},
 };
 
-use crate::config::{CompressionSection, CorsSection};
+use crate::config::{Allow, CompressionSection, Config, CorsSection, Encoding};
+
+/// `app` inside the edge layers `config` asks for. Compression and CORS are put on only when
+/// configured: each costs a wrapper per request.
+pub(crate) fn wrap<S, B>(
+    app: S,
+    config: &Config,
+    origins: &LiveOrigins,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ResponseBody<EdgeBody<B>>>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + Sync
+       + 'static
+where
+    S: Service<Request<Limited<Incoming>>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let app = if config.compression.enabled {
+        tower::util::Either::Left(
+            ServiceBuilder::new()
+                .map_response(|r: Response<_>| r.map(EdgeBody::compressed))
+                .layer(compression(&config.compression))
+                .service(app),
+        )
+    } else {
+        tower::util::Either::Right(app.map_response(|r: Response<B>| r.map(EdgeBody::plain)))
+    };
+    let app = if config.cors.enabled {
+        tower::util::Either::Left(cors(&config.cors, origins).layer(app))
+    } else {
+        tower::util::Either::Right(app)
+    };
+    let body_limit = usize::try_from(config.limits.body_limit).unwrap_or(usize::MAX);
+    RequestBodyLimitLayer::new(body_limit).layer(app)
+}
 
 /// Compresses only responses whose size is known before they are sent. tower-http's encoders
 /// hold data back until they have enough to compress, so a streamed body (chunks as they are
 /// produced, server-sent events) would reach the client late and in bursts: such responses are
 /// sent as they are.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct KnownSize;
+struct KnownSize;
 
 impl Predicate for KnownSize {
     fn should_compress<B: http_body::Body>(&self, response: &http::Response<B>) -> bool {
@@ -32,52 +84,39 @@ impl Predicate for KnownSize {
 /// tower-http's compression as `[compression]` sets it. Responses smaller than `min_size`,
 /// streamed responses (no known size), gRPC, images and server-sent events are never
 /// compressed; tower-http also leaves alone a response that already has a `content-encoding`.
-pub(crate) fn compression(section: &CompressionSection) -> CompressionLayer<impl Predicate> {
-    let has = |name: &str| section.algorithms.iter().any(|a| a == name);
-    let predicate = SizeAbove::new(u16::try_from(section.min_size).unwrap_or(u16::MAX))
+fn compression(section: &CompressionSection) -> CompressionLayer<impl Predicate> {
+    let predicate = SizeAbove::new(section.min_size)
         .and(KnownSize)
         .and(NotForContentType::GRPC)
         .and(NotForContentType::IMAGES)
         .and(NotForContentType::SSE);
     CompressionLayer::new()
-        .gzip(has("gzip"))
-        .br(has("br"))
-        .deflate(has("deflate"))
+        .gzip(section.offers(Encoding::Gzip))
+        .br(section.offers(Encoding::Br))
+        .deflate(section.offers(Encoding::Deflate))
         .compress_when(predicate)
 }
 
 /// The allowed origins, changeable while the server runs (hot reload).
-pub(crate) type LiveOrigins = std::sync::Arc<arc_swap::ArcSwap<Vec<String>>>;
+pub(crate) type LiveOrigins = Arc<ArcSwap<Allow<String>>>;
 
-/// tower-http's CORS as `[cors]` sets it. The configuration was checked when read, so every
-/// value parses and the combinations tower-http refuses cannot occur. The origins are read from
-/// `origins` on every request, so a reload changes them live.
-pub(crate) fn cors(section: &CorsSection, origins: &LiveOrigins) -> CorsLayer {
+/// tower-http's CORS as `[cors]` sets it. The configuration was checked when read, so the
+/// combinations tower-http refuses cannot occur. The origins are read from `origins` on every
+/// request, so a reload changes them live.
+fn cors(section: &CorsSection, origins: &LiveOrigins) -> CorsLayer {
     let live = origins.clone();
-    let origins = AllowOrigin::predicate(move |origin: &HeaderValue, _parts| {
-        live.load()
-            .iter()
-            .any(|allowed| allowed == "*" || allowed.as_bytes() == origin.as_bytes())
-    });
-    let methods = if section.allow_methods.iter().any(|m| m == "*") {
-        AllowMethods::any()
-    } else {
-        AllowMethods::list(
-            section
-                .allow_methods
-                .iter()
-                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok()),
-        )
+    let origins =
+        AllowOrigin::predicate(move |origin: &HeaderValue, _parts| match &**live.load() {
+            Allow::Any => true,
+            Allow::List(allowed) => allowed.iter().any(|a| a.as_bytes() == origin.as_bytes()),
+        });
+    let methods = match &section.allow_methods {
+        Allow::Any => AllowMethods::any(),
+        Allow::List(methods) => AllowMethods::list(methods.iter().cloned()),
     };
-    let headers = if section.allow_headers.iter().any(|h| h == "*") {
-        AllowHeaders::any()
-    } else {
-        AllowHeaders::list(
-            section
-                .allow_headers
-                .iter()
-                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
-        )
+    let headers = match &section.allow_headers {
+        Allow::Any => AllowHeaders::any(),
+        Allow::List(headers) => AllowHeaders::list(headers.iter().cloned()),
     };
     CorsLayer::new()
         .allow_origin(origins)
@@ -104,7 +143,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     /// The response body at the edge of the server: the application's, compressed or not, or
     /// empty (what CORS answers a preflight with).
-    pub struct EdgeBody<B>
+    pub(crate) struct EdgeBody<B>
     where
         B: http_body::Body,
     {
@@ -114,13 +153,13 @@ pin_project_lite::pin_project! {
 }
 
 impl<B: http_body::Body> EdgeBody<B> {
-    pub(crate) fn plain(body: B) -> Self {
+    fn plain(body: B) -> Self {
         Self {
             inner: Edge::Plain { body },
         }
     }
 
-    pub(crate) fn compressed(body: tower_http::compression::CompressionBody<B>) -> Self {
+    fn compressed(body: tower_http::compression::CompressionBody<B>) -> Self {
         Self {
             inner: Edge::Compressed {
                 body: Box::pin(body),

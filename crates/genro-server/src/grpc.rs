@@ -4,7 +4,7 @@
 
 use tonic_health::{server::HealthReporter, ServingStatus};
 
-use crate::ServerContext;
+use crate::state::ServerContext;
 
 /// Marks `services` (and the whole server, the empty service name) NOT_SERVING in `reporter`
 /// when `server` begins to drain. Returns at once; the change happens on a task of its own.

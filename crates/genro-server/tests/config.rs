@@ -40,7 +40,11 @@ fn the_seed_file_parses_verbatim_and_its_placeholder_webhook_is_reported() {
     assert_eq!(config.watchdog.critical, Duration::from_secs(300));
     assert_eq!(
         config.logging.format,
-        LogFormat::Template("%(asctime)s - %(name)s - %(levelname)s - %(message)s".into())
+        LogFormat::Template(
+            "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+                .parse()
+                .unwrap()
+        )
     );
     assert_eq!(config.metrics.export_port, Some(9090));
     // Debug is off, so its placeholder secret is not judged.

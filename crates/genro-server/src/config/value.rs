@@ -1,11 +1,271 @@
-//! Parsers for the value kinds of the configuration: each says, in words, what it expected.
+//! The kinds of value the configuration holds. Each [`Kind`] reads its text (saying, in words,
+//! what it expected when it cannot) and writes a value back as a person would type it, which is
+//! how `--print-config` shows a default: from the value itself, never from a second string.
 
-use std::{net::IpAddr, time::Duration};
+use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
+
+use http::{HeaderName, Method};
 
 /// A parse failure: what was expected, for the message `key: <value> is not <what>`.
 pub(crate) type Expected = String;
 
-pub(crate) fn boolean(text: &str) -> Result<bool, Expected> {
+/// A kind of value: how its text is read, and how a value is written back.
+pub(crate) struct Kind<T> {
+    pub(crate) parse: fn(&str) -> Result<T, Expected>,
+    pub(crate) render: fn(&T) -> String,
+}
+
+pub(crate) const BOOLEAN: Kind<bool> = Kind {
+    parse: boolean,
+    render: ToString::to_string,
+};
+pub(crate) const PORT: Kind<u16> = Kind {
+    parse: port,
+    render: ToString::to_string,
+};
+/// A port, or nothing (empty).
+pub(crate) const OPTIONAL_PORT: Kind<Option<u16>> = Kind {
+    parse: |t| optional(t, port),
+    render: |p| p.map(|p| p.to_string()).unwrap_or_default(),
+};
+pub(crate) const COUNT: Kind<usize> = Kind {
+    parse: count,
+    render: ToString::to_string,
+};
+pub(crate) const DURATION: Kind<Duration> = Kind {
+    parse: duration,
+    render: |d| humanize(*d),
+};
+/// A duration where 0 means none.
+pub(crate) const OPTIONAL_DURATION: Kind<Option<Duration>> = Kind {
+    parse: |t| duration(t).map(|d| (!d.is_zero()).then_some(d)),
+    render: |d| humanize(d.unwrap_or_default()),
+};
+pub(crate) const SIZE: Kind<u64> = Kind {
+    parse: size,
+    render: |n| render_size(*n),
+};
+/// A size of at most 65535 bytes.
+pub(crate) const SMALL_SIZE: Kind<u16> = Kind {
+    parse: |t| {
+        size(t)
+            .and_then(|n| u16::try_from(n).map_err(|_| "a size of at most 65535 bytes".to_owned()))
+    },
+    render: |n| render_size(u64::from(*n)),
+};
+pub(crate) const TEXT: Kind<String> = Kind {
+    parse: |t| Ok(t.to_owned()),
+    render: Clone::clone,
+};
+/// Text, or nothing (empty).
+pub(crate) const OPTIONAL_TEXT: Kind<Option<String>> = Kind {
+    parse: |t| Ok((!t.is_empty()).then(|| t.to_owned())),
+    render: |t| t.clone().unwrap_or_default(),
+};
+pub(crate) const HOST: Kind<String> = Kind {
+    parse: host,
+    render: Clone::clone,
+};
+pub(crate) const ENDPOINT: Kind<String> = Kind {
+    parse: endpoint,
+    render: Clone::clone,
+};
+/// A file, or nothing (empty).
+pub(crate) const PATH: Kind<Option<PathBuf>> = Kind {
+    parse: |t| Ok((!t.is_empty()).then(|| PathBuf::from(t))),
+    render: |p| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    },
+};
+pub(crate) const CIDRS: Kind<Vec<Cidr>> = Kind {
+    parse: cidrs,
+    render: |nets| join(nets),
+};
+pub(crate) const ORIGINS: Kind<Allow<String>> = Kind {
+    parse: |t| {
+        allow(t, |o| {
+            if http::HeaderValue::from_str(o).is_ok() && o.is_ascii() && o.contains("://") {
+                Ok(o.to_owned())
+            } else {
+                Err(format!(
+                    "a list of origins such as https://app.example.com, or * (not {o:?})"
+                ))
+            }
+        })
+    },
+    render: ToString::to_string,
+};
+pub(crate) const METHODS: Kind<Allow<Method>> = Kind {
+    parse: |t| {
+        allow(t, |m| {
+            Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                .map_err(|_| format!("a list of HTTP methods (not {m:?})"))
+        })
+    },
+    render: ToString::to_string,
+};
+pub(crate) const HEADERS: Kind<Allow<HeaderName>> = Kind {
+    parse: |t| {
+        allow(t, |h| {
+            HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+                .map_err(|_| format!("a list of header names (not {h:?})"))
+        })
+    },
+    render: ToString::to_string,
+};
+pub(crate) const ENCODINGS: Kind<Vec<Encoding>> = Kind {
+    parse: |t| list(t).into_iter().map(str::parse).collect(),
+    render: |e| join(e),
+};
+
+fn optional<T>(text: &str, parse: fn(&str) -> Result<T, Expected>) -> Result<Option<T>, Expected> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        parse(text).map(Some)
+    }
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A duration as a person writes it in the file.
+pub(crate) fn humanize(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(3_600_000) && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+/// A size as a person writes it: `8KiB`, `10MiB`, or bytes.
+fn render_size(n: u64) -> String {
+    for (unit, scale) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if n > 0 && n.is_multiple_of(scale) {
+            return format!("{}{unit}", n / scale);
+        }
+    }
+    n.to_string()
+}
+
+/// An IP address or a host name.
+fn host(text: &str) -> Result<String, Expected> {
+    if text.parse::<IpAddr>().is_ok()
+        || (!text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+    {
+        Ok(text.to_owned())
+    } else {
+        Err("an IP address or host name".into())
+    }
+}
+
+/// What a CORS list allows: anything (`*`), or the items listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Allow<T> {
+    /// `*`: any value.
+    Any,
+    /// Only these (possibly none).
+    List(Vec<T>),
+}
+
+impl<T> Allow<T> {
+    /// Whether this is `*`.
+    #[must_use]
+    pub fn is_any(&self) -> bool {
+        matches!(self, Self::Any)
+    }
+
+    /// Whether nothing at all is allowed (an empty list).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Self::List(items) if items.is_empty())
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for Allow<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("*"),
+            Self::List(items) => f.write_str(&join(items)),
+        }
+    }
+}
+
+/// `*` anywhere in the list allows anything; otherwise each item is read by `item`.
+fn allow<T>(text: &str, item: impl Fn(&str) -> Result<T, Expected>) -> Result<Allow<T>, Expected> {
+    let items = list(text);
+    let parsed = items
+        .iter()
+        .filter(|i| **i != "*")
+        .map(|i| item(i))
+        .collect::<Result<Vec<T>, Expected>>()?;
+    if items.contains(&"*") {
+        Ok(Allow::Any)
+    } else {
+        Ok(Allow::List(parsed))
+    }
+}
+
+/// A response encoding `[compression] algorithms` can offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Encoding {
+    /// `gzip`.
+    Gzip,
+    /// `br` (Brotli).
+    Br,
+    /// `deflate`.
+    Deflate,
+}
+
+impl Encoding {
+    /// Its name in the configuration and in `content-encoding`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gzip => "gzip",
+            Self::Br => "br",
+            Self::Deflate => "deflate",
+        }
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Encoding {
+    type Err = Expected;
+
+    fn from_str(text: &str) -> Result<Self, Expected> {
+        match text.to_ascii_lowercase().as_str() {
+            "gzip" => Ok(Self::Gzip),
+            "br" => Ok(Self::Br),
+            "deflate" => Ok(Self::Deflate),
+            _ => Err(format!("a list of gzip, br, deflate (not {text:?})")),
+        }
+    }
+}
+
+fn boolean(text: &str) -> Result<bool, Expected> {
     match text.to_ascii_lowercase().as_str() {
         "1" | "yes" | "true" | "on" => Ok(true),
         "0" | "no" | "false" | "off" => Ok(false),
@@ -13,12 +273,12 @@ pub(crate) fn boolean(text: &str) -> Result<bool, Expected> {
     }
 }
 
-pub(crate) fn port(text: &str) -> Result<u16, Expected> {
+fn port(text: &str) -> Result<u16, Expected> {
     text.parse::<u16>()
         .map_err(|_| "a port number from 0 to 65535".into())
 }
 
-pub(crate) fn count(text: &str) -> Result<usize, Expected> {
+fn count(text: &str) -> Result<usize, Expected> {
     let digits: String = text.chars().filter(|c| *c != '_').collect();
     digits
         .parse::<usize>()
@@ -26,7 +286,7 @@ pub(crate) fn count(text: &str) -> Result<usize, Expected> {
 }
 
 /// `30`, `30s`, `1.5s`, `500ms`, `5m`, `2h`: a number alone is seconds, as in the seed config.
-pub(crate) fn duration(text: &str) -> Result<Duration, Expected> {
+fn duration(text: &str) -> Result<Duration, Expected> {
     const WHAT: &str = "a duration such as 30, 30s, 500ms, 5m or 1h (a plain number is seconds)";
     let text = text.trim();
     let split = text
@@ -49,7 +309,7 @@ pub(crate) fn duration(text: &str) -> Result<Duration, Expected> {
 }
 
 /// `1048576`, `64KiB`, `10MiB`, `1GiB`, `10KB`, `2MB`.
-pub(crate) fn size(text: &str) -> Result<u64, Expected> {
+fn size(text: &str) -> Result<u64, Expected> {
     const WHAT: &str = "a size in bytes such as 65536, 64KiB, 10MiB or 1GB";
     let text = text.trim();
     let split = text
@@ -73,6 +333,14 @@ pub(crate) fn size(text: &str) -> Result<u64, Expected> {
     number.checked_mul(scale).ok_or_else(|| WHAT.to_owned())
 }
 
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address it carries.
+fn unmapped(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
 /// An IP network: `10.0.0.0/8`, `::1`, `127.0.0.1` (a single address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -85,11 +353,7 @@ impl Cidr {
     /// treated as the IPv4 address it carries.
     #[must_use]
     pub fn contains(&self, addr: IpAddr) -> bool {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-            v4 @ IpAddr::V4(_) => v4,
-        };
-        match (self.network, addr) {
+        match (self.network, unmapped(addr)) {
             (IpAddr::V4(net), IpAddr::V4(a)) => {
                 let mask = u32::MAX
                     .checked_shl(32 - u32::from(self.prefix))
@@ -103,6 +367,17 @@ impl Cidr {
                 u128::from(net) & mask == u128::from(a) & mask
             }
             _ => false,
+        }
+    }
+}
+
+impl From<IpAddr> for Cidr {
+    /// The network of this one address.
+    fn from(addr: IpAddr) -> Self {
+        let network = unmapped(addr);
+        Self {
+            network,
+            prefix: if network.is_ipv4() { 32 } else { 128 },
         }
     }
 }
@@ -123,10 +398,7 @@ impl std::str::FromStr for Cidr {
             None => (text, None),
         };
         let network: IpAddr = addr.trim().parse().map_err(|_| WHAT.to_owned())?;
-        let network = match network {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(network, IpAddr::V4),
-            v4 @ IpAddr::V4(_) => v4,
-        };
+        let network = unmapped(network);
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -141,12 +413,12 @@ impl std::str::FromStr for Cidr {
     }
 }
 
-pub(crate) fn cidrs(text: &str) -> Result<Vec<Cidr>, Expected> {
+fn cidrs(text: &str) -> Result<Vec<Cidr>, Expected> {
     list(text).into_iter().map(str::parse).collect()
 }
 
 /// A comma- (or whitespace-) separated list; empty items are dropped.
-pub(crate) fn list(text: &str) -> Vec<&str> {
+fn list(text: &str) -> Vec<&str> {
     text.split([',', ' ', '\n', '\t'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -154,7 +426,7 @@ pub(crate) fn list(text: &str) -> Vec<&str> {
 }
 
 /// An absolute URL path such as `/metrics`.
-pub(crate) fn endpoint(text: &str) -> Result<String, Expected> {
+fn endpoint(text: &str) -> Result<String, Expected> {
     const WHAT: &str = "an absolute path such as /metrics";
     if text.starts_with('/')
         && text.parse::<http::uri::PathAndQuery>().is_ok()

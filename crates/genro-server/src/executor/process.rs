@@ -1,15 +1,5 @@
-//! Executors: a bounded pool for blocking work, and a pool of worker processes for CPU-bound or
-//! crash-prone jobs. Both are part of the drain: it waits for their running jobs.
-//!
-//! The thread pool runs closures on tokio's blocking threads, at most `threads` at a time, with at
-//! most `queue` more waiting; past that a call fails at once with [`ExecutorError::Full`] rather
-//! than growing a queue without bound.
-//!
-//! The process pool re-executes the server's own binary in worker mode. The application lists
-//! its jobs by name in a [`ProcessJobs`] and calls [`ProcessJobs::serve_if_worker`] first thing
-//! in `main`; in a worker that call never returns: it reads jobs from stdin and writes results to
-//! stdout, one JSON line each (serde_json). A worker that crashes fails its job with a clear
-//! error and is replaced; `processes` workers run, with at most `process_queue` jobs waiting.
+//! The pool of worker processes: the server's own binary re-executed in worker mode, running
+//! named jobs that travel as JSON lines on its stdin and stdout.
 
 use std::{
     collections::HashMap,
@@ -17,145 +7,21 @@ use std::{
     io::{BufRead, Write},
     panic::AssertUnwindSafe,
     process::Stdio,
-    sync::{Arc, OnceLock},
+    sync::Arc,
     time::Duration,
 };
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    sync::{mpsc, oneshot, Mutex, Semaphore},
+    sync::{mpsc, oneshot, Mutex},
 };
+
+use super::error::{panic_text, ExecutorError};
+use crate::slots::Slots;
 
 /// The environment variable that puts the binary in worker mode.
 pub const WORKER_ENV: &str = "GENRO_ASGI_PROCESS_WORKER";
-
-/// Why a job did not produce its result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ExecutorError {
-    /// The pool and its queue are full; try again later.
-    Full,
-    /// The server is shutting down and takes no new jobs.
-    ShuttingDown,
-    /// The job panicked; the message is the panic's.
-    Panicked(String),
-    /// The job returned an error.
-    Failed(String),
-    /// The worker process running the job exited or broke its pipe; it has been replaced.
-    WorkerLost(String),
-    /// No job of this name is registered.
-    UnknownJob(String),
-    /// The job ran past `job_timeout`; its worker was killed and replaced.
-    TimedOut(Duration),
-    /// The process pool is off (`[executors] processes = 0`).
-    NoProcessPool,
-}
-
-impl fmt::Display for ExecutorError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Full => f.write_str("executor full: every worker is busy and the queue is full"),
-            Self::ShuttingDown => f.write_str("executor shutting down: no new jobs"),
-            Self::Panicked(why) => write!(f, "job panicked: {why}"),
-            Self::Failed(why) => write!(f, "job failed: {why}"),
-            Self::WorkerLost(why) => write!(f, "worker process lost: {why}"),
-            Self::UnknownJob(name) => write!(f, "no process job named {name:?} is registered"),
-            Self::TimedOut(limit) => write!(f, "job timed out after {limit:?}"),
-            Self::NoProcessPool => {
-                f.write_str("the process pool is off: set [executors] processes to 1 or more")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ExecutorError {}
-
-/// The bounded pool for blocking work.
-#[derive(Clone)]
-pub struct ThreadPool {
-    /// Running plus waiting: its permits bound the queue.
-    slots: Arc<Semaphore>,
-    /// Running: its permits bound the parallelism.
-    running: Arc<Semaphore>,
-    total: u32,
-}
-
-impl fmt::Debug for ThreadPool {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ThreadPool")
-            .field("busy", &self.busy())
-            .finish_non_exhaustive()
-    }
-}
-
-impl ThreadPool {
-    /// A pool running at most `threads` closures at once, with at most `queue` more waiting.
-    #[must_use]
-    pub fn new(threads: usize, queue: usize) -> Self {
-        let threads = threads.max(1);
-        let total = u32::try_from(threads + queue).unwrap_or(u32::MAX);
-        Self {
-            slots: Arc::new(Semaphore::new(total as usize)),
-            running: Arc::new(Semaphore::new(threads)),
-            total,
-        }
-    }
-
-    /// Runs `f` on a blocking thread and waits for its result.
-    ///
-    /// # Errors
-    ///
-    /// [`ExecutorError::Full`] when the pool and its queue are full; [`ExecutorError::Panicked`]
-    /// when `f` panics (the pool goes on); [`ExecutorError::ShuttingDown`] after the drain.
-    pub async fn run_in_executor<F, T>(&self, f: F) -> Result<T, ExecutorError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let slot = match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(ExecutorError::ShuttingDown),
-            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(ExecutorError::Full),
-        };
-        let running = self
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ExecutorError::ShuttingDown)?;
-        let result = tokio::task::spawn_blocking(move || {
-            let _running = running;
-            let _slot = slot;
-            std::panic::catch_unwind(AssertUnwindSafe(f))
-        })
-        .await;
-        match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(payload)) => Err(ExecutorError::Panicked(panic_text(&*payload))),
-            Err(e) => Err(ExecutorError::Panicked(e.to_string())),
-        }
-    }
-
-    /// Jobs running or waiting.
-    #[must_use]
-    pub fn busy(&self) -> usize {
-        self.total as usize - self.slots.available_permits()
-    }
-
-    /// Waits until no job runs or waits.
-    pub(crate) async fn idle(&self) {
-        let _ = self.slots.acquire_many(self.total).await;
-    }
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".to_owned())
-}
 
 type JobFn = dyn Fn(serde_json::Value) -> Result<serde_json::Value, String> + Send + Sync;
 
@@ -185,6 +51,7 @@ struct JobRequest {
 enum JobReply {
     Ok(serde_json::Value),
     Err(String),
+    Panicked(String),
 }
 
 impl ProcessJobs {
@@ -233,9 +100,7 @@ impl ProcessJobs {
                         match std::panic::catch_unwind(AssertUnwindSafe(|| job(request.input))) {
                             Ok(Ok(value)) => JobReply::Ok(value),
                             Ok(Err(why)) => JobReply::Err(why),
-                            Err(payload) => {
-                                JobReply::Err(format!("job panicked: {}", panic_text(&*payload)))
-                            }
+                            Err(payload) => JobReply::Panicked(panic_text(&*payload)),
                         }
                     }
                 },
@@ -270,18 +135,15 @@ struct Queued {
 pub struct ProcessPool {
     jobs: ProcessJobs,
     queue: mpsc::Sender<Queued>,
-    in_flight: Arc<Semaphore>,
-    total: u32,
+    /// Running plus waiting.
+    in_flight: Slots,
 }
 
 impl fmt::Debug for ProcessPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessPool")
             .field("jobs", &self.jobs)
-            .field(
-                "busy",
-                &(self.total as usize - self.in_flight.available_permits()),
-            )
+            .field("busy", &self.in_flight.in_use())
             .finish_non_exhaustive()
     }
 }
@@ -302,12 +164,10 @@ impl ProcessPool {
         for index in 0..workers {
             tokio::spawn(worker_loop(index, exe.clone(), rx.clone(), timeout));
         }
-        let total = u32::try_from(workers + queue.max(1)).unwrap_or(u32::MAX);
         Ok(Self {
             jobs,
             queue: tx,
-            in_flight: Arc::new(Semaphore::new(total as usize)),
-            total,
+            in_flight: Slots::new(workers.saturating_add(queue.max(1))),
         })
     }
 
@@ -325,11 +185,7 @@ impl ProcessPool {
         if !self.jobs.has(name) {
             return Err(ExecutorError::UnknownJob(name.to_owned()));
         }
-        let permit = match self.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(ExecutorError::ShuttingDown),
-            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(ExecutorError::Full),
-        };
+        let permit = self.in_flight.try_take().map_err(ExecutorError::from)?;
         let input = serde_json::to_value(input)
             .map_err(|e| ExecutorError::Failed(format!("unserialisable input: {e}")))?;
         let (reply, answer) = oneshot::channel();
@@ -353,7 +209,7 @@ impl ProcessPool {
 
     /// Waits until no job runs or waits.
     pub(crate) async fn idle(&self) {
-        let _ = self.in_flight.acquire_many(self.total).await;
+        self.in_flight.all_free().await;
     }
 }
 
@@ -449,9 +305,7 @@ async fn worker_loop(
         };
         let result = match outcome {
             Ok(JobReply::Ok(value)) => Ok(value),
-            Ok(JobReply::Err(why)) if why.starts_with("job panicked: ") => Err(
-                ExecutorError::Panicked(why.trim_start_matches("job panicked: ").to_owned()),
-            ),
+            Ok(JobReply::Panicked(why)) => Err(ExecutorError::Panicked(why)),
             Ok(JobReply::Err(why)) => Err(ExecutorError::Failed(why)),
             Err(e) => {
                 // Lost or stuck: this worker is dropped (killed) and a new one starts with the
@@ -462,69 +316,5 @@ async fn worker_loop(
             }
         };
         let _ = reply.send(result);
-    }
-}
-
-/// The server's executors: the thread pool, and the process pool once the server has started
-/// it.
-#[derive(Clone, Debug)]
-pub struct Executors {
-    threads: ThreadPool,
-    processes: Arc<OnceLock<ProcessPool>>,
-}
-
-impl Executors {
-    pub(crate) fn new(threads: ThreadPool) -> Self {
-        Self {
-            threads,
-            processes: Arc::new(OnceLock::new()),
-        }
-    }
-
-    pub(crate) fn set_processes(&self, pool: ProcessPool) {
-        let _ = self.processes.set(pool);
-    }
-
-    /// Runs blocking work on the thread pool; see [`ThreadPool::run_in_executor`].
-    ///
-    /// # Errors
-    ///
-    /// As [`ThreadPool::run_in_executor`].
-    pub async fn run_in_executor<F, T>(&self, f: F) -> Result<T, ExecutorError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        self.threads.run_in_executor(f).await
-    }
-
-    /// Runs a named job in a worker process; see [`ProcessPool::run_job`].
-    ///
-    /// # Errors
-    ///
-    /// As [`ProcessPool::run_job`], and [`ExecutorError::NoProcessPool`] when it is off.
-    pub async fn run_job<I: Serialize, O: DeserializeOwned>(
-        &self,
-        name: &str,
-        input: &I,
-    ) -> Result<O, ExecutorError> {
-        match self.processes.get() {
-            Some(pool) => pool.run_job(name, input).await,
-            None => Err(ExecutorError::NoProcessPool),
-        }
-    }
-
-    /// The thread pool.
-    #[must_use]
-    pub fn threads(&self) -> &ThreadPool {
-        &self.threads
-    }
-
-    /// Waits until both pools are idle.
-    pub(crate) async fn idle(&self) {
-        self.threads.idle().await;
-        if let Some(pool) = self.processes.get() {
-            pool.idle().await;
-        }
     }
 }

@@ -1,0 +1,730 @@
+//! genro's sections. Each one is a struct whose `Default` is the one place its defaults are
+//! written, and a `read` beside it that takes each key from the resolver (environment, file,
+//! or that default), parsed into its type, and checks what the keys must agree on.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use http::{HeaderName, Method};
+
+use super::{
+    resolver::Resolver,
+    source::Secret,
+    value::{
+        self, humanize, Allow, Cidr, Encoding, Kind, BOOLEAN, CIDRS, COUNT, DURATION, ENCODINGS,
+        ENDPOINT, HEADERS, HOST, METHODS, OPTIONAL_DURATION, OPTIONAL_PORT, OPTIONAL_TEXT, ORIGINS,
+        PATH, PORT, SIZE, SMALL_SIZE, TEXT,
+    },
+};
+use crate::logging::format::{LogFormat, LogLevel};
+
+/// `[server]`: where and how to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerSection {
+    /// Address to bind (`host`), default `127.0.0.1`.
+    pub host: String,
+    /// Port (`port`), default 8000; 0 picks a free port.
+    pub port: u16,
+    /// Tokio worker threads (`workers`); 0, the default, means one per CPU.
+    pub workers: usize,
+    /// Development defaults (`debug`): tracebacks in error bodies, DEBUG logs, readable logs.
+    pub debug: bool,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            workers: 0,
+            debug: false,
+        }
+    }
+}
+
+/// One per CPU for a setting of 0, else the setting.
+fn per_cpu(setting: usize) -> usize {
+    match setting {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    }
+}
+
+impl ServerSection {
+    /// The tokio worker threads `workers` asks for: one per CPU for 0.
+    #[must_use]
+    pub fn worker_threads(&self) -> usize {
+        per_cpu(self.workers)
+    }
+
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        let s = "server";
+        Self {
+            debug: r.get(s, "debug", d.debug, &BOOLEAN),
+            host: r.get(s, "host", d.host, &HOST),
+            port: r.get(s, "port", d.port, &PORT),
+            workers: r.get(s, "workers", d.workers, &COUNT),
+        }
+    }
+}
+
+/// `[ssl]`: TLS for the main port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SslSection {
+    /// Serve TLS (`enabled`).
+    pub enabled: bool,
+    /// PEM certificate chain (`certfile`).
+    pub certfile: Option<PathBuf>,
+    /// PEM private key (`keyfile`).
+    pub keyfile: Option<PathBuf>,
+    /// Longest a client may take to finish the TLS handshake (`handshake_timeout`), default 10 s.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for SslSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            certfile: None,
+            keyfile: None,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SslSection {
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        let s = "ssl";
+        let enabled = r.get(s, "enabled", d.enabled, &BOOLEAN);
+        let (certfile, cert_source) = r.read(s, "certfile", d.certfile, &PATH);
+        let (keyfile, key_source) = r.read(s, "keyfile", d.keyfile, &PATH);
+        if enabled {
+            for (key, file, source) in [
+                ("certfile", &certfile, cert_source),
+                ("keyfile", &keyfile, key_source),
+            ] {
+                match file {
+                    None => r.problem(s, key, source, "is required when ssl.enabled is true"),
+                    Some(p) => {
+                        if let Err(e) = std::fs::File::open(p) {
+                            r.problem(
+                                s,
+                                key,
+                                source,
+                                format!("cannot read {:?}: {e}", p.display().to_string()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Self {
+            enabled,
+            certfile,
+            keyfile,
+            handshake_timeout: r.get(s, "handshake_timeout", d.handshake_timeout, &DURATION),
+        }
+    }
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoggingSection {
+    /// The level or filter (`level`).
+    pub level: LogLevel,
+    /// Line format (`format`).
+    pub format: LogFormat,
+    /// Append to this file instead of writing to stderr (`file`).
+    pub file: Option<PathBuf>,
+}
+
+impl Default for LoggingSection {
+    /// Production: INFO, JSON lines, stderr.
+    fn default() -> Self {
+        Self {
+            level: "INFO".parse().expect("a level"),
+            format: LogFormat::Json,
+            file: None,
+        }
+    }
+}
+
+impl LoggingSection {
+    /// Development (`[server] debug = true`): DEBUG, pretty lines, stderr.
+    #[must_use]
+    pub fn development() -> Self {
+        Self {
+            level: "DEBUG".parse().expect("a level"),
+            format: LogFormat::Pretty,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn read(r: &mut Resolver<'_>, debug: bool) -> Self {
+        let d = if debug {
+            Self::development()
+        } else {
+            Self::default()
+        };
+        let s = "logging";
+        Self {
+            level: r.get(s, "level", d.level, &parsed::<LogLevel>()),
+            format: r.get(s, "format", d.format, &parsed::<LogFormat>()),
+            file: r.get(s, "file", d.file, &PATH),
+        }
+    }
+}
+
+/// A kind read by `FromStr` and written by `Display`.
+fn parsed<T>() -> Kind<T>
+where
+    T: std::str::FromStr<Err = String> + std::fmt::Display,
+{
+    Kind {
+        parse: str::parse,
+        render: ToString::to_string,
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsSection {
+    /// Serve the metrics (`enabled`).
+    pub enabled: bool,
+    /// Path of the metrics endpoint (`endpoint`), default `/metrics`.
+    pub endpoint: String,
+    /// Serve the endpoint on this port of its own instead of the main one (`export_port`).
+    pub export_port: Option<u16>,
+    /// Export process metrics: CPU, memory, file descriptors (`process`).
+    pub process: bool,
+    /// Most distinct route labels claimed at run time (`max_routes`).
+    pub max_routes: usize,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            endpoint: "/metrics".into(),
+            export_port: None,
+            process: true,
+            max_routes: genro_metrics::DEFAULT_MAX_ROUTES,
+        }
+    }
+}
+
+impl MetricsSection {
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        let s = "metrics";
+        Self {
+            enabled: r.get(s, "enabled", d.enabled, &BOOLEAN),
+            endpoint: r.get(s, "endpoint", d.endpoint, &ENDPOINT),
+            export_port: r.get(s, "export_port", d.export_port, &OPTIONAL_PORT),
+            process: r.get(s, "process", d.process, &BOOLEAN),
+            max_routes: r.get(s, "max_routes", d.max_routes, &COUNT),
+        }
+    }
+}
+
+/// `[watchdog]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WatchdogSection {
+    /// Run the watchdog (`enabled`).
+    pub enabled: bool,
+    /// Time between scans (`interval`).
+    pub interval: Duration,
+    /// Age of a request reported at warning level (`timeout`).
+    pub timeout: Duration,
+    /// Age of a request reported as critical and notified (`critical`).
+    pub critical: Duration,
+}
+
+impl Default for WatchdogSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(60),
+            critical: Duration::from_secs(300),
+        }
+    }
+}
+
+impl WatchdogSection {
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        let s = "watchdog";
+        let enabled = r.get(s, "enabled", d.enabled, &BOOLEAN);
+        let (interval, interval_source) = r.read(s, "interval", d.interval, &DURATION);
+        let timeout = r.get(s, "timeout", d.timeout, &DURATION);
+        let (critical, critical_source) = r.read(s, "critical", d.critical, &DURATION);
+        if enabled {
+            if interval.is_zero() {
+                r.problem(s, "interval", interval_source, "must be more than zero");
+            }
+            if critical <= timeout {
+                r.problem(
+                    s,
+                    "critical",
+                    critical_source,
+                    format!(
+                        "{} must be above watchdog.timeout ({})",
+                        humanize(critical),
+                        humanize(timeout)
+                    ),
+                );
+            }
+        }
+        Self {
+            enabled,
+            interval,
+            timeout,
+            critical,
+        }
+    }
+
+    /// The watchdog's thresholds.
+    pub(crate) fn thresholds(&self) -> genro_watchdog::WatchdogConfig {
+        genro_watchdog::WatchdogConfig {
+            interval: self.interval,
+            timeout: self.timeout,
+            critical: self.critical,
+        }
+    }
+}
+
+/// `[errors]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ErrorsSection {
+    /// Error bodies include detail and traceback (`show_traceback`).
+    pub show_traceback: bool,
+    /// Send critical errors and critically stuck requests to the webhook (`notify_critical`).
+    pub notify_critical: bool,
+    /// The webhook (`notify_webhook`).
+    pub notify_webhook: Option<String>,
+}
+
+impl ErrorsSection {
+    /// Development (`[server] debug = true`): tracebacks in error bodies.
+    #[must_use]
+    pub fn development() -> Self {
+        Self {
+            show_traceback: true,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn read(r: &mut Resolver<'_>, debug: bool) -> Self {
+        let d = if debug {
+            Self::development()
+        } else {
+            Self::default()
+        };
+        let s = "errors";
+        let show_traceback = r.get(s, "show_traceback", d.show_traceback, &BOOLEAN);
+        let notify_critical = r.get(s, "notify_critical", d.notify_critical, &BOOLEAN);
+        // Judged only where it is used: a placeholder URL is fine while notifications are off.
+        let (webhook, source) = r.read(s, "notify_webhook", d.notify_webhook, &OPTIONAL_TEXT);
+        if notify_critical {
+            match &webhook {
+                None => r.problem(
+                    s,
+                    "notify_webhook",
+                    source,
+                    "is required when errors.notify_critical is true",
+                ),
+                Some(url) => {
+                    if let Err(why) = value::webhook_url(url) {
+                        r.problem(s, "notify_webhook", source, format!("{url:?} is not {why}"));
+                    }
+                }
+            }
+        }
+        Self {
+            show_traceback,
+            notify_critical,
+            notify_webhook: webhook,
+        }
+    }
+}
+
+/// `[debug]`: the remote debug console. Its keys are read and checked now, so that a file
+/// written for the console is accepted; the console itself (genro-debug) is not part of this
+/// release, and the server says so in its log when `enabled` is true.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DebugSection {
+    /// Run the console (`enabled`).
+    pub enabled: bool,
+    /// Hold failing requests for a debugger (`remote_pdb`).
+    pub remote_pdb: bool,
+    /// Its port (`debug_port`).
+    pub debug_port: u16,
+    /// Its address (`host`), default `127.0.0.1`.
+    pub host: String,
+    /// Who may connect (`allowed_ips`).
+    pub allowed_ips: Vec<Cidr>,
+    /// The shared secret (`secret`), at least 16 bytes.
+    pub secret: Secret,
+    /// Longest a failing request waits for a debugger (`hold_timeout`).
+    pub hold_timeout: Duration,
+}
+
+impl Default for DebugSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            remote_pdb: false,
+            debug_port: 8001,
+            host: "127.0.0.1".into(),
+            allowed_ips: vec![
+                Cidr::from(IpAddr::from([127, 0, 0, 1])),
+                Cidr::from(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])),
+            ],
+            secret: Secret::default(),
+            hold_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl DebugSection {
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        let s = "debug";
+        let enabled = r.get(s, "enabled", d.enabled, &BOOLEAN);
+        let (secret, secret_source) = r.secret(s, "secret");
+        if enabled && secret.len() < 16 {
+            r.problem(
+                s,
+                "secret",
+                secret_source,
+                format!("must be at least 16 bytes (it has {})", secret.len()),
+            );
+        }
+        Self {
+            enabled,
+            remote_pdb: r.get(s, "remote_pdb", d.remote_pdb, &BOOLEAN),
+            debug_port: r.get(s, "debug_port", d.debug_port, &PORT),
+            host: r.get(s, "host", d.host, &TEXT),
+            allowed_ips: r.get(s, "allowed_ips", d.allowed_ips, &CIDRS),
+            secret,
+            hold_timeout: r.get(s, "hold_timeout", d.hold_timeout, &DURATION),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitsSection {
+    /// Longest a client may take to send a request head, and the longest an idle HTTP/1
+    /// keep-alive connection waits for the next one (`header_read_timeout`).
+    pub header_read_timeout: Duration,
+    /// Most request headers (`max_headers`).
+    pub max_headers: usize,
+    /// Largest request head in bytes (`max_header_size`).
+    pub max_header_size: u64,
+    /// Largest request body in bytes (`body_limit`); larger gets 413.
+    pub body_limit: u64,
+    /// Most requests handled at once (`concurrency_limit`, 0 for no limit); more get 503.
+    pub concurrency_limit: usize,
+    /// Most open connections (`max_connections`); more wait to be accepted.
+    pub max_connections: usize,
+    /// Longest a request may take (`request_timeout`, 0 for no limit); longer gets 504.
+    pub request_timeout: Option<Duration>,
+    /// Keep HTTP/1 connections open between requests (`keepalive`).
+    pub keepalive: bool,
+    /// HTTP/2 connections are pinged this often, and closed when a ping is not answered within
+    /// it (`keepalive_timeout`).
+    pub keepalive_timeout: Duration,
+}
+
+/// The smallest request head HTTP/1 must accept.
+const MIN_HEAD: u64 = 8192;
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_headers: 100,
+            max_header_size: MIN_HEAD,
+            body_limit: 10 << 20,
+            concurrency_limit: 0,
+            max_connections: 10_000,
+            request_timeout: None,
+            keepalive: true,
+            keepalive_timeout: Duration::from_secs(75),
+        }
+    }
+}
+
+impl LimitsSection {
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        let s = "limits";
+        let (header_read_timeout, source) =
+            r.read(s, "header_read_timeout", d.header_read_timeout, &DURATION);
+        if header_read_timeout.is_zero() {
+            r.problem(
+                s,
+                "header_read_timeout",
+                source,
+                "must be more than zero: a header read timeout is always on",
+            );
+        }
+        let max_headers = r.get(s, "max_headers", d.max_headers, &COUNT);
+        let (max_header_size, source) = r.read(s, "max_header_size", d.max_header_size, &SIZE);
+        if max_header_size < MIN_HEAD {
+            r.problem(
+                s,
+                "max_header_size",
+                source,
+                format!("{max_header_size} is below the smallest head size HTTP/1 allows (8KiB)"),
+            );
+        }
+        let body_limit = r.get(s, "body_limit", d.body_limit, &SIZE);
+        let concurrency_limit = r.get(s, "concurrency_limit", d.concurrency_limit, &COUNT);
+        let (max_connections, source) = r.read(s, "max_connections", d.max_connections, &COUNT);
+        if max_connections == 0 {
+            r.problem(s, "max_connections", source, "must be at least 1");
+        }
+        Self {
+            header_read_timeout,
+            max_headers,
+            max_header_size,
+            body_limit,
+            concurrency_limit,
+            max_connections,
+            request_timeout: r.get(s, "request_timeout", d.request_timeout, &OPTIONAL_DURATION),
+            keepalive: r.get(s, "keepalive", d.keepalive, &BOOLEAN),
+            keepalive_timeout: r.get(s, "keepalive_timeout", d.keepalive_timeout, &DURATION),
+        }
+    }
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownSection {
+    /// Longest the drain waits for in-flight requests before aborting them (`drain_timeout`).
+    pub drain_timeout: Duration,
+}
+
+impl Default for ShutdownSection {
+    fn default() -> Self {
+        Self {
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ShutdownSection {
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        Self {
+            drain_timeout: r.get("shutdown", "drain_timeout", d.drain_timeout, &DURATION),
+        }
+    }
+}
+
+/// `[executors]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecutorsSection {
+    /// Blocking closures run at once (`threads`); 0, the default, means one per CPU.
+    pub threads: usize,
+    /// Blocking closures that may wait for a thread (`queue`); more are refused.
+    pub queue: usize,
+    /// Worker processes (`processes`); 0, the default, turns the process pool off.
+    pub processes: usize,
+    /// Process jobs that may wait for a worker (`process_queue`).
+    pub process_queue: usize,
+    /// Longest a process job may run before its worker is killed (`job_timeout`, 0 for none).
+    pub job_timeout: Option<Duration>,
+}
+
+impl Default for ExecutorsSection {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            queue: 64,
+            processes: 0,
+            process_queue: 64,
+            job_timeout: None,
+        }
+    }
+}
+
+impl ExecutorsSection {
+    /// The threads `threads` asks for: one per CPU for 0.
+    #[must_use]
+    pub fn pool_threads(&self) -> usize {
+        per_cpu(self.threads)
+    }
+
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        let s = "executors";
+        Self {
+            threads: r.get(s, "threads", d.threads, &COUNT),
+            queue: r.get(s, "queue", d.queue, &COUNT),
+            processes: r.get(s, "processes", d.processes, &COUNT),
+            process_queue: r.get(s, "process_queue", d.process_queue, &COUNT),
+            job_timeout: r.get(s, "job_timeout", d.job_timeout, &OPTIONAL_DURATION),
+        }
+    }
+}
+
+/// `[cors]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CorsSection {
+    /// Answer CORS (`enabled`).
+    pub enabled: bool,
+    /// Allowed origins (`allow_origins`), or `*`; changed live by SIGHUP.
+    pub allow_origins: Allow<String>,
+    /// Allowed methods (`allow_methods`).
+    pub allow_methods: Allow<Method>,
+    /// Allowed request headers (`allow_headers`).
+    pub allow_headers: Allow<HeaderName>,
+    /// Allow credentials (`allow_credentials`).
+    pub allow_credentials: bool,
+    /// How long a preflight answer may be cached (`max_age`).
+    pub max_age: Duration,
+}
+
+impl Default for CorsSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allow_origins: Allow::List(Vec::new()),
+            allow_methods: Allow::List(vec![Method::GET, Method::HEAD, Method::POST]),
+            allow_headers: Allow::List(Vec::new()),
+            allow_credentials: false,
+            max_age: Duration::from_secs(600),
+        }
+    }
+}
+
+impl CorsSection {
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        let s = "cors";
+        let enabled = r.get(s, "enabled", d.enabled, &BOOLEAN);
+        let (allow_origins, origins_source) = r.read(s, "allow_origins", d.allow_origins, &ORIGINS);
+        let allow_methods = r.get(s, "allow_methods", d.allow_methods, &METHODS);
+        let allow_headers = r.get(s, "allow_headers", d.allow_headers, &HEADERS);
+        let (allow_credentials, credentials_source) =
+            r.read(s, "allow_credentials", d.allow_credentials, &BOOLEAN);
+        if enabled {
+            if allow_origins.is_empty() {
+                r.problem(
+                    s,
+                    "allow_origins",
+                    origins_source,
+                    "is required when cors.enabled is true (a list of origins, or *)",
+                );
+            } else if allow_credentials
+                && (allow_origins.is_any() || allow_headers.is_any() || allow_methods.is_any())
+            {
+                r.problem(
+                    s,
+                    "allow_credentials",
+                    credentials_source,
+                    "cannot be true together with a * in allow_origins, allow_methods or \
+                     allow_headers (browsers refuse it): list them",
+                );
+            }
+        }
+        Self {
+            enabled,
+            allow_origins,
+            allow_methods,
+            allow_headers,
+            allow_credentials,
+            max_age: r.get(s, "max_age", d.max_age, &DURATION),
+        }
+    }
+}
+
+/// `[compression]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompressionSection {
+    /// Compress responses (`enabled`).
+    pub enabled: bool,
+    /// Smallest response worth compressing, in bytes, at most 65535 (`min_size`).
+    pub min_size: u16,
+    /// Encodings offered (`algorithms`).
+    pub algorithms: Vec<Encoding>,
+}
+
+impl Default for CompressionSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_size: 1024,
+            algorithms: vec![Encoding::Gzip, Encoding::Br],
+        }
+    }
+}
+
+impl CompressionSection {
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        let s = "compression";
+        Self {
+            enabled: r.get(s, "enabled", d.enabled, &BOOLEAN),
+            min_size: r.get(s, "min_size", d.min_size, &SMALL_SIZE),
+            algorithms: r.get(s, "algorithms", d.algorithms, &ENCODINGS),
+        }
+    }
+
+    /// Whether `encoding` is offered.
+    #[must_use]
+    pub fn offers(&self, encoding: Encoding) -> bool {
+        self.algorithms.contains(&encoding)
+    }
+}
+
+/// `[health]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthSection {
+    /// Serve the health endpoints (`enabled`).
+    pub enabled: bool,
+    /// Liveness path (`live`).
+    pub live: String,
+    /// Readiness path (`ready`); it answers 503 while starting and draining.
+    pub ready: String,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            live: "/health/live".into(),
+            ready: "/health/ready".into(),
+        }
+    }
+}
+
+impl HealthSection {
+    pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
+        let d = Self::default();
+        let s = "health";
+        Self {
+            enabled: r.get(s, "enabled", d.enabled, &BOOLEAN),
+            live: r.get(s, "live", d.live, &ENDPOINT),
+            ready: r.get(s, "ready", d.ready, &ENDPOINT),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The bounded drain: readiness off, listeners closed, connections asked to close, in-flight
+//! requests and executor jobs awaited until `drain_timeout`, then whatever is left aborted and
+//! reported.
+
+use std::time::Duration;
+
+use super::signals::Signals;
+use crate::{
+    config::Config,
+    conn::Connections,
+    state::{Lifecycle, Shared},
+};
+
+/// The bounded drain: readiness off, listeners closed, connections asked to close, in-flight
+/// requests awaited until `drain_timeout`, then whatever is left aborted and reported. A second
+/// signal aborts at once.
+pub(crate) async fn drain(
+    shared: &Shared,
+    config: &Config,
+    connections: &Connections,
+    signals: &mut Signals,
+) {
+    let began = tokio::time::Instant::now();
+    shared.begin_drain();
+    let in_flight = shared.registry.len();
+    tracing::info!(
+        in_flight,
+        connections = connections.open(),
+        executor_jobs = shared.executors.threads().busy(),
+        drain_timeout = ?config.shutdown.drain_timeout,
+        "draining"
+    );
+    let idle = async {
+        shared.registry.wait_idle(Duration::MAX).await;
+        connections.closed().await;
+        shared.executors.idle().await;
+    };
+    let finished = tokio::select! {
+        () = idle => true,
+        () = tokio::time::sleep(config.shutdown.drain_timeout) => false,
+        signal = signals.next_stop() => {
+            tracing::warn!(%signal, "second signal: aborting the drain");
+            false
+        }
+    };
+    let mut aborted = 0;
+    if !finished {
+        for envelope in shared.registry.snapshot() {
+            aborted += 1;
+            tracing::warn!(
+                request_id = %envelope.internal_id().hyphenated(),
+                error_id = %envelope.short_id(),
+                method = %envelope.method(),
+                path = %genro_envelope::plumbing::truncated(envelope.path(), genro_notify::MAX_REPORTED_PATH),
+                age_s = envelope.age().as_secs_f64(),
+                phase = %envelope.phase(),
+                "request aborted: it outlived the drain"
+            );
+        }
+        shared.lifecycle.send_replace(Lifecycle::Aborting);
+        // The connections drop their requests now; give their tasks a moment to end.
+        let _ = tokio::time::timeout(Duration::from_secs(1), connections.closed()).await;
+    }
+    tracing::info!(
+        finished = in_flight.saturating_sub(aborted),
+        aborted,
+        took_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "drain complete"
+    );
+}

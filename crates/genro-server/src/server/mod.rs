@@ -1,0 +1,423 @@
+//! [`AsgiServer`]: a configuration in, a served application out, with its lifecycle around
+//! it. A run is a few named steps: start (logging, background parts, process pool), listen,
+//! the `on_startup` hooks, serve until a signal or the handle, drain, the `on_shutdown` hooks.
+//!
+//! The files below this one: `handle` ([`ServerHandle`]), `startup` (what starts and stops with
+//! the server, the listeners, [`StartError`]), `signals`, `reload` and `drain`.
+
+mod drain;
+mod handle;
+mod reload;
+mod signals;
+mod startup;
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc};
+
+use genro_envelope::EnvelopeLayer;
+use genro_errors::{BoxError, Error, ErrorLayer};
+use genro_metrics::MetricsCollector;
+use genro_registry::EnvelopeRegistry;
+
+pub use handle::ServerHandle;
+pub use startup::StartError;
+
+use self::{
+    signals::{Signal, Signals},
+    startup::{Listeners, ServerCollector, Started},
+};
+use crate::{
+    app::{IntoApplication, RequestLayers},
+    builtins::{self, Builtins, WithBuiltins},
+    config::Config,
+    conn::{self, Connections, Serving},
+    edge,
+    executor::{Executors, ProcessJobs},
+    logging::{self, Logging},
+    state::{Lifecycle, ServerContext, Shared},
+};
+
+type Hook = Box<
+    dyn FnOnce(ServerContext) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> + Send,
+>;
+
+fn boxed_hook<F, Fut, E>(hook: F) -> Hook
+where
+    F: FnOnce(ServerContext) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    Box::new(move |ctx| Box::pin(async move { hook(ctx).await.map_err(Into::into) }))
+}
+
+/// The genro-asgi server: a configuration, the infrastructure it describes (logging, metrics,
+/// registry, watchdog, notifications), and the application served with the whole request path.
+///
+/// ```no_run
+/// use axum::{routing::get, Router};
+/// use genro_server::AsgiServer;
+///
+/// fn main() -> Result<(), genro_server::Error> {
+///     let app = Router::new().route("/", get(|| async { "hello" }));
+///     AsgiServer::from_config_path("server.ini")?.run(app)
+/// }
+/// ```
+pub struct AsgiServer {
+    context: ServerContext,
+    startup: Vec<Hook>,
+    shutdown: Vec<Hook>,
+    install_logging: bool,
+    process_jobs: Option<ProcessJobs>,
+    errors: ErrorLayer,
+    envelope: EnvelopeLayer,
+}
+
+impl fmt::Debug for AsgiServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsgiServer")
+            .field("config", &self.context.config().path())
+            .field("on_startup", &self.startup.len())
+            .field("on_shutdown", &self.shutdown.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsgiServer {
+    /// A server configured by the `.ini` file at `path`, with `GENRO_ASGI_*` overrides.
+    ///
+    /// # Errors
+    ///
+    /// The configuration cannot be used; the error lists every problem, each naming its key,
+    /// source and value.
+    pub fn from_config_path(path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        Ok(Self::from_config(Config::from_path(path)?))
+    }
+
+    /// A server with this configuration.
+    #[must_use]
+    pub fn from_config(config: Config) -> Self {
+        Self {
+            context: ServerContext::new(config),
+            startup: Vec::new(),
+            shutdown: Vec::new(),
+            install_logging: true,
+            process_jobs: None,
+            errors: ErrorLayer::new(),
+            envelope: EnvelopeLayer::new(),
+        }
+    }
+
+    /// The configuration (see [`ServerContext::config`]).
+    #[must_use]
+    pub fn config(&self) -> Arc<Config> {
+        self.context.config()
+    }
+
+    /// The registry of in-flight requests.
+    #[must_use]
+    pub fn registry(&self) -> &EnvelopeRegistry {
+        self.context.registry()
+    }
+
+    /// The metrics collector; register your own metrics in `metrics().registry()`.
+    #[must_use]
+    pub fn metrics(&self) -> &MetricsCollector {
+        self.context.metrics()
+    }
+
+    /// What handlers receive as [`ServerContext`].
+    #[must_use]
+    pub fn context(&self) -> ServerContext {
+        self.context.clone()
+    }
+
+    /// A handle to the running server: bound address, readiness, shutdown.
+    #[must_use]
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle::new(self.context.clone())
+    }
+
+    /// Runs `hook` before the server accepts connections; hooks run in the order added, and
+    /// one that fails stops the start with its error.
+    #[must_use]
+    pub fn on_startup<F, Fut, E>(mut self, hook: F) -> Self
+    where
+        F: FnOnce(ServerContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.startup.push(boxed_hook(hook));
+        self
+    }
+
+    /// Runs `hook` after the drain; a failing hook is logged and the next one still runs.
+    #[must_use]
+    pub fn on_shutdown<F, Fut, E>(mut self, hook: F) -> Self
+    where
+        F: FnOnce(ServerContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.shutdown.push(boxed_hook(hook));
+        self
+    }
+
+    /// The executors: blocking work and process jobs (the process pool starts with the server).
+    #[must_use]
+    pub fn executors(&self) -> &Executors {
+        self.context.executors()
+    }
+
+    /// The jobs the process pool runs (`[executors] processes`). The binary must call
+    /// [`ProcessJobs::serve_if_worker`](ProcessJobs::serve_if_worker) with the
+    /// same jobs first thing in `main`, since the workers are this binary in worker mode.
+    #[must_use]
+    pub fn process_jobs(mut self, jobs: ProcessJobs) -> Self {
+        self.process_jobs = Some(jobs);
+        self
+    }
+
+    /// The error layer's own settings (handlers by error type, observers, the `critical_when`
+    /// rule). The server adds `show_traceback` and the notifiers from the configuration.
+    #[must_use]
+    pub fn errors(mut self, layer: ErrorLayer) -> Self {
+        self.errors = layer;
+        self
+    }
+
+    /// The envelope layer's settings (id header, response id).
+    #[must_use]
+    pub fn envelope(mut self, layer: EnvelopeLayer) -> Self {
+        self.envelope = layer;
+        self
+    }
+
+    /// Leaves logging alone: for applications that install their own tracing subscriber. (When
+    /// one is already installed, the server keeps it anyway.)
+    #[must_use]
+    pub fn without_logging(mut self) -> Self {
+        self.install_logging = false;
+        self
+    }
+
+    /// Serves `app` until SIGINT, SIGTERM or [`ServerHandle::shutdown`], on a tokio runtime of
+    /// `[server] workers` threads that this call starts and ends. Blocks.
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve); and when called inside a tokio runtime.
+    pub fn run<A: IntoApplication>(self, app: A) -> Result<(), Error> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(StartError::NestedRuntime.into());
+        }
+        let workers = self.config().server.worker_threads();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("genro-worker")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StartError::Setup(format!(
+                    "server.workers: cannot start {workers} worker threads: {e}"
+                ))
+            })?;
+        runtime.block_on(self.serve(app))
+    }
+
+    /// Serves `app` on the current tokio runtime until SIGINT, SIGTERM or
+    /// [`ServerHandle::shutdown`], then drains and runs the `on_shutdown` hooks.
+    ///
+    /// # Errors
+    ///
+    /// A listener cannot bind, an `on_startup` hook fails, or something the configuration asks
+    /// for cannot be set up (the log file, the webhook).
+    pub async fn serve<A: IntoApplication>(self, app: A) -> Result<(), Error> {
+        let result = self.serve_inner(app).await;
+        result.map_err(Into::into)
+    }
+
+    async fn serve_inner<A: IntoApplication>(mut self, app: A) -> Result<(), StartError> {
+        // Installed first, for the whole run: a signal that comes while the server starts, or
+        // while it handles another, waits its turn.
+        let mut signals = Signals::install();
+        let config = self.config();
+        let logging = self.start_logging(&config)?;
+        let started = Started::start(&self.context, &self.errors, &self.envelope, &config)?;
+        startup::start_process_pool(&self.context, &config, self.process_jobs.take())?;
+        let app = self.application(app, &config, &started);
+
+        let listeners = Listeners::bind(&config).await?;
+        let bound = listeners.bound();
+        self.context.shared.bound.send_replace(bound);
+        if let Err(e) = self.run_startup_hooks().await {
+            self.context
+                .shared
+                .lifecycle
+                .send_replace(Lifecycle::Stopped);
+            started.stop().await;
+            return Err(e);
+        }
+
+        let connections = self.count_connections(&config);
+        let loops = self.accept(listeners, app, &config, &started, &connections);
+        let shared = &self.context.shared;
+        shared
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        shared.lifecycle.send_replace(Lifecycle::Serving);
+        startup::announce(&config, bound);
+
+        wait_for_shutdown(shared, &mut signals, &started, logging.as_ref()).await;
+        drain::drain(shared, &config, &connections, &mut signals).await;
+        for task in loops {
+            let _ = task.await;
+        }
+        self.run_shutdown_hooks().await;
+        started.stop().await;
+        self.context
+            .shared
+            .lifecycle
+            .send_replace(Lifecycle::Stopped);
+        tracing::info!("server stopped");
+        Ok(())
+    }
+
+    fn start_logging(&self, config: &Config) -> Result<Option<Logging>, StartError> {
+        if !self.install_logging {
+            return Ok(None);
+        }
+        let section = &config.logging;
+        logging::install(&section.level, &section.format, section.file.as_deref())
+            .map(Some)
+            .map_err(|e| StartError::Setup(e.to_string()))
+    }
+
+    /// The application as the main port serves it: inside its request layers, behind the
+    /// server's own endpoints, inside the edge layers.
+    fn application<A: IntoApplication>(
+        &self,
+        app: A,
+        config: &Config,
+        started: &Started,
+    ) -> impl tower::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<
+            impl http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
+        >,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+           + Send
+           + Sync
+           + 'static {
+        let layers = RequestLayers::new(started.genro.clone(), &config.limits);
+        let app = WithBuiltins::new(
+            app.into_service(&layers),
+            Builtins::main(config, &self.context),
+        );
+        edge::wrap(app, config, &started.cors_origins)
+    }
+
+    async fn run_startup_hooks(&mut self) -> Result<(), StartError> {
+        for (index, hook) in std::mem::take(&mut self.startup).into_iter().enumerate() {
+            hook(self.context())
+                .await
+                .map_err(|source| StartError::Hook {
+                    index: index + 1,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn run_shutdown_hooks(&mut self) {
+        for (index, hook) in std::mem::take(&mut self.shutdown).into_iter().enumerate() {
+            if let Err(e) = hook(self.context()).await {
+                tracing::error!(hook = index + 1, error = %e, "on_shutdown hook failed");
+            }
+        }
+    }
+
+    /// The open connections within `max_connections`, counted in the server's own metrics.
+    fn count_connections(&self, config: &Config) -> Arc<Connections> {
+        let connections = Arc::new(Connections::new(config.limits.max_connections));
+        let shared = &self.context.shared;
+        shared
+            .metrics
+            .registry()
+            .register_collector(Box::new(ServerCollector {
+                shared: Arc::downgrade(shared),
+                connections: connections.clone(),
+            }));
+        connections
+    }
+
+    /// Starts accepting on every listener; each loop ends when the drain begins.
+    fn accept<S, B>(
+        &self,
+        listeners: Listeners,
+        app: S,
+        config: &Config,
+        started: &Started,
+        connections: &Arc<Connections>,
+    ) -> Vec<tokio::task::JoinHandle<()>>
+    where
+        S: tower::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let serving = Arc::new(Serving::new(&config.limits, connections.clone()));
+        let lifecycle = &self.context.shared.lifecycle;
+        let tls = started
+            .tls
+            .clone()
+            .map(|tls| (tls, config.ssl.handshake_timeout));
+        let mut loops = vec![tokio::spawn(conn::accept_loop(
+            listeners.main,
+            app,
+            serving.clone(),
+            tls,
+            lifecycle.subscribe(),
+        ))];
+        if let Some(export) = listeners.export {
+            loops.push(tokio::spawn(conn::accept_loop(
+                export,
+                builtins::export_port(config, &self.context),
+                serving,
+                None,
+                lifecycle.subscribe(),
+            )));
+        }
+        loops
+    }
+}
+
+/// Serves until SIGINT, SIGTERM or a handle's shutdown, reloading the configuration on SIGHUP.
+async fn wait_for_shutdown(
+    shared: &Shared,
+    signals: &mut Signals,
+    started: &Started,
+    logging: Option<&Logging>,
+) {
+    let mut life = shared.lifecycle.subscribe();
+    loop {
+        tokio::select! {
+            _ = life.wait_for(|l| *l >= Lifecycle::Draining) => return,
+            signal = signals.next() => match signal {
+                Signal::Reload => reload::reload(shared, started, logging),
+                stop => {
+                    tracing::info!(signal = %stop, "shutdown requested");
+                    return;
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Starting: what can stop a start ([`StartError`]), the background parts that start with the
+//! server and stop with it, the listeners, and the server's own metrics.
+
+use std::{fmt, sync::Arc};
+
+use arc_swap::ArcSwap;
+use genro_envelope::EnvelopeLayer;
+use genro_errors::{BoxError, ErrorLayer, TracebackSwitch};
+use genro_notify::{Notifiers, WebhookNotifier};
+use genro_stack::GenroLayer;
+use genro_watchdog::{Watchdog, WatchdogHandle};
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Config,
+    conn::Connections,
+    edge::LiveOrigins,
+    executor::{ProcessJobs, ProcessPool},
+    state::{Bound, Lifecycle, ServerContext, Shared},
+    tls::Tls,
+};
+
+/// Why the server could not start, or stopped with an error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listener could not bind.
+    Bind {
+        /// What it was for, and the key that set it.
+        what: &'static str,
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An `on_startup` hook failed.
+    Hook {
+        /// Which hook, from 1, in the order they were added.
+        index: usize,
+        /// Its error.
+        source: BoxError,
+    },
+    /// Something the configuration asks for could not be set up.
+    Setup(String),
+    /// `run` was called inside a tokio runtime.
+    NestedRuntime,
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bind { what, addr, source } => {
+                write!(f, "{what}: cannot listen on {addr}: {source}")
+            }
+            Self::Hook { index, source } => write!(f, "on_startup hook {index} failed: {source}"),
+            Self::Setup(why) => f.write_str(why),
+            Self::NestedRuntime => f.write_str(
+                "AsgiServer::run blocks and starts its own runtime: inside a tokio runtime, call \
+                 `serve(app).await` instead",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Bind { source, .. } => Some(source),
+            Self::Hook { source, .. } => Some(&**source),
+            _ => None,
+        }
+    }
+}
+
+/// The server's own gauges, read at scrape time: where it is in its life (so a drain can be
+/// followed on a dashboard), its open connections and its busy executor jobs.
+#[derive(Debug)]
+pub(crate) struct ServerCollector {
+    // Weak: the collector lives in the metrics registry, which the server state owns.
+    pub(crate) shared: std::sync::Weak<Shared>,
+    pub(crate) connections: Arc<Connections>,
+}
+
+impl prometheus_client::collector::Collector for ServerCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::{
+            encoding::EncodeMetric,
+            metrics::{counter::ConstCounter, gauge::ConstGauge},
+        };
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        let phase = match *shared.lifecycle.borrow() {
+            Lifecycle::Starting => 0,
+            Lifecycle::Serving => 1,
+            Lifecycle::Draining => 2,
+            Lifecycle::Aborting => 3,
+            Lifecycle::Stopped => 4,
+        };
+        let accept_errors = ConstCounter::new(self.connections.accept_errors());
+        accept_errors.encode(encoder.encode_descriptor(
+            "server_accept_errors",
+            "Accept errors other than a client's own (out of file descriptors or memory)",
+            None,
+            accept_errors.metric_type(),
+        )?)?;
+        let gauges = [
+            (
+                "server_phase",
+                "Where the server is: 0 starting, 1 serving, 2 draining, 3 aborting what outlived the drain, 4 stopped",
+                phase,
+            ),
+            (
+                "server_connections_open",
+                "Open client connections",
+                i64::try_from(self.connections.open()).unwrap_or(i64::MAX),
+            ),
+            (
+                "server_executor_jobs",
+                "Blocking jobs running or waiting on the thread pool",
+                i64::try_from(shared.executors.threads().busy()).unwrap_or(i64::MAX),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The background parts that start with the server and stop with it.
+pub(crate) struct Started {
+    pub(crate) genro: GenroLayer,
+    pub(crate) watchdog: Option<WatchdogHandle>,
+    pub(crate) traceback: TracebackSwitch,
+    pub(crate) tls: Option<Arc<Tls>>,
+    pub(crate) cors_origins: LiveOrigins,
+}
+
+impl Started {
+    /// Starts them for `config`: notifications, the error layer with its live traceback
+    /// switch, the metrics of every part, the watchdog, the request stack and TLS.
+    pub(crate) fn start(
+        context: &ServerContext,
+        errors: &ErrorLayer,
+        envelope: &EnvelopeLayer,
+        config: &Config,
+    ) -> Result<Self, StartError> {
+        let shared = &context.shared;
+        let metrics = &shared.metrics;
+        let notifiers = if config.errors.notify_critical {
+            let url = config.errors.notify_webhook.as_deref().unwrap_or_default();
+            let webhook = WebhookNotifier::builder(url)
+                .and_then(genro_notify::WebhookBuilder::build)
+                .map_err(|e| StartError::Setup(format!("errors.notify_webhook: {e}")))?;
+            webhook.register_metrics(&mut metrics.registry());
+            Notifiers::new().with("webhook", webhook)
+        } else {
+            Notifiers::new()
+        };
+        let switch = TracebackSwitch::new(config.errors.show_traceback);
+        let errors = errors
+            .clone()
+            .traceback_switch(&switch)
+            .notifiers(notifiers.clone());
+        {
+            let mut registry = metrics.registry();
+            errors.register_metrics(&mut registry);
+            envelope.register_metrics(&mut registry);
+            shared.registry.register_metrics(&mut registry);
+        }
+        if config.debug.enabled {
+            tracing::warn!(
+                port = config.debug.debug_port,
+                "debug.enabled: the remote debug console is not part of this release; nothing \
+                 listens on debug.debug_port"
+            );
+        }
+        if config.metrics.process {
+            metrics.register_process_metrics();
+        }
+        let watchdog = if config.watchdog.enabled {
+            let watchdog = Watchdog::new(shared.registry.clone(), config.watchdog.thresholds())
+                .notifiers(notifiers);
+            watchdog.register_metrics(&mut metrics.registry());
+            Some(
+                watchdog
+                    .spawn()
+                    .map_err(|e| StartError::Setup(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let genro = GenroLayer::new(&shared.registry, metrics)
+            .envelope(envelope.clone())
+            .errors(errors);
+        let tls = if config.ssl.enabled {
+            Some(Arc::new(Tls::new(&config.ssl).map_err(StartError::Setup)?))
+        } else {
+            None
+        };
+        Ok(Self {
+            genro,
+            watchdog,
+            traceback: switch,
+            tls,
+            cors_origins: Arc::new(ArcSwap::from_pointee(config.cors.allow_origins.clone())),
+        })
+    }
+
+    pub(crate) async fn stop(self) {
+        if let Some(watchdog) = self.watchdog {
+            watchdog.stop().await;
+        }
+    }
+}
+
+pub(crate) fn announce(config: &Config, bound: Bound) {
+    let Some(main) = bound.main else { return };
+    let scheme = if config.ssl.enabled { "https" } else { "http" };
+    let metrics = match (config.metrics.enabled, bound.export) {
+        (false, _) => "off".to_owned(),
+        (true, Some(export)) => format!("http://{export}{}", config.metrics.endpoint),
+        (true, None) => format!("{scheme}://{main}{}", config.metrics.endpoint),
+    };
+    tracing::info!(
+        address = %main,
+        metrics = %metrics,
+        health = config.health.enabled.then_some(config.health.ready.as_str()),
+        watchdog = config.watchdog.enabled,
+        "listening on {scheme}://{main}"
+    );
+}
+
+/// The listening sockets: the main port, and the metrics' own port when configured.
+pub(crate) struct Listeners {
+    pub(crate) main: TcpListener,
+    pub(crate) export: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds what `config` asks for.
+    pub(crate) async fn bind(config: &Config) -> Result<Self, StartError> {
+        let main = bind(
+            "server.host/server.port",
+            &config.server.host,
+            config.server.port,
+        )
+        .await?;
+        let export = match (config.metrics.enabled, config.metrics.export_port) {
+            (true, Some(port)) => {
+                Some(bind("metrics.export_port", &config.server.host, port).await?)
+            }
+            _ => None,
+        };
+        Ok(Self { main, export })
+    }
+
+    pub(crate) fn bound(&self) -> Bound {
+        Bound {
+            main: self.main.local_addr().ok(),
+            export: self.export.as_ref().and_then(|l| l.local_addr().ok()),
+        }
+    }
+}
+
+async fn bind(what: &'static str, host: &str, port: u16) -> Result<TcpListener, StartError> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// Starts the process pool `[executors] processes` asks for, with `jobs`.
+pub(crate) fn start_process_pool(
+    context: &ServerContext,
+    config: &Config,
+    jobs: Option<ProcessJobs>,
+) -> Result<(), StartError> {
+    let executors = &config.executors;
+    if executors.processes == 0 {
+        return Ok(());
+    }
+    let Some(jobs) = jobs else {
+        return Err(StartError::Setup(format!(
+            "executors.processes: {} workers asked for, but no process jobs are registered \
+             (AsgiServer::process_jobs)",
+            executors.processes
+        )));
+    };
+    let pool = ProcessPool::start(
+        jobs,
+        executors.processes,
+        executors.process_queue,
+        executors.job_timeout,
+    )
+    .map_err(StartError::Setup)?;
+    context.executors().set_processes(pool);
+    Ok(())
+}
