@@ -260,17 +260,9 @@ fn errors() -> ErrorLayer {
 fn main() -> ExitCode {
     // A worker process of the process pool runs its jobs here and never returns.
     jobs().serve_if_worker();
-    let config = match cli::parse_args("examples/server.ini", std::env::args().skip(1)) {
+    let config = match cli::command("examples/server.ini", std::env::args().skip(1)) {
         Command::Serve(config) => config,
-        Command::Exit { message, code } => {
-            if code == 0 {
-                println!("{message}");
-            } else {
-                eprintln!("{message}");
-            }
-            return ExitCode::from(u8::try_from(code).unwrap_or(1));
-        }
-        _ => return ExitCode::FAILURE,
+        exit => return exit.report(),
     };
     let server = AsgiServer::from_config(*config)
         .errors(errors())

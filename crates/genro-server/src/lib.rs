@@ -95,3 +95,49 @@ pub use state::{Bound, ServerContext};
 /// The error of the server's functions, and what handlers return: one type, so that
 /// `fn main() -> Result<(), genro_server::Error>` works with `?` on both.
 pub type Error = genro_errors::Error;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    /// The README's table of keys lists exactly the keys the resolver reads, each with the
+    /// default in force and whether SIGHUP applies it live.
+    #[test]
+    fn the_readme_table_lists_every_key_its_default_and_its_reload() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Every key")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the README has a section \"Every key\"");
+        let rows: BTreeMap<&str, (String, &str)> = table
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split(" | ").collect();
+                let key = cells[0].trim_start_matches("| ").trim_matches('`');
+                let default = match cells[1] {
+                    "none" => String::new(),
+                    shown => shown.trim_matches('`').to_owned(),
+                };
+                (key, (default, cells[4].trim_end_matches(" |")))
+            })
+            .collect();
+        let config = crate::Config::default();
+        let known: BTreeMap<String, String> = config
+            .effective()
+            .iter()
+            .map(|e| (format!("{}.{}", e.section, e.key), e.value.clone()))
+            .collect();
+        assert_eq!(
+            rows.keys().copied().collect::<Vec<_>>(),
+            known.keys().map(String::as_str).collect::<Vec<_>>(),
+            "the README's keys and the resolver's differ"
+        );
+        for (key, (default, reload)) in &rows {
+            assert_eq!(default, &known[*key], "the README's default of {key}");
+            let live = crate::server::LIVE.contains(key);
+            assert_eq!(*reload, if live { "live" } else { "restart" }, "{key}");
+        }
+    }
+}

@@ -32,7 +32,12 @@ pub use sections::{
 pub use source::{ConfigError, ConfigProblem, Effective, Secret, Source};
 pub use value::{Allow, Cidr, Encoding};
 
-use resolver::Resolver;
+use resolver::{Resolver, SECTIONS};
+
+/// Whether `section` is one of genro's own (not free-form).
+pub(crate) fn is_genro_section(section: &str) -> bool {
+    section != "application" && SECTIONS.contains(&section)
+}
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,5 +219,74 @@ impl Config {
             out.push_str(&format!("{line:<width$}  # {}\n", entry.source));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> std::iter::Empty<(String, String)> {
+        std::iter::empty()
+    }
+
+    /// The values alone, without what was read from where.
+    fn values(config: Config) -> Config {
+        Config {
+            effective: Vec::new(),
+            path: None,
+            ..config
+        }
+    }
+
+    /// `--print-config` renders each default from the value the server uses, so the printed
+    /// text, read back, is the same configuration: in production and in development mode.
+    #[test]
+    fn every_printed_default_reads_back_as_the_default_in_force() {
+        for base in ["", "[server]\ndebug = true\n"] {
+            let config = Config::from_ini_str(base, "defaults.ini", no_env()).unwrap();
+            let printed = config.render_effective();
+            let again =
+                Config::from_ini_str(&printed, "printed.ini", no_env()).unwrap_or_else(|e| {
+                    panic!("the printed defaults do not read back: {e}\n{printed}")
+                });
+            assert_eq!(values(again), values(config), "{printed}");
+        }
+    }
+
+    /// The defaults in force are the sections' own `Default` (and `development()` with
+    /// `[server] debug = true`): written once, as values.
+    #[test]
+    fn the_defaults_in_force_are_the_sections_default_values() {
+        let production = Config::default();
+        assert_eq!(production.server, ServerSection::default());
+        assert_eq!(production.ssl, SslSection::default());
+        assert_eq!(production.logging, LoggingSection::default());
+        assert_eq!(production.metrics, MetricsSection::default());
+        assert_eq!(production.watchdog, WatchdogSection::default());
+        assert_eq!(production.errors, ErrorsSection::default());
+        assert_eq!(production.debug, DebugSection::default());
+        assert_eq!(production.limits, LimitsSection::default());
+        assert_eq!(production.shutdown, ShutdownSection::default());
+        assert_eq!(production.executors, ExecutorsSection::default());
+        assert_eq!(production.cors, CorsSection::default());
+        assert_eq!(production.compression, CompressionSection::default());
+        assert_eq!(production.health, HealthSection::default());
+        let development =
+            Config::from_ini_str("[server]\ndebug = true\n", "d.ini", no_env()).unwrap();
+        assert_eq!(development.logging, LoggingSection::development());
+        assert_eq!(development.errors, ErrorsSection::development());
+        // Every key printed as a default shows what its section's `Default` holds.
+        let printed = production.render_effective();
+        for line in [
+            "max_header_size = 8KiB",
+            "body_limit = 10MiB",
+            "max_routes = 500",
+            "allowed_ips = 127.0.0.1, ::1",
+            "allow_methods = GET, HEAD, POST",
+            "algorithms = gzip, br",
+        ] {
+            assert!(printed.contains(line), "{line:?} not in\n{printed}");
+        }
     }
 }

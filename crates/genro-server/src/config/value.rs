@@ -383,8 +383,14 @@ impl From<IpAddr> for Cidr {
 }
 
 impl std::fmt::Display for Cidr {
+    /// `10.0.0.0/8`; a single address without its prefix (`127.0.0.1`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
+        let single = if self.network.is_ipv4() { 32 } else { 128 };
+        if self.prefix == single {
+            write!(f, "{}", self.network)
+        } else {
+            write!(f, "{}/{}", self.network, self.prefix)
+        }
     }
 }
 

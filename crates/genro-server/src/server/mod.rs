@@ -19,6 +19,8 @@ use genro_metrics::MetricsCollector;
 use genro_registry::EnvelopeRegistry;
 
 pub use handle::ServerHandle;
+#[cfg(test)]
+pub(crate) use reload::LIVE;
 pub use startup::StartError;
 
 use self::{

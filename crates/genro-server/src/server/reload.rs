@@ -1,9 +1,24 @@
 //! Reload (SIGHUP): the configuration file read again, and what can change live applied.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use super::startup::Started;
 use crate::{config::Config, logging::Logging, state::Shared};
+
+/// The keys a reload applies while the server runs. A change to any other key of genro's
+/// sections needs a restart, and the reload says so; free-form sections (`[application]`) are
+/// read by handlers through [`ServerContext::config`](crate::ServerContext::config), so their
+/// new values are seen at once.
+pub(crate) const LIVE: &[&str] = &[
+    "logging.level",
+    "watchdog.interval",
+    "watchdog.timeout",
+    "watchdog.critical",
+    "errors.show_traceback",
+    "cors.allow_origins",
+    "ssl.certfile",
+    "ssl.keyfile",
+];
 
 /// Re-reads the configuration file and applies what can change live: the log level, the
 /// watchdog's thresholds, `show_traceback`, the CORS origins and the TLS certificates. A broken
@@ -50,33 +65,37 @@ pub(crate) fn reload(shared: &Shared, started: &Started, logging: Option<&Loggin
             .store(Arc::new(new.cors.allow_origins.clone()));
         applied.push("cors.allow_origins");
     }
-    let mut restart = Vec::new();
-    if new.cors.enabled != old.cors.enabled {
-        restart.push("cors.enabled");
-    }
-    if new.server != old.server {
-        restart.push("[server] (host, port, workers, debug)");
-    }
-    if new.limits != old.limits {
-        restart.push("[limits]");
-    }
-    match (&started.tls, new.ssl.enabled) {
-        // The files are read again even when their paths did not change: renewed in place.
-        (Some(tls), true) => match tls.reload(&new.ssl) {
+    let restart = needs_restart(&old, &new);
+    // The files are read again even when their paths did not change: renewed in place.
+    if let (Some(tls), true) = (&started.tls, new.ssl.enabled) {
+        match tls.reload(&new.ssl) {
             Ok(()) => applied.push("ssl certificates"),
             Err(why) => {
                 tracing::error!(%why, "SIGHUP: certificates not reloaded; the current ones stay")
             }
-        },
-        (None, false) => {}
-        _ => restart.push("[ssl] enabled"),
-    }
-    if new.metrics != old.metrics {
-        restart.push("[metrics]");
+        }
     }
     if !restart.is_empty() {
         tracing::warn!(changes = ?restart, "SIGHUP: these changes need a restart and were not applied");
     }
     tracing::info!(applied = ?applied, "configuration reloaded");
     shared.config.store(Arc::new(new));
+}
+
+/// genro's keys, other than the live ones, whose value differs between `old` and `new`, as
+/// `section.key`.
+fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let values = |config: &Config| -> BTreeMap<String, String> {
+        config
+            .effective()
+            .iter()
+            .filter(|e| crate::config::is_genro_section(&e.section))
+            .map(|e| (format!("{}.{}", e.section, e.key), e.value.clone()))
+            .collect()
+    };
+    let (old, new) = (values(old), values(new));
+    new.iter()
+        .filter(|(key, value)| old.get(*key) != Some(value) && !LIVE.contains(&key.as_str()))
+        .map(|(key, _)| key.clone())
+        .collect()
 }

@@ -1,0 +1,300 @@
+//! The server as a process: `examples/minimal_server.rs` started with real configuration files,
+//! driven by its command line and real signals (SIGTERM, SIGINT, SIGHUP), and asked over real
+//! sockets. `cargo test` builds the example first.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples")
+        .join("minimal_server");
+    assert!(path.exists(), "built by `cargo test`: {}", path.display());
+    path
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("genro-server-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A configuration on a free port, logging to `server.log` beside it, with `extra` appended.
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("server.ini");
+    let text = format!(
+        "[server]\nport = 0\n\n[logging]\nlevel = INFO\nformat = %(levelname)s %(message)s\n\
+         file = {}\n\n[watchdog]\nenabled = false\n\n{extra}",
+        dir.join("server.log").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Output {
+    Command::new(binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_command_line_checks_prints_and_explains_itself_with_the_binarys_default() {
+    let dir = temp_dir("cli");
+    let config = write_config(&dir, "[limits]\nbody_limit = 1MiB\n");
+    let config = config.to_str().unwrap();
+
+    let valid = run(&["--check-config", "--config", config], &[], &dir);
+    assert_eq!(valid.status.code(), Some(0), "{}", text(&valid.stderr));
+    assert!(text(&valid.stdout).contains("configuration is valid"));
+
+    let printed = run(
+        &["--print-config", &format!("--config={config}")],
+        &[("GENRO_ASGI_LIMITS_MAX_HEADERS", "50")],
+        &dir,
+    );
+    assert_eq!(printed.status.code(), Some(0));
+    let out = text(&printed.stdout);
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("{key} missing:\n{out}"))
+            .to_owned()
+    };
+    assert!(line("body_limit").ends_with("server.ini:13"), "{out}");
+    assert!(line("max_headers").contains("= 50"), "{out}");
+    assert!(
+        line("max_headers").ends_with("# GENRO_ASGI_LIMITS_MAX_HEADERS"),
+        "{out}"
+    );
+    assert!(line("drain_timeout").ends_with("# default"), "{out}");
+
+    std::fs::write(dir.join("bad.ini"), "[limits]\nbody_limt = 1MiB\n").unwrap();
+    let invalid = run(&["--check-config", "--config", "bad.ini"], &[], &dir);
+    assert_eq!(invalid.status.code(), Some(1));
+    let err = text(&invalid.stderr);
+    assert!(
+        err.contains("limits.body_limt: unknown key (did you mean `body_limit`?) (from bad.ini:2)"),
+        "{err}"
+    );
+
+    // Help and usage name this binary's default file, not another one's.
+    let help = run(&["--help"], &[], &dir);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help.stdout).contains("default minimal.ini"));
+    let wrong = run(&["--verbose"], &[], &dir);
+    assert_eq!(wrong.status.code(), Some(2));
+    let err = text(&wrong.stderr);
+    assert!(err.contains("unknown argument \"--verbose\""), "{err}");
+    assert!(err.contains("default minimal.ini"), "{err}");
+
+    // With no --config, the default file is the one read.
+    let missing = run(&["--check-config"], &[], &dir);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("minimal.ini: invalid configuration"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server process, stopped (killed) when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path, config: &Path) -> Self {
+        let mut child = Command::new(binary())
+            .args(["--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            addr,
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "{needle:?} never logged:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `limit`.
+    fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get(url: String) -> (http::StatusCode, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let res = client.get(url.parse().unwrap()).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, text(&body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_drain_what_is_in_flight_then_exit_zero() {
+    for signal in ["TERM", "INT"] {
+        let dir = temp_dir(&format!("stop-{signal}"));
+        let config = write_config(&dir, "[shutdown]\ndrain_timeout = 5s\n");
+        let mut server = Server::start(&dir, &config);
+        let slow = tokio::spawn(get(server.url("/slow?ms=700")));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.signal(signal);
+        let (status, body) = slow.await.unwrap();
+        assert_eq!(status, 200, "SIG{signal}");
+        assert_eq!(body, "slept 700 ms\n");
+        let exit = server.exit_within(Duration::from_secs(5));
+        assert!(exit.is_some_and(|s| s.success()), "SIG{signal}: {exit:?}");
+        let log = server.log();
+        assert!(log.contains(&format!("signal=SIG{signal}")), "{log}");
+        assert!(log.contains("drain complete"), "{log}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_live_keys_names_restart_keys_and_refuses_a_broken_file() {
+    let dir = temp_dir("reload");
+    let config = write_config(&dir, "[application]\ngreeting = first\n");
+    let original = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("level = INFO", "level = WARNING");
+    std::fs::write(&config, &original).unwrap();
+    let server = Server::start(&dir, &config);
+    assert_eq!(get(server.url("/greeting")).await.1, "first\n");
+    // At WARNING, the INFO line that announces the address is not written.
+    assert!(!server.log().contains("listening on"), "{}", server.log());
+
+    // A broken file is refused; the server keeps its configuration and keeps serving.
+    std::fs::write(&config, "[server]\nport = nope\n").unwrap();
+    server.signal("HUP");
+    let log = server.wait_for_log("new configuration refused");
+    assert!(log.contains("server.port"), "{log}");
+    assert_eq!(get(server.url("/greeting")).await.1, "first\n");
+
+    // The level is applied live (the reload's own INFO line is written), the free-form section
+    // is read anew by handlers, and a key that needs a restart is named as such.
+    let changed = original
+        .replace("level = WARNING", "level = INFO")
+        .replace("greeting = first", "greeting = second")
+        + "\n[limits]\nbody_limit = 1MiB\n";
+    std::fs::write(&config, changed).unwrap();
+    server.signal("HUP");
+    let log = server.wait_for_log("configuration reloaded");
+    let reloaded = log
+        .lines()
+        .find(|l| l.contains("configuration reloaded"))
+        .unwrap();
+    assert!(reloaded.contains("logging.level"), "{reloaded}");
+    let restart = log
+        .lines()
+        .find(|l| l.contains("need a restart"))
+        .unwrap_or_else(|| panic!("no restart warning:\n{log}"));
+    assert!(restart.contains("limits.body_limit"), "{restart}");
+    assert!(!restart.contains("logging.level"), "{restart}");
+    assert_eq!(get(server.url("/greeting")).await.1, "second\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends `first` then `second` to the process from one shell, back to back.
+fn signal_twice(pid: u32, first: &str, pause: &str, second: &str) {
+    let script = format!("kill -{first} {pid}; sleep {pause}; kill -{second} {pid}");
+    let status = Command::new("sh").args(["-c", &script]).status().unwrap();
+    assert!(status.success());
+}
+
+/// The signal listeners live for the whole run: a SIGTERM sent right behind a SIGHUP, or while
+/// the reload of a large file runs, still stops the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_behind_a_sighup_or_during_a_reload_still_stops_the_server() {
+    // A file large enough that reading it takes a while: the SIGTERM lands during the reload.
+    let padding = "# padding to make the reload slow\n".repeat(200_000);
+    for (trial, extra) in std::iter::once(padding.as_str())
+        .chain(std::iter::repeat_n("", 10))
+        .enumerate()
+    {
+        let dir = temp_dir(&format!("hup-term-{trial}"));
+        let config = write_config(&dir, extra);
+        let mut server = Server::start(&dir, &config);
+        let pause = if extra.is_empty() { "0" } else { "0.02" };
+        signal_twice(server.child.id(), "HUP", pause, "TERM");
+        let exit = server.exit_within(Duration::from_secs(10));
+        assert!(
+            exit.is_some_and(|s| s.success()),
+            "trial {trial}: {exit:?}\n{}",
+            server.log()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
