@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::{layer::Settings, RequestEnvelope};
+use crate::{settings::Settings, RequestEnvelope};
 
 pin_project! {
     /// Response future of [`EnvelopeService`](crate::EnvelopeService): writes the id header on the response.

@@ -4,31 +4,10 @@ use http::HeaderName;
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use tower_layer::Layer;
 
-use crate::service::EnvelopeService;
-
-/// The header read for the external id and written on the response, unless configured otherwise.
-pub const DEFAULT_HEADER: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Which id [`EnvelopeLayer`] writes in the response's id header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ResponseId {
-    /// The client's external id when it sent a valid one, otherwise the internal id. This lets a
-    /// caller correlate by the id it chose, and still gives every response an id.
-    #[default]
-    EchoExternal,
-    /// Always the internal id.
-    Internal,
-    /// No id header is written.
-    None,
-}
-
-#[derive(Clone)]
-pub(crate) struct Settings {
-    pub(crate) header: HeaderName,
-    pub(crate) response_id: ResponseId,
-    pub(crate) invalid: Counter,
-}
+use crate::{
+    service::EnvelopeService,
+    settings::{ResponseId, Settings, DEFAULT_HEADER},
+};
 
 /// A [`Layer`] that gives every request a [`RequestEnvelope`](crate::RequestEnvelope).
 ///

@@ -83,6 +83,7 @@ mod id;
 mod layer;
 pub mod plumbing;
 mod service;
+mod settings;
 mod watch;
 
 pub use envelope::{
@@ -93,5 +94,6 @@ pub use envelope::{
 pub use extract::{Envelope, MissingEnvelope};
 pub use future::ResponseFuture;
 pub use id::{is_valid_external_id, MAX_EXTERNAL_ID_LEN};
-pub use layer::{EnvelopeLayer, ResponseId, DEFAULT_HEADER};
+pub use layer::EnvelopeLayer;
 pub use service::EnvelopeService;
+pub use settings::{ResponseId, DEFAULT_HEADER};

@@ -12,26 +12,13 @@
 //! - [`is_grpc`] and [`truncated`]: the checks and bounds every genro crate applies the same way;
 //! - [`Synthesized`]: the mark on responses a genro layer made itself.
 
-use std::{borrow::Cow, sync::Arc};
+use std::borrow::Cow;
 
 use http::{Request, Response};
 
+pub use crate::settings::Attached;
 pub use crate::watch::{BodyWatch, ResponseWatch, WatchedBody, WatchedFuture};
 use crate::{EnvelopeLayer, RequestEnvelope};
-
-/// What [`attach`] did: the request's envelope, and whether the caller must write the response
-/// id.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Attached {
-    /// The request's envelope (the one it already had, or the one just made).
-    pub envelope: Arc<RequestEnvelope>,
-    /// True when [`attach`] made the envelope and the layer writes ids (its
-    /// [`ResponseId`](crate::ResponseId) is not `None`): then the caller writes the id header with
-    /// [`write_response_id`]. One request gets one id header, written by the layer that made its
-    /// envelope.
-    pub writes_response_id: bool,
-}
 
 /// Gives `req` its envelope, as `layer`'s service does: reads the external id, builds the
 /// envelope, records the ids on the current span and puts the envelope in the request
@@ -113,6 +100,67 @@ fn decimal_len(mut n: usize) -> usize {
         len += 1;
     }
     len
+}
+
+/// Writes what every genro service that wraps an `inner` service has: `get_ref`, `get_mut` and
+/// `into_inner`, a `Clone` without a bound on anything but the inner service (each listed field
+/// cloned, or set to the expression after `=`), and a `Debug` that shows the inner service.
+///
+/// ```
+/// # use std::sync::Arc;
+/// pub struct CountingService<S> {
+///     inner: S,
+///     count: Arc<std::sync::atomic::AtomicU64>,
+///     pending: Option<u8>,
+/// }
+/// genro_envelope::inner_service!(CountingService { count, pending = None });
+/// # let s = CountingService { inner: (), count: Arc::default(), pending: Some(1) };
+/// # assert!(s.clone().pending.is_none());
+/// # assert_eq!(format!("{s:?}"), "CountingService { inner: (), .. }");
+/// ```
+#[macro_export]
+macro_rules! inner_service {
+    ($name:ident { $($field:ident $(= $reset:expr)?),* $(,)? }) => {
+        impl<S> $name<S> {
+            /// A reference to the inner service.
+            pub fn get_ref(&self) -> &S {
+                &self.inner
+            }
+
+            /// A mutable reference to the inner service.
+            pub fn get_mut(&mut self) -> &mut S {
+                &mut self.inner
+            }
+
+            /// The inner service.
+            pub fn into_inner(self) -> S {
+                self.inner
+            }
+        }
+
+        impl<S: ::core::clone::Clone> ::core::clone::Clone for $name<S> {
+            fn clone(&self) -> Self {
+                Self {
+                    inner: self.inner.clone(),
+                    $($field: $crate::inner_service!(@clone self.$field $(, $reset)?),)*
+                }
+            }
+        }
+
+        impl<S: ::core::fmt::Debug> ::core::fmt::Debug for $name<S> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(::core::stringify!($name))
+                    .field("inner", &self.inner)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+    (@clone $value:expr) => {
+        ::core::clone::Clone::clone(&$value)
+    };
+    (@clone $value:expr, $reset:expr) => {
+        $reset
+    };
 }
 
 #[cfg(test)]

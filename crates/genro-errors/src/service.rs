@@ -1,6 +1,5 @@
 use std::{
     convert::Infallible,
-    fmt,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::Arc,
     task::{Context, Poll},
@@ -29,6 +28,8 @@ pub struct ErrorService<S> {
     not_ready: Option<BoxError>,
 }
 
+genro_envelope::inner_service!(ErrorService { settings, not_ready = None });
+
 impl<S> ErrorService<S> {
     pub(crate) fn new(inner: S, settings: Arc<Settings>) -> Self {
         Self {
@@ -36,39 +37,6 @@ impl<S> ErrorService<S> {
             settings,
             not_ready: None,
         }
-    }
-
-    /// A reference to the inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// A mutable reference to the inner service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: Clone> Clone for ErrorService<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            settings: self.settings.clone(),
-            not_ready: None,
-        }
-    }
-}
-
-impl<S: fmt::Debug> fmt::Debug for ErrorService<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorService")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
     }
 }
 

@@ -87,39 +87,7 @@ pub struct MetricsService<S> {
     http: Arc<HttpMetrics>,
 }
 
-impl<S> MetricsService<S> {
-    /// A reference to the inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// A mutable reference to the inner service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: Clone> Clone for MetricsService<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            http: self.http.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug> fmt::Debug for MetricsService<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricsService")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
+genro_envelope::inner_service!(MetricsService { http });
 
 /// Where the route label comes from when it is not known when the request arrives.
 enum LateRoute {

@@ -1,5 +1,4 @@
 use std::{
-    fmt,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -27,43 +26,12 @@ pub struct RegistryService<S> {
     registry: EnvelopeRegistry,
 }
 
+genro_envelope::inner_service!(RegistryService { registry });
+
 impl<S> RegistryService<S> {
     /// `inner`, tracking its requests in `registry`.
     pub fn new(inner: S, registry: EnvelopeRegistry) -> Self {
         Self { inner, registry }
-    }
-
-    /// A reference to the inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// A mutable reference to the inner service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: Clone> Clone for RegistryService<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            registry: self.registry.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug> fmt::Debug for RegistryService<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryService")
-            .field("inner", &self.inner)
-            .field("registry", &self.registry)
-            .finish()
     }
 }
 

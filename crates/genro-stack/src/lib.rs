@@ -146,39 +146,7 @@ pub struct GenroService<S> {
     parts: Arc<Parts>,
 }
 
-impl<S> GenroService<S> {
-    /// A reference to the inner service (the error layer's service around yours).
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// A mutable reference to the inner service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: Clone> Clone for GenroService<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            parts: self.parts.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug> fmt::Debug for GenroService<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GenroService")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
+genro_envelope::inner_service!(GenroService { parts });
 
 /// What one request of [`GenroService`] carries from `call` to its response head; its measurement and
 /// registry entry then go on to the end of the body.

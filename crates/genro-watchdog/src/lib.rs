@@ -70,4 +70,4 @@ mod watchdog;
 pub use genro_notify::{Notification, Notifier, Notifiers, NotifyFuture, RequestInfo, Severity};
 #[cfg(feature = "webhook")]
 pub use genro_notify::{Outcome, WebhookBuilder, WebhookError, WebhookNotifier};
-pub use watchdog::{ConfigError, ScanSummary, Watchdog, WatchdogConfig, WatchdogHandle};
+pub use watchdog::{ScanSummary, Watchdog, WatchdogConfig, WatchdogError, WatchdogHandle};

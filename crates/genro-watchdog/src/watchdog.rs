@@ -41,19 +41,19 @@ impl WatchdogConfig {
     /// # Errors
     ///
     /// A zero interval or timeout, or `critical` not above `timeout`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), WatchdogError> {
         if self.interval.is_zero() {
-            return Err(ConfigError(
+            return Err(WatchdogError(
                 "watchdog.interval: must be more than zero".into(),
             ));
         }
         if self.timeout.is_zero() {
-            return Err(ConfigError(
+            return Err(WatchdogError(
                 "watchdog.timeout: must be more than zero".into(),
             ));
         }
         if self.critical <= self.timeout {
-            return Err(ConfigError(format!(
+            return Err(WatchdogError(format!(
                 "watchdog.critical: must be above watchdog.timeout ({:?}), got {:?}",
                 self.timeout, self.critical
             )));
@@ -62,17 +62,18 @@ impl WatchdogConfig {
     }
 }
 
-/// Thresholds that do not fit together; the message names the setting.
+/// Why a watchdog cannot run as asked: thresholds that do not fit together (the message names
+/// the setting), or no tokio runtime to spawn it on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(String);
+pub struct WatchdogError(String);
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for WatchdogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for WatchdogError {}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SeverityLabel {
@@ -344,10 +345,10 @@ impl Watchdog {
     ///
     /// The thresholds do not fit together (see [`WatchdogConfig::validate`]), or there is no
     /// tokio runtime to run on.
-    pub fn spawn(mut self) -> Result<WatchdogHandle, ConfigError> {
+    pub fn spawn(mut self) -> Result<WatchdogHandle, WatchdogError> {
         self.config.load().validate()?;
         let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| ConfigError("watchdog: spawn it inside a tokio runtime".to_owned()))?;
+            .map_err(|_| WatchdogError("watchdog: spawn it inside a tokio runtime".to_owned()))?;
         let config = self.config.clone();
         let (stop, mut stopped) = oneshot::channel::<()>();
         let task = runtime.spawn(async move {
@@ -395,7 +396,7 @@ impl WatchdogHandle {
     /// # Errors
     ///
     /// The new thresholds do not fit together; the old ones stay.
-    pub fn set_config(&self, config: WatchdogConfig) -> Result<(), ConfigError> {
+    pub fn set_config(&self, config: WatchdogConfig) -> Result<(), WatchdogError> {
         config.validate()?;
         self.config.store(Arc::new(config));
         Ok(())

@@ -1,0 +1,151 @@
+//! What an envelope layer does with each request, shared by its service and its response
+//! future: the id header it reads and writes, and the envelope it attaches.
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::{
+    envelope::{client_from, RouteName},
+    id::Refusal,
+    RequestEnvelope,
+};
+
+/// What [`attach`](crate::plumbing::attach) did: the request's envelope, and whether the caller must write the response
+/// id.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Attached {
+    /// The request's envelope (the one it already had, or the one just made).
+    pub envelope: Arc<RequestEnvelope>,
+    /// True when [`attach`](crate::plumbing::attach) made the envelope and the layer writes ids (its
+    /// [`ResponseId`](crate::ResponseId) is not `None`): then the caller writes the id header with
+    /// [`write_response_id`](crate::plumbing::write_response_id). One request gets one id header, written by the layer that made its
+    /// envelope.
+    pub writes_response_id: bool,
+}
+
+/// The header read for the external id and written on the response, unless configured otherwise.
+pub const DEFAULT_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Which id [`EnvelopeLayer`] writes in the response's id header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ResponseId {
+    /// The client's external id when it sent a valid one, otherwise the internal id. This lets a
+    /// caller correlate by the id it chose, and still gives every response an id.
+    #[default]
+    EchoExternal,
+    /// Always the internal id.
+    Internal,
+    /// No id header is written.
+    None,
+}
+
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) header: HeaderName,
+    pub(crate) response_id: ResponseId,
+    pub(crate) invalid: Counter,
+}
+
+impl Settings {
+    fn external_id<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
+        let value = req.headers().get(&self.header)?;
+        match Refusal::of(value.as_bytes()) {
+            None => Some(value.clone()),
+            Some(refusal) => {
+                self.invalid.inc();
+                // The value itself is hostile input: only its length and the reason are logged.
+                tracing::debug!(
+                    header = %self.header,
+                    len = value.len(),
+                    reason = refusal.reason(),
+                    "dropped an invalid external request id"
+                );
+                None
+            }
+        }
+    }
+
+    /// Gives `req` an envelope, unless it has one. Returns the request's envelope, and whether
+    /// the caller writes the response id: only the layer that made the envelope does (one
+    /// request, one id header), and only when ids are written at all.
+    pub(crate) fn attach<B>(&self, req: &mut Request<B>) -> Attached {
+        if let Some(envelope) = RequestEnvelope::from_request(req) {
+            return Attached {
+                envelope: envelope.clone(),
+                writes_response_id: false,
+            };
+        }
+        let envelope = Arc::new(RequestEnvelope::assemble(
+            req.method().clone(),
+            req.uri().clone(),
+            req.version(),
+            client_from(req.extensions()),
+            self.external_id(req),
+            RouteName::from_extensions(req.extensions()),
+        ));
+        record_on_span(&envelope);
+        req.extensions_mut().insert(envelope.clone());
+        Attached {
+            envelope,
+            writes_response_id: self.response_id != ResponseId::None,
+        }
+    }
+
+    /// Writes the id header on `response`, unless the response already has one.
+    pub(crate) fn write_response_id<B>(
+        &self,
+        response: &mut Response<B>,
+        envelope: &RequestEnvelope,
+    ) {
+        if let http::header::Entry::Vacant(slot) = response.headers_mut().entry(&self.header) {
+            if let Some(value) = response_id_value(self, envelope) {
+                slot.insert(value);
+            }
+        }
+    }
+}
+
+/// The value of the id header written on the response.
+pub(crate) fn response_id_value(
+    settings: &Settings,
+    envelope: &RequestEnvelope,
+) -> Option<HeaderValue> {
+    match settings.response_id {
+        ResponseId::None => None,
+        ResponseId::EchoExternal => Some(
+            envelope
+                .external_id_header()
+                .cloned()
+                .unwrap_or_else(|| internal_header_value(envelope)),
+        ),
+        ResponseId::Internal => Some(internal_header_value(envelope)),
+    }
+}
+
+fn record_on_span(envelope: &RequestEnvelope) {
+    // No subscriber was ever installed: there is no span to record on (one atomic load).
+    if !tracing::dispatcher::has_been_set() {
+        return;
+    }
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    span.record(
+        "request_id",
+        tracing::field::display(envelope.internal_id().hyphenated()),
+    );
+    if let Some(external) = envelope.external_id() {
+        span.record("external_id", external);
+    }
+}
+
+fn internal_header_value(envelope: &RequestEnvelope) -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let text = envelope.internal_id().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).expect("a hyphenated uuid is a valid header value")
+}
