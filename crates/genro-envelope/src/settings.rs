@@ -29,7 +29,7 @@ pub struct Attached {
 /// The header read for the external id and written on the response, unless configured otherwise.
 pub const DEFAULT_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Which id [`EnvelopeLayer`] writes in the response's id header.
+/// Which id [`EnvelopeLayer`](crate::EnvelopeLayer) writes in the response's id header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ResponseId {
