@@ -123,7 +123,12 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, config: &Path) -> Self {
-        let mut child = Command::new(binary())
+        Self::start_with(dir, Command::new(binary()), config)
+    }
+
+    /// Starts `command` (the binary, or a wrapper that runs it) with `--config config`.
+    fn start_with(dir: &Path, mut command: Command, config: &Path) -> Self {
+        let mut child = command
             .args(["--config", config.to_str().unwrap()])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -297,4 +302,54 @@ async fn a_sigterm_behind_a_sighup_or_during_a_reload_still_stops_the_server() {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Out of file descriptors, `accept` fails until a connection closes: the server says so once
+/// per run of failures, counts every failure, and serves again as soon as descriptors are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_is_logged_once_counted_and_survived() {
+    let dir = temp_dir("emfile");
+    let config = write_config(&dir, "");
+    let mut command = Command::new("prlimit");
+    command.args(["--nofile=64", "--"]).arg(binary());
+    let server = Server::start_with(&dir, command, &config);
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    // Far more connections than the server has descriptors for: the kernel completes them
+    // (the listen backlog), the server cannot accept them all.
+    let mut held = Vec::new();
+    for _ in 0..120 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(addr).await {
+            held.push(stream);
+        }
+    }
+    server.wait_for_log("accept failed");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // One run of failures while the connections are held: logged once.
+    let log = server.log();
+    assert_eq!(log.matches("accept failed").count(), 1, "{log}");
+    drop(held);
+    // Descriptors are free again: new connections are served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let (status, body) = get(server.url("/metrics")).await;
+        if status == 200 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "not served again: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("server_accept_errors_total "))
+        .unwrap_or_else(|| panic!("no accept error counter:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    // Every failure is counted, far more than were logged.
+    let logged = server.log().matches("accept failed").count();
+    assert!(
+        failures > 2 * logged as u64,
+        "{failures} failures, {logged} logged"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
