@@ -45,6 +45,14 @@
 //! Handlers reach the server through [`ServerContext`] (an axum extractor, and a request
 //! extension for other stacks): `request.app.server.*` of the original design.
 //!
+//! # Where things are
+//!
+//! The crate root has what a server binary uses: [`AsgiServer`], [`ServerHandle`],
+//! [`ServerContext`], [`Config`] with its sections and value types, and [`AsgiApplication`] for
+//! a service that is not an axum `Router`. [`cli`] is the shared command line, [`executor`] the
+//! pools, [`app`] the types a served application is made of, and `grpc` (feature `tonic`) gRPC
+//! health that follows the drain.
+//!
 //! # Why these dependencies
 //!
 //! hyper and hyper-util serve HTTP (the same stack axum's own `serve` uses); tower and tower-http
