@@ -3,11 +3,12 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
+use genro_test_support::process::{temp_dir, ServerProcess as Server};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
@@ -21,13 +22,6 @@ fn example() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("genro-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// The example's own configuration, with these keys changed.
@@ -119,114 +113,22 @@ fn check_config_exits_zero_when_valid_and_names_every_problem_otherwise() {
     assert!(text.contains("secret_key = ********"), "{text}");
 }
 
-struct Server {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Server {
-    fn start(name: &str, changes: &[(&str, &str, &str)]) -> Self {
-        let dir = temp_dir(name);
-        let log = dir.join("server.log");
-        let log_value = log.display().to_string();
-        let mut all = vec![
-            ("server", "port", "0"),
-            ("logging", "file", log_value.as_str()),
-            ("logging", "level", "INFO"),
-        ];
-        all.extend_from_slice(changes);
-        let config = config_with(&dir, &all);
-        let mut child = Command::new(example())
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // The example prints where it listens on stdout, whatever the log level.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(at) = line.find("://127.0.0.1:") {
-                    let digits: String = line[at + "://127.0.0.1:".len()..]
-                        .chars()
-                        .take_while(char::is_ascii_digit)
-                        .collect();
-                    let _ = tx.send(digits.parse::<u16>().unwrap());
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| {
-                let exited = child.try_wait().ok().flatten();
-                panic!(
-                    "no start line (exited: {exited:?}); log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            });
-        Self { child, log, port }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    /// Waits for the process to exit; returns its exit status and how long it took.
-    fn wait(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, started.elapsed());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "the server did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait_for_log(&self, needle: &str) -> String {
-        let started = Instant::now();
-        loop {
-            let text = self.log();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{needle:?} not logged:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The example on a free port, logging to a file beside its configuration, with `changes`.
+fn start(name: &str, changes: &[(&str, &str, &str)]) -> Server {
+    let dir = temp_dir(name);
+    let log = dir.join("server.log");
+    let log_value = log.display().to_string();
+    let mut all = vec![
+        ("server", "port", "0"),
+        ("logging", "file", log_value.as_str()),
+        ("logging", "level", "INFO"),
+    ];
+    all.extend_from_slice(changes);
+    let config = config_with(&dir, &all);
+    let mut command = Command::new(example());
+    command.arg("--config").arg(&config);
+    // The example prints where it listens on stdout, whatever the log level.
+    Server::spawn(command, log)
 }
 
 async fn get(url: &str) -> (http::StatusCode, http::HeaderMap, String) {
@@ -241,7 +143,7 @@ async fn get(url: &str) -> (http::StatusCode, http::HeaderMap, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_serves_logs_ids_to_its_file_and_drains_on_sigterm() {
     use futures_util::StreamExt;
-    let mut server = Server::start("serve", &[("shutdown", "drain_timeout", "3s")]);
+    let mut server = start("serve", &[("shutdown", "drain_timeout", "3s")]);
     let (status, headers, _) = get(&server.url("/")).await;
     assert_eq!(status, 200);
     assert!(headers.contains_key("x-request-id"));
@@ -262,7 +164,7 @@ async fn the_example_serves_logs_ids_to_its_file_and_drains_on_sigterm() {
 
     // A WebSocket open when the drain begins is closed with 1001, and a slow request finishes.
     let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", server.port))
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", server.port()))
             .await
             .unwrap();
     let slow = tokio::spawn({
@@ -294,7 +196,7 @@ async fn the_example_serves_logs_ids_to_its_file_and_drains_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_changes_the_log_level_and_watchdog_and_refuses_a_broken_file() {
-    let mut server = Server::start(
+    let mut server = start(
         "reload",
         &[
             ("logging", "level", "WARNING"),
@@ -305,7 +207,7 @@ async fn sighup_changes_the_log_level_and_watchdog_and_refuses_a_broken_file() {
     );
     // At WARNING, a request's INFO lines are not written ...
     get(&server.url("/")).await;
-    let config_path = server.log.parent().unwrap().join("server.ini");
+    let config_path = server.log_path().parent().unwrap().join("server.ini");
     let original = std::fs::read_to_string(&config_path).unwrap();
     assert!(
         !server.log().contains(" - INFO - "),
@@ -374,7 +276,7 @@ async fn sighup_reloads_the_certificate_for_new_connections() {
     let first = issue(&dir);
     let certfile = dir.join("cert.pem").display().to_string();
     let keyfile = dir.join("key.pem").display().to_string();
-    let mut server = Server::start(
+    let mut server = start(
         "tls-reload",
         &[
             ("ssl", "enabled", "true"),
@@ -384,7 +286,7 @@ async fn sighup_reloads_the_certificate_for_new_connections() {
     );
     let roots = [first.clone()];
     assert_eq!(
-        presented_certificate(server.port, &roots).await,
+        presented_certificate(server.port(), &roots).await,
         first.to_vec()
     );
     let second = issue(&dir);
@@ -392,7 +294,7 @@ async fn sighup_reloads_the_certificate_for_new_connections() {
     server.wait_for_log("ssl certificates");
     let both = [first.clone(), second.clone()];
     assert_eq!(
-        presented_certificate(server.port, &both).await,
+        presented_certificate(server.port(), &both).await,
         second.to_vec()
     );
     server.signal("TERM");
@@ -401,7 +303,7 @@ async fn sighup_reloads_the_certificate_for_new_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_jobs_run_in_workers_and_a_crashed_worker_is_replaced() {
-    let mut server = Server::start("jobs", &[]);
+    let mut server = start("jobs", &[]);
     let (status, _, body) = get(&server.url("/job/square?n=12")).await;
     assert_eq!(
         (status.as_u16(), body.as_str()),
@@ -434,7 +336,7 @@ async fn process_jobs_run_in_workers_and_a_crashed_worker_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_waits_for_running_jobs_and_refuses_new_ones() {
-    let mut server = Server::start("jobs-drain", &[("shutdown", "drain_timeout", "5s")]);
+    let mut server = start("jobs-drain", &[("shutdown", "drain_timeout", "5s")]);
     let job = tokio::spawn({
         let url = server.url("/job/sleep?n=1000");
         async move { get(&url).await }
@@ -456,8 +358,8 @@ async fn the_drain_waits_for_running_jobs_and_refuses_new_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_everything_within_the_timeout() {
     use futures_util::StreamExt;
-    let mut server = Server::start("drain-all", &[("shutdown", "drain_timeout", "4s")]);
-    let port = server.port;
+    let mut server = start("drain-all", &[("shutdown", "drain_timeout", "4s")]);
+    let port = server.port();
     let requests: Vec<_> = (0..10)
         .map(|_| {
             let url = server.url("/slow?ms=2000");
@@ -527,7 +429,7 @@ async fn sigterm_under_load_never_truncates_a_response() {
     let mut complete = 0;
     let mut refused = 0;
     for round in 0..50 {
-        let mut server = Server::start(
+        let mut server = start(
             &format!("load-{round}"),
             &[("shutdown", "drain_timeout", "2s")],
         );
@@ -593,7 +495,7 @@ async fn sigterm_under_load_never_truncates_a_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_changes_the_cors_origins_live() {
-    let mut server = Server::start(
+    let mut server = start(
         "cors-reload",
         &[
             ("cors", "enabled", "true"),
@@ -625,7 +527,7 @@ async fn sighup_changes_the_cors_origins_live() {
         Some("https://first.example")
     );
     assert_eq!(preflight("https://second.example").await, None);
-    let path = server.log.parent().unwrap().join("server.ini");
+    let path = server.log_path().parent().unwrap().join("server.ini");
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "allow_origins = https://first.example",
         "allow_origins = https://second.example",
@@ -652,7 +554,7 @@ async fn status_of(url: String) -> Result<http::StatusCode, hyper_util::client::
 /// logged; a second signal ends the drain at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_deadline_aborts_and_logs_and_a_second_signal_ends_it_at_once() {
-    let mut server = Server::start("forced", &[("shutdown", "drain_timeout", "1s")]);
+    let mut server = start("forced", &[("shutdown", "drain_timeout", "1s")]);
     let stuck = tokio::spawn(status_of(server.url("/slow?ms=30000")));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let began = Instant::now();
@@ -680,7 +582,7 @@ async fn the_drain_deadline_aborts_and_logs_and_a_second_signal_ends_it_at_once(
     assert!(log.contains("aborted=1"), "{log}");
 
     // With a long drain, a second signal does not wait for it.
-    let mut server = Server::start("second-signal", &[("shutdown", "drain_timeout", "30s")]);
+    let mut server = start("second-signal", &[("shutdown", "drain_timeout", "30s")]);
     let _stuck = tokio::spawn(status_of(server.url("/slow?ms=30000")));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let began = Instant::now();

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! With no `--config`, it reads `minimal.ini` in the current directory. Once listening, it
-//! prints `listening on ADDRESS` on stdout.
+//! prints `listening on http://ADDRESS` on stdout.
 
 use std::{convert::Infallible, process::ExitCode, time::Duration};
 
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         .route("/greeting", get(greeting));
     let server = AsgiServer::from_config(*config).on_startup(|server| async move {
         if let Some(addr) = server.bound().main {
-            println!("listening on {addr}");
+            println!("listening on http://{addr}");
         }
         Ok::<_, Infallible>(())
     });

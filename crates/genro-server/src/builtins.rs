@@ -37,9 +37,9 @@ impl<S: Clone> Clone for WithBuiltins<S> {
 /// The server's own endpoints, answered before the application sees the request (they are not
 /// enveloped or measured).
 pub(crate) struct Builtins {
-    pub(crate) metrics: Option<(String, MetricsEndpoint)>,
-    pub(crate) health: Option<(String, String)>,
-    pub(crate) context: ServerContext,
+    metrics: Option<(String, MetricsEndpoint)>,
+    health: Option<(String, String)>,
+    context: ServerContext,
 }
 
 impl<S> WithBuiltins<S> {
@@ -135,7 +135,7 @@ impl Builtins {
         }
     }
 
-    pub(crate) fn health_response(&self, path: &str) -> Option<Response<Full<Bytes>>> {
+    fn health_response(&self, path: &str) -> Option<Response<Full<Bytes>>> {
         let (live, ready) = self.health.as_ref()?;
         if path == live {
             Some(plain(StatusCode::OK, "live\n"))

@@ -3,13 +3,13 @@
 //! sockets. `cargo test` builds the example first.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
+use genro_test_support::process::{temp_dir, ServerProcess as Server};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
@@ -23,13 +23,6 @@ fn binary() -> PathBuf {
         .join("minimal_server");
     assert!(path.exists(), "built by `cargo test`: {}", path.display());
     path
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("genro-server-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A configuration on a free port, logging to `server.log` beside it, with `extra` appended.
@@ -114,89 +107,15 @@ fn the_command_line_checks_prints_and_explains_itself_with_the_binarys_default()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A server process, stopped (killed) when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    dir: PathBuf,
+/// The example with `--config config`, logging to `server.log` in `dir`.
+fn start(dir: &Path, config: &Path) -> Server {
+    start_with(dir, Command::new(binary()), config)
 }
 
-impl Server {
-    fn start(dir: &Path, config: &Path) -> Self {
-        Self::start_with(dir, Command::new(binary()), config)
-    }
-
-    /// Starts `command` (the binary, or a wrapper that runs it) with `--config config`.
-    fn start_with(dir: &Path, mut command: Command, config: &Path) -> Self {
-        let mut child = command
-            .args(["--config", config.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Self {
-            child,
-            addr,
-            dir: dir.to_owned(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            if log.contains(needle) {
-                return log;
-            }
-            assert!(Instant::now() < deadline, "{needle:?} never logged:\n{log}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the process to exit; `None` if it is still running after `limit`.
-    fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// As [`start`], through `command` (the binary, or a wrapper that runs it).
+fn start_with(dir: &Path, mut command: Command, config: &Path) -> Server {
+    command.arg("--config").arg(config);
+    Server::spawn(command, dir.join("server.log"))
 }
 
 async fn get(url: String) -> (http::StatusCode, String) {
@@ -212,7 +131,7 @@ async fn sigterm_and_sigint_drain_what_is_in_flight_then_exit_zero() {
     for signal in ["TERM", "INT"] {
         let dir = temp_dir(&format!("stop-{signal}"));
         let config = write_config(&dir, "[shutdown]\ndrain_timeout = 5s\n");
-        let mut server = Server::start(&dir, &config);
+        let mut server = start(&dir, &config);
         let slow = tokio::spawn(get(server.url("/slow?ms=700")));
         tokio::time::sleep(Duration::from_millis(200)).await;
         server.signal(signal);
@@ -220,7 +139,10 @@ async fn sigterm_and_sigint_drain_what_is_in_flight_then_exit_zero() {
         assert_eq!(status, 200, "SIG{signal}");
         assert_eq!(body, "slept 700 ms\n");
         let exit = server.exit_within(Duration::from_secs(5));
-        assert!(exit.is_some_and(|s| s.success()), "SIG{signal}: {exit:?}");
+        assert!(
+            exit.is_some_and(|(s, _)| s.success()),
+            "SIG{signal}: {exit:?}"
+        );
         let log = server.log();
         assert!(log.contains(&format!("signal=SIG{signal}")), "{log}");
         assert!(log.contains("drain complete"), "{log}");
@@ -236,7 +158,7 @@ async fn sighup_applies_live_keys_names_restart_keys_and_refuses_a_broken_file()
         .unwrap()
         .replace("level = INFO", "level = WARNING");
     std::fs::write(&config, &original).unwrap();
-    let server = Server::start(&dir, &config);
+    let server = start(&dir, &config);
     assert_eq!(get(server.url("/greeting")).await.1, "first\n");
     // At WARNING, the INFO line that announces the address is not written.
     assert!(!server.log().contains("listening on"), "{}", server.log());
@@ -291,12 +213,12 @@ async fn a_sigterm_behind_a_sighup_or_during_a_reload_still_stops_the_server() {
     {
         let dir = temp_dir(&format!("hup-term-{trial}"));
         let config = write_config(&dir, extra);
-        let mut server = Server::start(&dir, &config);
+        let mut server = start(&dir, &config);
         let pause = if extra.is_empty() { "0" } else { "0.02" };
-        signal_twice(server.child.id(), "HUP", pause, "TERM");
+        signal_twice(server.pid(), "HUP", pause, "TERM");
         let exit = server.exit_within(Duration::from_secs(10));
         assert!(
-            exit.is_some_and(|s| s.success()),
+            exit.is_some_and(|(s, _)| s.success()),
             "trial {trial}: {exit:?}\n{}",
             server.log()
         );
@@ -312,8 +234,8 @@ async fn running_out_of_descriptors_is_logged_once_counted_and_survived() {
     let config = write_config(&dir, "");
     let mut command = Command::new("prlimit");
     command.args(["--nofile=64", "--"]).arg(binary());
-    let server = Server::start_with(&dir, command, &config);
-    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let server = start_with(&dir, command, &config);
+    let addr = server.addr();
     // Far more connections than the server has descriptors for: the kernel completes them
     // (the listen backlog), the server cannot accept them all.
     let mut held = Vec::new();

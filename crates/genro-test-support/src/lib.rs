@@ -123,6 +123,8 @@ pub fn promtool(text: &str) -> (bool, String) {
     (out.status.success(), said)
 }
 
+pub mod process;
+
 /// The error types the tests of every crate raise, written once.
 pub mod errors {
     /// A missing order: a typical 404 handler's error.

@@ -10,7 +10,7 @@ use super::{
     resolver::Resolver,
     source::Secret,
     value::{
-        self, humanize, Allow, Cidr, Encoding, Kind, BOOLEAN, CIDRS, COUNT, DURATION, ENCODINGS,
+        self, humanize, Allow, Cidr, Encoding, BOOLEAN, CIDRS, COUNT, DURATION, ENCODINGS,
         ENDPOINT, HEADERS, HOST, METHODS, OPTIONAL_DURATION, OPTIONAL_PORT, OPTIONAL_TEXT, ORIGINS,
         PATH, PORT, SIZE, SMALL_SIZE, TEXT,
     },
@@ -172,21 +172,10 @@ impl LoggingSection {
         };
         let s = "logging";
         Self {
-            level: r.get(s, "level", d.level, &parsed::<LogLevel>()),
-            format: r.get(s, "format", d.format, &parsed::<LogFormat>()),
+            level: r.get(s, "level", d.level, &value::parsed::<LogLevel>()),
+            format: r.get(s, "format", d.format, &value::parsed::<LogFormat>()),
             file: r.get(s, "file", d.file, &PATH),
         }
-    }
-}
-
-/// A kind read by `FromStr` and written by `Display`.
-fn parsed<T>() -> Kind<T>
-where
-    T: std::str::FromStr<Err = String> + std::fmt::Display,
-{
-    Kind {
-        parse: str::parse,
-        render: ToString::to_string,
     }
 }
 

@@ -120,6 +120,17 @@ pub(crate) const ENCODINGS: Kind<Vec<Encoding>> = Kind {
     render: |e| join(e),
 };
 
+/// A kind read by `FromStr` and written by `Display`.
+pub(crate) fn parsed<T>() -> Kind<T>
+where
+    T: std::str::FromStr<Err = String> + std::fmt::Display,
+{
+    Kind {
+        parse: str::parse,
+        render: ToString::to_string,
+    }
+}
+
 fn optional<T>(text: &str, parse: fn(&str) -> Result<T, Expected>) -> Result<Option<T>, Expected> {
     if text.is_empty() {
         Ok(None)
