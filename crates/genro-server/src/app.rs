@@ -21,7 +21,12 @@ use tower::{
     util::option_layer, Layer, Service, ServiceBuilder,
 };
 
+pub use crate::body::{BodyReadTimeout, IncomingBody};
 use crate::config::LimitsSection;
+
+/// The request body an application receives: the client's, with the body read timeout
+/// (`[limits] body_read_timeout`) and the body limit (`[limits] body_limit`, 413 past it).
+pub type RequestBody = tower_http::body::Limited<IncomingBody>;
 
 /// The layers every request of the application passes, as the configuration sets them: the
 /// genro stack (envelope, registry, metrics, errors) outside, and inside the error layer the
@@ -124,7 +129,7 @@ pub type Wrapped<S> = <GenroLayer as Layer<Inner<S>>>::Service;
 pub trait IntoApplication {
     /// The service the application becomes.
     type Service: Service<
-            Request<tower_http::body::Limited<hyper::body::Incoming>>,
+            Request<RequestBody>,
             Response = Response<Self::Body>,
             Error = Infallible,
             Future = Self::Future,
@@ -193,19 +198,14 @@ impl<S> AsgiApplication<S> {
 
 impl<S, B> IntoApplication for AsgiApplication<S>
 where
-    S: Service<Request<tower_http::body::Limited<hyper::body::Incoming>>, Response = Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
     B: RenderedBody + http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Service = Wrapped<S>;
-    type Future =
-        <Wrapped<S> as Service<Request<tower_http::body::Limited<hyper::body::Incoming>>>>::Future;
+    type Future = <Wrapped<S> as Service<Request<RequestBody>>>::Future;
     type Body = genro_stack::ResponseBody<B>;
     type BodyError = B::Error;
 

@@ -7,7 +7,6 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use genro_errors::BoxError;
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::{
     body::Limited,
@@ -19,7 +18,10 @@ use tower_http::{
     limit::{RequestBodyLimitLayer, ResponseBody},
 };
 
-use crate::config::{Allow, CompressionSection, Config, CorsSection, Encoding};
+use crate::{
+    body::IncomingBody,
+    config::{Allow, CompressionSection, Config, CorsSection, Encoding},
+};
 
 /// `app` inside the edge layers `config` asks for. Compression and CORS are put on only when
 /// configured: each costs a wrapper per request.
@@ -28,7 +30,7 @@ pub(crate) fn wrap<S, B>(
     config: &Config,
     origins: &LiveOrigins,
 ) -> impl Service<
-    Request<Incoming>,
+    Request<IncomingBody>,
     Response = Response<ResponseBody<EdgeBody<B>>>,
     Error = Infallible,
     Future: Send + 'static,
@@ -37,7 +39,7 @@ pub(crate) fn wrap<S, B>(
        + Sync
        + 'static
 where
-    S: Service<Request<Limited<Incoming>>, Response = Response<B>, Error = Infallible>
+    S: Service<Request<Limited<IncomingBody>>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
         + Sync

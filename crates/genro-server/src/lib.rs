@@ -75,6 +75,7 @@
 
 // From the ground floor up: nothing imports a file listed after it.
 pub mod app;
+mod body;
 mod builtins;
 pub mod cli;
 mod config;
@@ -87,6 +88,7 @@ mod logging;
 mod server;
 mod slots;
 mod state;
+mod suggest;
 mod tls;
 
 pub use app::{AsgiApplication, IntoApplication};
@@ -94,7 +96,7 @@ pub use config::{
     Allow, Cidr, CompressionSection, Config, ConfigError, ConfigProblem, CorsSection, DebugSection,
     Effective, Encoding, ErrorsSection, ExecutorsSection, HealthSection, LimitsSection,
     LoggingSection, MetricsSection, Secret, Section, ServerSection, ShutdownSection, Source,
-    SslSection, WatchdogSection, ENV_PREFIX,
+    SslSection, WatchdogSection, ENV_PREFIX, MAX_FILE_SIZE,
 };
 pub use logging::format::{LogFormat, LogLevel, LogTemplate};
 pub use server::{AsgiServer, ServerHandle, StartError};

@@ -41,7 +41,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Reads the chain and key `section` names, and checks that they belong together.
-fn load(section: &SslSection) -> Result<CertifiedKey, String> {
+pub(crate) fn load(section: &SslSection) -> Result<CertifiedKey, String> {
     let (Some(certfile), Some(keyfile)) = (&section.certfile, &section.keyfile) else {
         return Err("ssl.certfile and ssl.keyfile are required when ssl.enabled is true".into());
     };
@@ -112,11 +112,8 @@ impl Tls {
         })
     }
 
-    /// Loads the chain and key `section` names now, for the handshakes that follow; on error
-    /// the certificate in force stays.
-    pub(crate) fn reload(&self, section: &SslSection) -> Result<(), String> {
-        let certified = load(section)?;
+    /// Serves `certified` (read by [`load`]) to the handshakes that follow.
+    pub(crate) fn install(&self, certified: CertifiedKey) {
         self.certificates.current.store(Arc::new(certified));
-        Ok(())
     }
 }

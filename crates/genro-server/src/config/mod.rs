@@ -87,12 +87,16 @@ impl Default for Config {
 impl Config {
     /// Reads `path`, with the process environment's `GENRO_ASGI_*` overrides.
     ///
+    /// The environment is read as the OS gives it: a variable that is not valid UTF-8 is
+    /// ignored, unless it is a `GENRO_ASGI_*` one, which is a problem naming it.
+    ///
     /// # Errors
     ///
-    /// The file is missing or unreadable, or holds (or the environment gives) a bad value or an
-    /// unknown key.
+    /// The file is missing, unreadable or larger than [`MAX_FILE_SIZE`], or holds (or the
+    /// environment gives) a bad value or an unknown key.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        Self::from_path_with_env(path, std::env::vars())
+        let (env, refused) = process_env(std::env::vars_os());
+        Self::read_file(path.as_ref(), env, refused)
     }
 
     /// Reads `path` with these environment variables instead of the process's.
@@ -104,11 +108,17 @@ impl Config {
         path: impl AsRef<Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
+        Self::read_file(path.as_ref(), env, Vec::new())
+    }
+
+    fn read_file(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+        refused: Vec<ConfigProblem>,
+    ) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::file(&shown, format!("cannot read it: {e}")))?;
-        let mut config = Self::from_ini_str(&text, &shown, env)?;
+        let text = read_capped(path).map_err(|why| ConfigError::file(&shown, why))?;
+        let mut config = Self::read_text(&text, &shown, env, refused)?;
         config.path = Some(path.to_owned());
         Ok(config)
     }
@@ -124,6 +134,16 @@ impl Config {
         name: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        Self::read_text(text, name, env, Vec::new())
+    }
+
+    /// Reads `.ini` text; `refused` are the problems already found in the environment.
+    fn read_text(
+        text: &str,
+        name: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        refused: Vec<ConfigProblem>,
+    ) -> Result<Self, ConfigError> {
         let ini = ini::parse(text).map_err(|errors| {
             ConfigError::new(
                 errors
@@ -135,6 +155,7 @@ impl Config {
             )
         })?;
         let mut resolver = Resolver::new(&ini, name, env);
+        resolver.refused(refused);
         let mut config = Self::read(&mut resolver);
         config.effective = resolver.finish()?;
         Ok(config)
@@ -222,9 +243,93 @@ impl Config {
     }
 }
 
+/// The largest configuration file read; a larger one is refused before it is parsed. A real
+/// configuration is a few kilobytes; this leaves room for a large `[application]` section and
+/// keeps a start (or a SIGHUP) from reading a runaway file.
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+
+/// The text of the file at `path`, if it is no larger than [`MAX_FILE_SIZE`].
+fn read_capped(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut bytes = Vec::new();
+    // Read through a cap rather than trusting the size the file reports (a pipe reports none).
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(format!(
+            "it is larger than {} KiB, the most a configuration file may be",
+            MAX_FILE_SIZE >> 10
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("it is not valid UTF-8: {e}"))
+}
+
+/// The process environment as text. A variable whose name or value is not valid UTF-8 is
+/// skipped when it is not genro's, and refused (named) when it is: it cannot crash the start,
+/// and an override that cannot be read is not ignored silently.
+fn process_env(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> (Vec<(String, String)>, Vec<ConfigProblem>) {
+    let mut env = Vec::new();
+    let mut refused = Vec::new();
+    for (name, value) in vars {
+        let shown = name.to_string_lossy().into_owned();
+        if !shown.starts_with(ENV_PREFIX) {
+            continue;
+        }
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => env.push((name, value)),
+            (Ok(_), Err(_)) => refused.push(ConfigProblem::new(
+                shown.clone(),
+                Source::Env(shown),
+                "its value is not valid UTF-8",
+            )),
+            (Err(_), _) => refused.push(ConfigProblem::new(
+                shown.clone(),
+                Source::Env(shown),
+                "the variable's name is not valid UTF-8",
+            )),
+        }
+    }
+    (env, refused)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_non_utf8_variable_is_skipped_unless_it_is_genros_then_it_is_named() {
+        use std::{ffi::OsString, os::unix::ffi::OsStringExt};
+        let bad = || OsString::from_vec(vec![b'x', 0xff, 0xfe]);
+        let (env, refused) = process_env([
+            (OsString::from("LANG_OF_SOMETHING"), bad()),
+            (bad(), OsString::from("1")),
+            (OsString::from("GENRO_ASGI_LIMITS_MAX_HEADERS"), bad()),
+            (
+                OsString::from("GENRO_ASGI_SERVER_PORT"),
+                OsString::from("9000"),
+            ),
+        ]);
+        assert_eq!(env, [("GENRO_ASGI_SERVER_PORT".into(), "9000".into())]);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].key(), "GENRO_ASGI_LIMITS_MAX_HEADERS");
+        assert!(refused[0].to_string().contains("not valid UTF-8"));
+    }
+
+    #[test]
+    fn a_file_past_the_size_cap_is_refused_before_it_is_parsed() {
+        let dir = genro_test_support::process::temp_dir("config-cap");
+        let path = dir.join("huge.ini");
+        let line = "[application]\n".to_owned() + &"k = v\n".repeat(200_000);
+        std::fs::write(&path, &line).unwrap();
+        let err = Config::from_path_with_env(&path, no_env()).unwrap_err();
+        assert!(err.to_string().contains("larger than 1024 KiB"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn no_env() -> std::iter::Empty<(String, String)> {
         std::iter::empty()

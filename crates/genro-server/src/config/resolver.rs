@@ -7,6 +7,8 @@ use std::{
     sync::Arc,
 };
 
+use crate::suggest::closest;
+
 use super::{
     ini::Ini,
     source::{ConfigError, ConfigProblem, Effective, Secret, Source},
@@ -99,6 +101,11 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// Problems found before the resolver ran (the environment's), to be reported with its own.
+    pub(crate) fn refused(&mut self, problems: Vec<ConfigProblem>) {
+        self.problems.extend(problems);
+    }
+
     /// The raw value of a key and its source, or `None` when neither the environment nor the
     /// file sets it. The key becomes a known one.
     pub(crate) fn raw(&mut self, section: &str, key: &str) -> Option<(String, Source)> {
@@ -174,6 +181,26 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// A duration that must be more than zero: a timeout that is always on.
+    pub(crate) fn positive(
+        &mut self,
+        section: &str,
+        key: &str,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
+        let (value, source) = self.read(section, key, default, &super::value::DURATION);
+        if value.is_zero() {
+            self.problem(
+                section,
+                key,
+                source,
+                "must be more than zero: this timeout is always on (0 would fail or close \
+                 every connection)",
+            );
+        }
+        value
+    }
+
     /// As [`read`](Self::read), without the source.
     pub(crate) fn get<T>(&mut self, section: &str, key: &str, default: T, kind: &Kind<T>) -> T {
         self.read(section, key, default, kind).0
@@ -223,6 +250,13 @@ impl<'a> Resolver<'a> {
     /// Unknown keys and look-alike sections become problems; then the verdict, and what was
     /// read.
     pub(crate) fn finish(mut self) -> Result<Vec<Effective>, ConfigError> {
+        // The known keys of each section, gathered once: a file of many unknown keys is still
+        // reported in one pass.
+        let mut known: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (section, key) in &self.asked {
+            known.entry(section).or_default().push(key.clone());
+        }
+        let known = |section: &str| known.get(section).map_or(&[][..], Vec::as_slice);
         for section in &self.ini.sections {
             if !SECTIONS.contains(&section.name.as_str()) {
                 if let Some(near) = closest(&section.name, SECTIONS.iter().copied()) {
@@ -245,14 +279,13 @@ impl<'a> Resolver<'a> {
                     .asked
                     .contains(&(section.name.clone(), entry.key.clone()))
                 {
-                    let known = self.known_keys(&section.name);
                     self.problems.push(ConfigProblem::new(
                         format!("{}.{}", section.name, entry.key),
                         Source::File {
                             path: self.file.clone(),
                             line: entry.line,
                         },
-                        unknown_key_message(&entry.key, &known),
+                        unknown_key_message(&entry.key, known(&section.name)),
                     ));
                 }
             }
@@ -261,11 +294,10 @@ impl<'a> Resolver<'a> {
             if SECTIONS.contains(&section.as_str())
                 && !self.asked.contains(&(section.clone(), key.clone()))
             {
-                let known = self.known_keys(section);
                 self.problems.push(ConfigProblem::new(
                     format!("{section}.{key}"),
                     Source::Env(var.clone()),
-                    unknown_key_message(key, &known),
+                    unknown_key_message(key, known(section)),
                 ));
             }
         }
@@ -275,14 +307,6 @@ impl<'a> Resolver<'a> {
             Err(ConfigError::new(self.problems))
         }
     }
-
-    fn known_keys(&self, section: &str) -> Vec<String> {
-        self.asked
-            .iter()
-            .filter(|(s, _)| s == section)
-            .map(|(_, k)| k.clone())
-            .collect()
-    }
 }
 
 fn unknown_key_message(key: &str, known: &[String]) -> String {
@@ -290,13 +314,4 @@ fn unknown_key_message(key: &str, known: &[String]) -> String {
         Some(near) => format!("unknown key (did you mean `{near}`?)"),
         None => format!("unknown key (known keys: {})", known.join(", ")),
     }
-}
-
-/// The nearest of `candidates` to `word`, if near enough to be a likely typo.
-fn closest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
-    candidates
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d < c.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
 }

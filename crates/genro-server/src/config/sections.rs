@@ -125,7 +125,7 @@ impl SslSection {
             enabled,
             certfile,
             keyfile,
-            handshake_timeout: r.get(s, "handshake_timeout", d.handshake_timeout, &DURATION),
+            handshake_timeout: r.positive(s, "handshake_timeout", d.handshake_timeout),
         }
     }
 }
@@ -432,8 +432,18 @@ pub struct LimitsSection {
     /// Keep HTTP/1 connections open between requests (`keepalive`).
     pub keepalive: bool,
     /// HTTP/2 connections are pinged this often, and closed when a ping is not answered within
-    /// it (`keepalive_timeout`).
-    pub keepalive_timeout: Duration,
+    /// it (`keepalive_timeout`, 0 for no pings).
+    pub keepalive_timeout: Option<Duration>,
+    /// Longest a connection stays open with no request in progress (`idle_timeout`): an HTTP/2
+    /// connection with no open stream, whether or not it answers pings, and an HTTP/1
+    /// keep-alive connection (which hyper also closes at `header_read_timeout`).
+    pub idle_timeout: Duration,
+    /// Longest a request body may go without a new byte while the application reads it
+    /// (`body_read_timeout`, 0 for no limit); the read then fails and the connection closes.
+    pub body_read_timeout: Option<Duration>,
+    /// Longest a response may wait for the client to take more of it (`write_timeout`, 0 for
+    /// no limit): a client that stops reading is disconnected.
+    pub write_timeout: Option<Duration>,
 }
 
 /// The smallest request head HTTP/1 must accept.
@@ -450,7 +460,10 @@ impl Default for LimitsSection {
             max_connections: 10_000,
             request_timeout: None,
             keepalive: true,
-            keepalive_timeout: Duration::from_secs(75),
+            keepalive_timeout: Some(Duration::from_secs(75)),
+            idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Some(Duration::from_secs(60)),
+            write_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -459,17 +472,16 @@ impl LimitsSection {
     pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
         let d = Self::default();
         let s = "limits";
-        let (header_read_timeout, source) =
-            r.read(s, "header_read_timeout", d.header_read_timeout, &DURATION);
-        if header_read_timeout.is_zero() {
+        let header_read_timeout = r.positive(s, "header_read_timeout", d.header_read_timeout);
+        let (max_headers, source) = r.read(s, "max_headers", d.max_headers, &COUNT);
+        if max_headers == 0 {
             r.problem(
                 s,
-                "header_read_timeout",
+                "max_headers",
                 source,
-                "must be more than zero: a header read timeout is always on",
+                "must be at least 1: with 0 every request would be refused (431)",
             );
         }
-        let max_headers = r.get(s, "max_headers", d.max_headers, &COUNT);
         let (max_header_size, source) = r.read(s, "max_header_size", d.max_header_size, &SIZE);
         if max_header_size < MIN_HEAD {
             r.problem(
@@ -494,7 +506,20 @@ impl LimitsSection {
             max_connections,
             request_timeout: r.get(s, "request_timeout", d.request_timeout, &OPTIONAL_DURATION),
             keepalive: r.get(s, "keepalive", d.keepalive, &BOOLEAN),
-            keepalive_timeout: r.get(s, "keepalive_timeout", d.keepalive_timeout, &DURATION),
+            keepalive_timeout: r.get(
+                s,
+                "keepalive_timeout",
+                d.keepalive_timeout,
+                &OPTIONAL_DURATION,
+            ),
+            idle_timeout: r.positive(s, "idle_timeout", d.idle_timeout),
+            body_read_timeout: r.get(
+                s,
+                "body_read_timeout",
+                d.body_read_timeout,
+                &OPTIONAL_DURATION,
+            ),
+            write_timeout: r.get(s, "write_timeout", d.write_timeout, &OPTIONAL_DURATION),
         }
     }
 }

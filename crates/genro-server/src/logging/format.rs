@@ -40,32 +40,67 @@ impl LogLevel {
     }
 }
 
+/// The level names `[logging] level` accepts, Python's and tracing's, each with the tracing
+/// level it sets.
+const LEVELS: &[(&str, &str)] = &[
+    ("CRITICAL", "error"),
+    ("FATAL", "error"),
+    ("ERROR", "error"),
+    ("WARNING", "warn"),
+    ("WARN", "warn"),
+    ("INFO", "info"),
+    ("DEBUG", "debug"),
+    ("TRACE", "trace"),
+    ("NOTSET", "trace"),
+    ("OFF", "off"),
+];
+
+/// The tracing level a level name sets, or why it is not one (with the nearest name).
+fn level(name: &str) -> Result<&'static str, String> {
+    let upper = name.to_ascii_uppercase();
+    if let Some((_, level)) = LEVELS.iter().find(|(n, _)| *n == upper) {
+        return Ok(level);
+    }
+    let hint = crate::suggest::closest(&upper, LEVELS.iter().map(|(n, _)| *n))
+        .map(|near| format!(" (did you mean {near}?)"))
+        .unwrap_or_default();
+    Err(format!(
+        "a log level: `{name}` is not one{hint}; use DEBUG, INFO, WARNING, ERROR, CRITICAL, or a \
+         filter of `level` and `target=level` directives such as info,hyper=warn"
+    ))
+}
+
+/// One directive of a filter: a bare level (`warn`), or `target=level` (`hyper=warn`,
+/// `my_app[span]=debug`). A bare word that is not a level is refused rather than taken as a
+/// target: tracing would read `WARNNG` as "everything from the target WARNNG", which turns the
+/// rest of logging off without a word.
+fn directive(text: &str) -> Result<Directive, String> {
+    let written = match text.rsplit_once('=') {
+        None => level(text)?.to_owned(),
+        Some((target, name)) => format!("{}={}", target.trim(), level(name.trim())?),
+    };
+    written
+        .parse::<Directive>()
+        .map_err(|e| format!("a tracing filter directive: `{text}` is not one ({e})"))
+}
+
 impl std::str::FromStr for LogLevel {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let trimmed = text.trim();
-        let directive = match trimmed.to_ascii_uppercase().as_str() {
-            "CRITICAL" | "FATAL" | "ERROR" => "error",
-            "WARNING" | "WARN" => "warn",
-            "INFO" => "info",
-            "DEBUG" => "debug",
-            "TRACE" | "NOTSET" => "trace",
-            _ => trimmed,
-        };
-        let directives = directive
+        let directives = text
             .split(',')
             .map(str::trim)
             .filter(|d| !d.is_empty())
-            .map(str::parse::<Directive>)
-            .collect::<Result<Vec<_>, _>>()
-            .ok()
-            .filter(|d| !d.is_empty())
-            .ok_or_else(|| {
-                "a level (DEBUG, INFO, WARNING, ERROR, CRITICAL) or a tracing filter such as \
+            .map(directive)
+            .collect::<Result<Vec<_>, _>>()?;
+        if directives.is_empty() {
+            return Err(
+                "a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL) or a filter such as \
                  info,hyper=warn"
-                    .to_owned()
-            })?;
+                    .to_owned(),
+            );
+        }
         Ok(Self {
             text: text.to_owned(),
             directives,
@@ -334,8 +369,27 @@ mod tests {
         assert_eq!(directives("CRITICAL"), ["error"]);
         assert_eq!(directives("debug"), ["debug"]);
         assert_eq!(directives("info,hyper=warn"), ["info", "hyper=warn"]);
+        assert_eq!(directives("info, hyper=WARNING"), ["info", "hyper=warn"]);
+        assert_eq!(directives("my_app[req]=Debug"), ["my_app[req]=debug"]);
         assert!("hyper=loudest".parse::<LogLevel>().is_err());
         assert!("".parse::<LogLevel>().is_err());
+    }
+
+    #[test]
+    fn a_misspelt_level_is_refused_with_the_nearest_name_never_taken_as_a_target() {
+        // tracing alone reads a bare word as a target, which turns every other log line off.
+        let why = "WARNNG".parse::<LogLevel>().unwrap_err();
+        assert!(
+            why.contains("`WARNNG` is not one (did you mean WARNING?)"),
+            "{why}"
+        );
+        let why = "info,hyper=wran".parse::<LogLevel>().unwrap_err();
+        assert!(
+            why.contains("`wran` is not one (did you mean WARN?)"),
+            "{why}"
+        );
+        assert!("hyper".parse::<LogLevel>().is_err());
+        assert!("info,,debug".parse::<LogLevel>().is_ok());
     }
 
     #[test]

@@ -259,7 +259,7 @@ impl AsgiServer {
             return Err(e);
         }
 
-        let connections = self.count_connections(&config);
+        let connections = self.count_connections();
         let loops = self.accept(listeners, app, &config, &started, &connections);
         let shared = &self.context.shared;
         shared
@@ -301,7 +301,7 @@ impl AsgiServer {
         config: &Config,
         started: &Started,
     ) -> impl tower::Service<
-        http::Request<hyper::body::Incoming>,
+        http::Request<crate::body::IncomingBody>,
         Response = http::Response<
             impl http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
         >,
@@ -339,9 +339,9 @@ impl AsgiServer {
         }
     }
 
-    /// The open connections within `max_connections`, counted in the server's own metrics.
-    fn count_connections(&self, config: &Config) -> Arc<Connections> {
-        let connections = Arc::new(Connections::new(config.limits.max_connections));
+    /// The open connections of every port, counted in the server's own metrics.
+    fn count_connections(&self) -> Arc<Connections> {
+        let connections = Arc::new(Connections::default());
         let shared = &self.context.shared;
         shared
             .metrics
@@ -364,7 +364,7 @@ impl AsgiServer {
     ) -> Vec<tokio::task::JoinHandle<()>>
     where
         S: tower::Service<
-                http::Request<hyper::body::Incoming>,
+                http::Request<crate::body::IncomingBody>,
                 Response = http::Response<B>,
                 Error = std::convert::Infallible,
             > + Clone
@@ -376,7 +376,12 @@ impl AsgiServer {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let serving = Arc::new(Serving::new(&config.limits, connections.clone()));
+        let limits = &config.limits;
+        let serving = Arc::new(Serving::new(
+            limits,
+            limits.max_connections,
+            connections.clone(),
+        ));
         let lifecycle = &self.context.shared.lifecycle;
         let tls = started
             .tls
@@ -385,7 +390,7 @@ impl AsgiServer {
         let mut loops = vec![tokio::spawn(conn::accept_loop(
             listeners.main,
             app,
-            serving.clone(),
+            serving,
             tls,
             lifecycle.subscribe(),
         ))];
@@ -393,7 +398,12 @@ impl AsgiServer {
             loops.push(tokio::spawn(conn::accept_loop(
                 export,
                 builtins::export_port(config, &self.context),
-                serving,
+                // Its own small budget: a scrape is answered while the main port is full.
+                Arc::new(Serving::new(
+                    limits,
+                    conn::MONITORING_CONNECTIONS,
+                    connections.clone(),
+                )),
                 None,
                 lifecycle.subscribe(),
             )));
@@ -403,6 +413,8 @@ impl AsgiServer {
 }
 
 /// Serves until SIGINT, SIGTERM or a handle's shutdown, reloading the configuration on SIGHUP.
+/// The file is read off this loop: a stop signal is answered at once, even while a reload
+/// reads a slow file; a SIGHUP during a reload starts one more when it ends.
 async fn wait_for_shutdown(
     shared: &Shared,
     signals: &mut Signals,
@@ -410,16 +422,28 @@ async fn wait_for_shutdown(
     logging: Option<&Logging>,
 ) {
     let mut life = shared.lifecycle.subscribe();
+    let mut reading = None;
+    let mut again = false;
     loop {
         tokio::select! {
             _ = life.wait_for(|l| *l >= Lifecycle::Draining) => return,
             signal = signals.next() => match signal {
-                Signal::Reload => reload::reload(shared, started, logging),
+                Signal::Reload if reading.is_some() => again = true,
+                Signal::Reload => reading = reload::read(shared, started.tls.is_some()),
                 stop => {
                     tracing::info!(signal = %stop, "shutdown requested");
                     return;
                 }
             },
+            read = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                reading = None;
+                if let Ok(read) = read {
+                    reload::apply(shared, started, logging, read);
+                }
+                if std::mem::take(&mut again) {
+                    reading = reload::read(shared, started.tls.is_some());
+                }
+            }
         }
     }
 }

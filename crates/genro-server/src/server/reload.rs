@@ -1,9 +1,22 @@
-//! Reload (SIGHUP): the configuration file read again, and what can change live applied.
+//! Reload (SIGHUP): the configuration file read again, off the signal loop, and what can
+//! change live applied.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rustls::sign::CertifiedKey;
+use tokio::sync::oneshot;
 
 use super::startup::Started;
-use crate::{config::Config, logging::Logging, state::Shared};
+use crate::{
+    config::{Config, ConfigError},
+    logging::Logging,
+    state::Shared,
+    tls,
+};
 
 /// The keys a reload applies while the server runs. A change to any other key of genro's
 /// sections needs a restart, and the reload says so; free-form sections (`[application]`) are
@@ -20,23 +33,59 @@ pub(crate) const LIVE: &[&str] = &[
     "ssl.keyfile",
 ];
 
-/// Re-reads the configuration file and applies what can change live: the log level, the
-/// watchdog's thresholds, `show_traceback`, the CORS origins and the TLS certificates. A broken
-/// file is refused and the running configuration stays; changes that need a restart are logged
-/// and not applied.
-pub(crate) fn reload(shared: &Shared, started: &Started, logging: Option<&Logging>) {
-    let old = shared.config.load_full();
-    let Some(path) = old.path() else {
+/// What a reload read from disk: the configuration file and, with TLS on, the certificates it
+/// names. Read on a thread of its own, so that a slow or hanging file (a large one, a FIFO, a
+/// dead network mount) holds neither the signal loop nor the exit.
+pub(crate) struct Read {
+    path: PathBuf,
+    config: Result<Config, ConfigError>,
+    certificates: Option<Result<CertifiedKey, String>>,
+}
+
+/// Starts reading the configuration file again; the result arrives on the receiver. `None` when
+/// the configuration was not read from a file, or no thread can be started.
+pub(crate) fn read(shared: &Shared, tls: bool) -> Option<oneshot::Receiver<Read>> {
+    let Some(path) = shared.config.load().path().map(Path::to_owned) else {
         tracing::warn!("SIGHUP: the configuration was not read from a file; nothing to reload");
-        return;
+        return None;
     };
-    let new = match Config::from_path(path) {
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("genro-reload".into())
+        .spawn(move || {
+            let config = Config::from_path(&path);
+            // The files are read again even when their paths did not change: renewed in place.
+            let certificates = match &config {
+                Ok(new) if tls && new.ssl.enabled => Some(tls::load(&new.ssl)),
+                _ => None,
+            };
+            let _ = tx.send(Read {
+                path,
+                config,
+                certificates,
+            });
+        });
+    match spawned {
+        Ok(_) => Some(rx),
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: cannot start reading the configuration");
+            None
+        }
+    }
+}
+
+/// Applies what a reload read: the log level, the watchdog's thresholds, `show_traceback`, the
+/// CORS origins and the TLS certificates. A broken file is refused and the running
+/// configuration stays; changes that need a restart are logged and not applied.
+pub(crate) fn apply(shared: &Shared, started: &Started, logging: Option<&Logging>, read: Read) {
+    let new = match read.config {
         Ok(new) => new,
         Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "SIGHUP: new configuration refused; the running one stays");
+            tracing::error!(path = %read.path.display(), error = %e, "SIGHUP: new configuration refused; the running one stays");
             return;
         }
     };
+    let old = shared.config.load_full();
     let mut applied = Vec::new();
     if new.logging.level != old.logging.level {
         match logging.map(|l| l.set_level(&new.logging.level)) {
@@ -66,10 +115,12 @@ pub(crate) fn reload(shared: &Shared, started: &Started, logging: Option<&Loggin
         applied.push("cors.allow_origins");
     }
     let restart = needs_restart(&old, &new);
-    // The files are read again even when their paths did not change: renewed in place.
-    if let (Some(tls), true) = (&started.tls, new.ssl.enabled) {
-        match tls.reload(&new.ssl) {
-            Ok(()) => applied.push("ssl certificates"),
+    if let (Some(tls), Some(certificates)) = (&started.tls, read.certificates) {
+        match certificates {
+            Ok(certified) => {
+                tls.install(certified);
+                applied.push("ssl certificates");
+            }
             Err(why) => {
                 tracing::error!(%why, "SIGHUP: certificates not reloaded; the current ones stay")
             }

@@ -1,0 +1,344 @@
+//! What one connection is doing, as its task needs to know to close it in time: the requests
+//! in progress (until each response body ends), when the last one ended, and whether its
+//! responses are moving. [`PerRequest`], the service hyper calls, keeps it up to date.
+//!
+//! From it the connection's task decides ([`Activity::next`]):
+//! - **idle**: no request in progress for `idle_timeout` (or, before the first request, for
+//!   `header_read_timeout`): an HTTP/2 connection that only sent its preface, stalls inside a
+//!   header block, or answers pings and sends nothing, is closed like an idle HTTP/1 one;
+//! - **stalled**: a response has a frame waiting to go and none has moved for `write_timeout`:
+//!   the client stopped reading (a full socket on HTTP/1, a closed flow-control window on
+//!   HTTP/2), and is disconnected.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use genro_envelope::{plumbing::truncated, ClientAddr};
+use hyper::{body::Incoming, Request};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+use tracing::Instrument;
+
+use crate::body::IncomingBody;
+
+/// The timeouts a connection's task applies, from `[limits]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Before the first request arrives.
+    pub(crate) first_request: Duration,
+    /// Between requests.
+    pub(crate) idle: Duration,
+    /// A response with something to send that does not move.
+    pub(crate) write: Option<Duration>,
+    /// Between two reads of a request body.
+    pub(crate) body_read: Option<Duration>,
+}
+
+/// What one connection is doing; shared by its task and its requests.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    born: Instant,
+    /// Requests whose response has not ended.
+    in_flight: AtomicUsize,
+    /// Whether a request has arrived.
+    served: AtomicBool,
+    /// When the last request ended, in milliseconds after `born`.
+    idle_since_ms: AtomicU64,
+    /// Response frames handed to hyper that it has not come back for: something to send.
+    unsent: AtomicUsize,
+    /// Polls of the response bodies: the responses' progress.
+    progress: AtomicU64,
+}
+
+/// What a connection's task does next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Look again at this instant.
+    CheckAt(Instant),
+    /// Close: no request in progress for the idle limit.
+    Idle,
+    /// Close: a response has not moved for the write limit.
+    Stalled,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            born: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            idle_since_ms: AtomicU64::new(0),
+            unsent: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
+        })
+    }
+
+    /// Decides at `now` whether the connection is idle or stalled, else when to look again.
+    /// `seen` is the progress at the previous look, updated here.
+    pub(crate) fn next(&self, now: Instant, timeouts: &Timeouts, seen: &mut u64) -> Next {
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            let (since, limit) = if self.served.load(Ordering::Acquire) {
+                let ms = self.idle_since_ms.load(Ordering::Acquire);
+                (self.born + Duration::from_millis(ms), timeouts.idle)
+            } else {
+                (self.born, timeouts.first_request)
+            };
+            let deadline = since + limit;
+            return if now >= deadline {
+                Next::Idle
+            } else {
+                Next::CheckAt(deadline)
+            };
+        }
+        let Some(write) = timeouts.write else {
+            return Next::CheckAt(now + timeouts.idle);
+        };
+        let progress = self.progress.load(Ordering::Acquire);
+        let moved = std::mem::replace(seen, progress) != progress;
+        if !moved && self.unsent.load(Ordering::Acquire) > 0 {
+            Next::Stalled
+        } else {
+            Next::CheckAt(now + write)
+        }
+    }
+
+    fn request_started(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if !self.served.load(Ordering::Relaxed) {
+            self.served.store(true, Ordering::Release);
+        }
+        InFlight {
+            activity: self.clone(),
+            unsent: false,
+        }
+    }
+}
+
+/// One request in progress on the connection, until its response body ends (or the request is
+/// dropped unanswered).
+#[derive(Debug)]
+struct InFlight {
+    activity: Arc<Activity>,
+    /// Whether this response's last frame is still waiting to be sent.
+    unsent: bool,
+}
+
+impl InFlight {
+    /// The response body is being polled again: its last frame went out.
+    fn polled(&mut self) {
+        self.activity.progress.fetch_add(1, Ordering::Relaxed);
+        if std::mem::take(&mut self.unsent) {
+            self.activity.unsent.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A frame was handed to hyper to send.
+    fn handed_over(&mut self) {
+        self.unsent = true;
+        self.activity.unsent.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.activity;
+        if self.unsent {
+            activity.unsent.fetch_sub(1, Ordering::AcqRel);
+        }
+        // The end is noted before the count drops, so that a look that sees no request in
+        // progress also sees when the last one ended.
+        let ms = u64::try_from(activity.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.idle_since_ms.fetch_max(ms, Ordering::AcqRel);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The per-request adapter hyper calls: the request body with its read timeout, the client's
+/// address in the request, a span that carries the request's ids on every log line written
+/// while it is handled, one clone of the application per request (as `axum::serve` does), and
+/// the request counted in the connection's [`Activity`] until its response body ends.
+#[derive(Clone)]
+pub(crate) struct PerRequest<A> {
+    pub(crate) app: A,
+    pub(crate) peer: SocketAddr,
+    pub(crate) activity: Arc<Activity>,
+    pub(crate) body_read_timeout: Option<Duration>,
+}
+
+impl<A, B> hyper::service::Service<Request<Incoming>> for PerRequest<A>
+where
+    A: Service<Request<IncomingBody>, Response = http::Response<B>> + Clone + Send + 'static,
+    A::Future: Send + 'static,
+{
+    type Response = http::Response<Tracked<B>>;
+    type Error = A::Error;
+    type Future =
+        Counted<tracing::instrument::Instrumented<tower::util::Oneshot<A, Request<IncomingBody>>>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let mut req = req.map(|body| IncomingBody::new(body, self.body_read_timeout));
+        // The envelope reads the client from here (`Envelope::client()`). axum's `ConnectInfo`
+        // is not set: one more extension per request for a value the envelope already has.
+        req.extensions_mut().insert(ClientAddr(self.peer));
+        let span = tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %truncated(req.uri().path(), genro_notify::MAX_REPORTED_PATH),
+            request_id = tracing::field::Empty,
+            external_id = tracing::field::Empty,
+        );
+        Counted {
+            inner: self.app.clone().oneshot(req).instrument(span),
+            in_flight: Some(self.activity.request_started()),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`PerRequest`]: the request stays counted, through its response
+    /// body, until that ends.
+    pub(crate) struct Counted<F> {
+        #[pin]
+        inner: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F, B, E> Future for Counted<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<Tracked<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let in_flight = this.in_flight.take();
+        Poll::Ready(result.map(|res| res.map(|inner| Tracked { inner, in_flight })))
+    }
+}
+
+pin_project! {
+    /// A response body counted in its connection's [`Activity`] until it ends or is dropped.
+    pub(crate) struct Tracked<B> {
+        #[pin]
+        inner: B,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let Some(in_flight) = this.in_flight.as_mut() else {
+            return this.inner.poll_frame(cx);
+        };
+        in_flight.polled();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        // At the end (`None`, or an error) the request stays in progress until the body is
+        // dropped, once hyper has sent the last frame.
+        if let Some(Ok(_)) = &frame {
+            in_flight.handed_over();
+        }
+        Poll::Ready(frame)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeouts() -> Timeouts {
+        Timeouts {
+            first_request: Duration::from_secs(1),
+            idle: Duration::from_secs(5),
+            write: Some(Duration::from_secs(2)),
+            body_read: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_before_the_first_request_after_the_last_and_never_while_one_runs() {
+        let activity = Activity::new();
+        let t = timeouts();
+        let mut seen = 0;
+        let born = activity.born;
+        assert_eq!(
+            activity.next(born, &t, &mut seen),
+            Next::CheckAt(born + t.first_request)
+        );
+        assert_eq!(
+            activity.next(born + t.first_request, &t, &mut seen),
+            Next::Idle
+        );
+
+        let request = activity.request_started();
+        // A request in progress, nothing to send: never idle, never stalled.
+        let later = born + Duration::from_secs(60);
+        assert_eq!(
+            activity.next(later, &t, &mut seen),
+            Next::CheckAt(later + Duration::from_secs(2))
+        );
+        tokio::time::advance(Duration::from_secs(10)).await;
+        drop(request);
+        let ended = Instant::now();
+        assert_eq!(
+            activity.next(ended, &t, &mut seen),
+            Next::CheckAt(ended + t.idle)
+        );
+        assert_eq!(activity.next(ended + t.idle, &t, &mut seen), Next::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_that_does_not_move_for_a_whole_look_is_stalled() {
+        let activity = Activity::new();
+        let t = timeouts();
+        let mut seen = 0;
+        let mut request = activity.request_started();
+        request.polled();
+        request.handed_over();
+        let now = Instant::now();
+        // The first look sees progress since the start; the second sees none.
+        assert!(matches!(
+            activity.next(now, &t, &mut seen),
+            Next::CheckAt(_)
+        ));
+        assert_eq!(activity.next(now, &t, &mut seen), Next::Stalled);
+        // Taken further: moving again.
+        request.polled();
+        assert!(matches!(
+            activity.next(now, &t, &mut seen),
+            Next::CheckAt(_)
+        ));
+        drop(request);
+        assert_eq!(activity.unsent.load(Ordering::Relaxed), 0);
+        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,432 @@
+//! Connections: accepting within a budget of connections per port, a deadline on a
+//! connection's first bytes, hyper-util's auto builder (HTTP/1.1 and HTTP/2 on one port,
+//! upgrades), and the bounds on what a connection may do with its slot once accepted: the
+//! first request and the time between requests, a response that stops moving, a TLS handshake
+//! (which the drain also ends at once).
+//!
+//! An error from `accept` that concerns one connection only (the client reset or gave up
+//! before it was accepted) is skipped; any other (out of file descriptors or memory) is
+//! counted, logged once per run of failures, and waited out a little rather than spun on.
+//!
+//! The files below this one: `io` (the first-bytes deadline) and `activity` (what a connection
+//! is doing, and the per-request adapter hyper calls).
+
+mod activity;
+mod io;
+
+use std::{
+    io as stdio,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use hyper::Request;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    time::Instant,
+};
+use tower::Service;
+
+use self::{
+    activity::{Activity, Next, PerRequest, Timeouts},
+    io::DeadlineIo,
+};
+use crate::{
+    body::IncomingBody,
+    config::LimitsSection,
+    slots::{Slot, Slots},
+    state::Lifecycle,
+    tls::Tls,
+};
+
+/// The connections the metrics export port (and, later, the debug port) may hold at once, apart
+/// from the main port's `max_connections`: a scrape is answered while the main port is full.
+pub(crate) const MONITORING_CONNECTIONS: usize = 16;
+
+/// How long a connection asked to close because it is idle has to do so before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The number of headers hyper accepts when no other limit is set.
+const HYPER_MAX_HEADERS: usize = 100;
+
+/// hyper's connection builder, set from `[limits]`.
+fn builder(limits: &LimitsSection) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut http1 = builder.http1();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(
+            usize::try_from(limits.max_header_size)
+                .unwrap_or(usize::MAX)
+                .max(8192),
+        )
+        .keep_alive(limits.keepalive);
+    // hyper parses up to 100 headers in an inline array; any explicit limit makes it fill a
+    // new array of that size on every request (measured: about 1,000 instructions), so the
+    // default of 100 is left to hyper.
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        http1.max_headers(limits.max_headers);
+    }
+    let mut http2 = builder.http2();
+    http2
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .enable_connect_protocol();
+    // Pings find a peer that is gone; they do not keep an idle connection open (the idle
+    // timeout counts requests, not pings).
+    if let Some(every) = limits.keepalive_timeout {
+        http2.keep_alive_interval(every).keep_alive_timeout(every);
+    }
+    builder
+}
+
+/// The open connections of every port, and the accept errors seen.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    open: AtomicUsize,
+    accept_errors: AtomicU64,
+    /// Whether the last accept failed: the first failure of a run is logged, not every one.
+    failing: AtomicBool,
+    /// Signalled when the last open connection closes.
+    none_open: tokio::sync::Notify,
+}
+
+impl Connections {
+    /// How many connections are open (accepted and not yet closed).
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Accept errors other than a client's own (out of descriptors or memory) since the start.
+    pub(crate) fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Ordering::Relaxed)
+    }
+
+    /// Waits until no connection is open.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.none_open.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn accepted(self: &Arc<Self>, slot: Slot) -> Open {
+        self.failing.store(false, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Open {
+            connections: self.clone(),
+            _slot: slot,
+        }
+    }
+
+    fn accept_failed(&self, error: &stdio::Error) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                %error,
+                "accept failed: new connections wait until it succeeds again (counted in \
+                 server_accept_errors_total; logged once per run of failures)"
+            );
+        }
+    }
+}
+
+/// An open connection: counted, and holding its port's slot, until dropped.
+struct Open {
+    connections: Arc<Connections>,
+    _slot: Slot,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if self.connections.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.connections.none_open.notify_waiters();
+        }
+    }
+}
+
+/// Whether an accept error concerns only the connection being accepted: the client went away
+/// first. The listener itself is fine; the next accept goes on at once.
+fn is_per_connection(error: &stdio::Error) -> bool {
+    matches!(
+        error.kind(),
+        stdio::ErrorKind::ConnectionAborted
+            | stdio::ErrorKind::ConnectionReset
+            | stdio::ErrorKind::ConnectionRefused
+            | stdio::ErrorKind::Interrupted
+    )
+}
+
+/// What every connection of a listener is served with.
+#[derive(Debug)]
+pub(crate) struct Serving {
+    builder: auto::Builder<TokioExecutor>,
+    timeouts: Timeouts,
+    /// The port's budget of connections.
+    slots: Slots,
+    connections: Arc<Connections>,
+}
+
+impl Serving {
+    /// Serving with `limits`, at most `max` connections at once on this port.
+    pub(crate) fn new(limits: &LimitsSection, max: usize, connections: Arc<Connections>) -> Self {
+        Self {
+            builder: builder(limits),
+            timeouts: Timeouts {
+                first_request: limits.header_read_timeout,
+                idle: limits.idle_timeout,
+                write: limits.write_timeout,
+                body_read: limits.body_read_timeout,
+            },
+            slots: Slots::new(max),
+            connections,
+        }
+    }
+}
+
+/// Accepts until the server starts draining, then drops the listener: new connections are
+/// refused from that moment.
+pub(crate) async fn accept_loop<A, B>(
+    listener: TcpListener,
+    app: A,
+    serving: Arc<Serving>,
+    tls: Option<(Arc<Tls>, Duration)>,
+    mut lifecycle: watch::Receiver<Lifecycle>,
+) where
+    A: Service<Request<IncomingBody>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
+    A::Future: Send + 'static,
+    A::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let draining = |l: &Lifecycle| *l >= Lifecycle::Draining;
+    let connections = &serving.connections;
+    loop {
+        let slot = tokio::select! {
+            biased;
+            _ = lifecycle.wait_for(draining) => return,
+            slot = serving.slots.take() => match slot {
+                Some(slot) => slot,
+                None => return,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = lifecycle.wait_for(draining) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) if is_per_connection(&e) => {
+                tracing::debug!(error = %e, "a client went away before its connection was accepted");
+                continue;
+            }
+            Err(e) => {
+                connections.accept_failed(&e);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let open = connections.accepted(slot);
+        let _ = stream.set_nodelay(true);
+        let service = PerRequest {
+            app: app.clone(),
+            peer,
+            activity: Activity::new(),
+            body_read_timeout: serving.timeouts.body_read,
+        };
+        tokio::spawn(connection(
+            stream,
+            service,
+            serving.clone(),
+            tls.clone(),
+            lifecycle.clone(),
+            open,
+        ));
+    }
+}
+
+/// One connection, from its TLS handshake (if any) to its end; past the drain deadline it is
+/// dropped with whatever it still serves.
+async fn connection<A, B>(
+    stream: TcpStream,
+    service: PerRequest<A>,
+    serving: Arc<Serving>,
+    tls: Option<(Arc<Tls>, Duration)>,
+    lifecycle: watch::Receiver<Lifecycle>,
+    open: Open,
+) where
+    A: Service<Request<IncomingBody>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
+    A::Future: Send + 'static,
+    A::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let peer = service.peer;
+    let mut aborting = lifecycle.clone();
+    let mut draining = lifecycle.clone();
+    let serve = async move {
+        let Some((tls, limit)) = tls else {
+            return serve_connection(stream, service, &serving, lifecycle).await;
+        };
+        // A client that never finishes its handshake never holds a slot for long, and a drain
+        // does not wait for one at all: nothing has been asked on the connection yet.
+        let handshake = tokio::select! {
+            handshake = tokio::time::timeout(limit, tls.acceptor.accept(stream)) => handshake,
+            _ = draining.wait_for(|l| *l >= Lifecycle::Draining) => {
+                tracing::debug!(%peer, "TLS handshake ended by the drain");
+                return;
+            }
+        };
+        match handshake {
+            Ok(Ok(stream)) => serve_connection(stream, service, &serving, lifecycle).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, ?limit, "TLS handshake timed out"),
+        }
+    };
+    tokio::select! {
+        () = serve => {}
+        _ = aborting.wait_for(|l| *l >= Lifecycle::Aborting) => {}
+    }
+    drop(open);
+}
+
+async fn serve_connection<I, A, B>(
+    stream: I,
+    service: PerRequest<A>,
+    serving: &Serving,
+    mut lifecycle: watch::Receiver<Lifecycle>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A: Service<Request<IncomingBody>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
+    A::Future: Send + 'static,
+    A::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let timeouts = &serving.timeouts;
+    let activity = service.activity.clone();
+    let peer = service.peer;
+    let io = TokioIo::new(DeadlineIo::new(stream, timeouts.first_request));
+    let conn = serving.builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    // One timer per connection, moved forward as the connection lives: the next look at
+    // whether it is idle or stalled.
+    let look = tokio::time::sleep_until(Instant::now() + timeouts.first_request);
+    tokio::pin!(look);
+    let mut seen = 0;
+    let mut asked_to_close = false;
+    let mut closing_idle: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            changed = lifecycle.changed() => {
+                let now = changed.map_or(Lifecycle::Stopped, |()| *lifecycle.borrow());
+                if now >= Lifecycle::Aborting {
+                    // Past the drain deadline: the connection is dropped, and its requests with it.
+                    return;
+                }
+                if now >= Lifecycle::Draining && !asked_to_close {
+                    // HTTP/1: close after the response in progress; HTTP/2: GOAWAY.
+                    conn.as_mut().graceful_shutdown();
+                    asked_to_close = true;
+                }
+            }
+            () = look.as_mut() => {
+                let now = Instant::now();
+                match activity.next(now, timeouts, &mut seen) {
+                    Next::CheckAt(at) => look.as_mut().reset(at),
+                    Next::Stalled => {
+                        tracing::debug!(%peer, write_timeout = ?timeouts.write, "connection closed: the client stopped reading its response");
+                        return;
+                    }
+                    Next::Idle => match closing_idle {
+                        // Asked to close and did not: nothing is in progress, drop it.
+                        Some(asked) if now >= asked + CLOSE_GRACE => {
+                            tracing::debug!(%peer, "connection dropped: idle, and it did not close when asked");
+                            return;
+                        }
+                        Some(asked) => look.as_mut().reset(asked + CLOSE_GRACE),
+                        None => {
+                            tracing::debug!(%peer, "connection closed: idle");
+                            if !asked_to_close {
+                                conn.as_mut().graceful_shutdown();
+                                asked_to_close = true;
+                            }
+                            closing_idle = Some(now);
+                            look.as_mut().reset(now + CLOSE_GRACE);
+                        }
+                    },
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_gone_before_accept_is_skipped_and_running_out_of_descriptors_is_not() {
+        for kind in [
+            stdio::ErrorKind::ConnectionAborted,
+            stdio::ErrorKind::ConnectionReset,
+        ] {
+            assert!(is_per_connection(&stdio::Error::from(kind)), "{kind:?}");
+        }
+        // EMFILE: the process is out of file descriptors.
+        assert!(!is_per_connection(&stdio::Error::from_raw_os_error(24)));
+        assert!(!is_per_connection(&stdio::Error::from(
+            stdio::ErrorKind::OutOfMemory
+        )));
+    }
+
+    #[tokio::test]
+    async fn accept_errors_are_counted_a_success_ends_the_run_and_only_connections_count() {
+        let connections = Arc::new(Connections::default());
+        let slots = Slots::new(4);
+        // A slot taken by a waiting accept is not a connection.
+        let waiting = slots.take().await.unwrap();
+        assert_eq!(connections.open(), 0);
+        let emfile = stdio::Error::from_raw_os_error(24);
+        connections.accept_failed(&emfile);
+        connections.accept_failed(&emfile);
+        assert_eq!(connections.accept_errors(), 2);
+        assert!(connections.failing.load(Ordering::Relaxed));
+        let open = connections.accepted(waiting);
+        assert!(!connections.failing.load(Ordering::Relaxed));
+        assert_eq!(connections.open(), 1);
+        let closed = tokio::spawn({
+            let connections = connections.clone();
+            async move { connections.closed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!closed.is_finished());
+        drop(open);
+        closed.await.unwrap();
+        assert_eq!(slots.in_use(), 0);
+    }
+}
