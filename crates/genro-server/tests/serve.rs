@@ -745,3 +745,276 @@ fn run_inside_a_runtime_is_an_error_not_a_panic() {
         "{err}"
     );
 }
+
+/// The HTTP/2 client preface and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Reads until the server closes the connection (or resets it); when, after `since`.
+async fn closed_after(mut stream: TcpStream, since: Instant, limit: Duration) -> Duration {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("closed by the server");
+    since.elapsed()
+}
+
+/// An HTTP/2 connection of hyper's client: its sender, and the task that drives it (it answers
+/// pings) and ends when the server closes the connection.
+async fn h2_connection(
+    addr: SocketAddr,
+    window: Option<u32>,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    if let Some(window) = window {
+        builder.initial_stream_window_size(window);
+    }
+    let (send, conn) = builder
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    (
+        send,
+        tokio::spawn(async move {
+            let _ = conn.await;
+        }),
+    )
+}
+
+/// Idle HTTP/2 connections hold no slot for long: one that sent only its preface, one stalled
+/// inside a header block, and one that made a request and now only answers pings, each closed
+/// within its timeout; 64 of them with `max_connections = 64` do not keep `/health/live` from
+/// answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_and_never_lock_out_health() {
+    let server = start(
+        "[limits]\nmax_connections = 64\nheader_read_timeout = 1s\nidle_timeout = 1500ms\n\
+         keepalive_timeout = 200ms\n",
+        hello(),
+    )
+    .await;
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    for i in 0..42 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(H2_PREFACE).await.unwrap();
+        if i % 2 == 1 {
+            // HEADERS on stream 1 without END_HEADERS (a CONTINUATION should follow): `:method GET`.
+            stream
+                .write_all(b"\x00\x00\x01\x01\x00\x00\x00\x00\x01\x82")
+                .await
+                .unwrap();
+        }
+        raw.push(tokio::spawn(closed_after(
+            stream,
+            started,
+            Duration::from_secs(5),
+        )));
+    }
+    let mut pinging = Vec::new();
+    for _ in 0..22 {
+        let (mut send, driven) = h2_connection(server.addr, None).await;
+        let res = send
+            .send_request(
+                Request::get(server.url("/"))
+                    .body(Empty::<Bytes>::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        pinging.push((send, driven));
+    }
+    // Every slot is held now; health answers once the idle ones go, within a few seconds.
+    let (status, _, _) = tokio::time::timeout(
+        Duration::from_secs(4),
+        get_text(&server.url("/health/live")),
+    )
+    .await
+    .expect("health answered while idle connections filled every slot");
+    assert_eq!(status, StatusCode::OK);
+    for closed in raw {
+        let after = closed.await.unwrap();
+        assert!(after < Duration::from_secs(3), "closed after {after:?}");
+    }
+    for (_send, driven) in pinging {
+        tokio::time::timeout(Duration::from_secs(4), driven)
+            .await
+            .expect("a connection that only answers pings is closed when idle")
+            .unwrap();
+    }
+    server.stop().await;
+}
+
+/// `keepalive_timeout = 0` means no pings, as documented, not "close at once".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_timeout_zero_turns_pings_off() {
+    let server = start("[limits]\nkeepalive_timeout = 0\n", hello()).await;
+    let (mut send, driven) = h2_connection(server.addr, None).await;
+    for _ in 0..2 {
+        let res = send
+            .send_request(
+                Request::get(server.url("/"))
+                    .body(Empty::<Bytes>::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert!(!driven.is_finished(), "the connection is still open");
+    server.stop().await;
+}
+
+/// The gauge `name` in a scrape.
+fn gauge(scrape: &str, name: &str) -> i64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing:\n{scrape}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The export port has a budget of its own: with the main port's connections all held, a
+/// scrape is answered at once; and the open-connection gauge counts connections only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_answers_while_the_main_port_is_full_and_only_connections_are_counted() {
+    let server = start(
+        "[metrics]\nexport_port = 0\n[limits]\nmax_connections = 3\n",
+        hello(),
+    )
+    .await;
+    let export = server.handle.bound().await.unwrap().export.unwrap();
+    let scrape = get_text(&format!("http://{export}/metrics")).await.2;
+    // Only the scrape's own connection is open.
+    assert_eq!(gauge(&scrape, "server_connections_open"), 1, "{scrape}");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let (status, _, scrape) = tokio::time::timeout(
+        Duration::from_secs(1),
+        get_text(&format!("http://{export}/metrics")),
+    )
+    .await
+    .expect("the scrape waited for the main port");
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(gauge(&scrape, "server_connections_open"), 4, "{scrape}");
+    drop(held);
+    server.stop().await;
+}
+
+/// The `/big` route: 16 MiB, more than any socket buffer holds.
+fn big() -> Router {
+    hello()
+        .route("/big", get(|| async { Bytes::from(vec![b'x'; 16 << 20]) }))
+        .route(
+            "/echo",
+            post(|body: Bytes| async move { body.len().to_string() }),
+        )
+}
+
+/// Open connections, as the server counts them, seen from a scrape over the main port (the
+/// scrape's own connection included).
+async fn open_connections(server: &Running) -> i64 {
+    gauge(
+        &get_text(&server.url("/metrics")).await.2,
+        "server_connections_open",
+    )
+}
+
+/// A client that stops reading its response is disconnected after `write_timeout` without
+/// progress, over HTTP/1 (the socket fills) and HTTP/2 (the flow-control window stays shut).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
+    let server = start("[limits]\nwrite_timeout = 500ms\n", big()).await;
+    let mut http1 = TcpStream::connect(server.addr).await.unwrap();
+    http1
+        .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (mut send, driven) = h2_connection(server.addr, Some(65_535)).await;
+    let res = send
+        .send_request(
+            Request::get(server.url("/big"))
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Neither body is read from here on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(open_connections(&server).await, 3);
+    tokio::time::timeout(Duration::from_secs(4), driven)
+        .await
+        .expect("the HTTP/2 client that does not read was disconnected")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while open_connections(&server).await > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTP/1 client still holds its connection"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((res, http1));
+    server.stop().await;
+}
+
+/// A request body that stops arriving fails the read after `body_read_timeout`: the handler
+/// answers, instead of waiting as long as the client likes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stops_arriving_fails_after_the_body_read_timeout() {
+    let server = start("[limits]\nbody_read_timeout = 500ms\n", big()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(4), async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("answered once the body stalled");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    // A body that keeps coming, however slowly within the limit, is read whole.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 6\r\n\r\n")
+        .await
+        .unwrap();
+    for chunk in [b"ab", b"cd", b"ef"] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream.write_all(chunk).await.unwrap();
+    }
+    let n = stream.read(&mut buf).await.unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n6"), "{answer}");
+    server.stop().await;
+}

@@ -126,6 +126,25 @@ async fn a_client_that_never_says_hello_is_dropped_at_the_handshake_timeout() {
     task.await.unwrap().unwrap();
 }
 
+/// A drain does not wait for handshakes: with a client that never sends its ClientHello and
+/// nothing in flight, the server stops at once, long before the handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_ends_pending_handshakes_at_once() {
+    let cert = certificate("drain-handshake");
+    let (port, handle, task) = start(&ini(&cert.dir, "handshake_timeout = 10s\n")).await;
+    let _silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stopped")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
 #[tokio::test]
 async fn missing_or_mismatched_files_are_clear_start_up_errors() {
     let cert = certificate("bad");

@@ -22,6 +22,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use genro_envelope::{plumbing::truncated, ClientAddr};
 use hyper::{body::Incoming, Request};
 use pin_project_lite::pin_project;
@@ -56,8 +57,10 @@ pub(crate) struct Activity {
     idle_since_ms: AtomicU64,
     /// Response frames handed to hyper that it has not come back for: something to send.
     unsent: AtomicUsize,
-    /// Polls of the response bodies: the responses' progress.
+    /// Polls of the response bodies and writes that went through: the responses' progress.
     progress: AtomicU64,
+    /// Whether the last write to the socket had to wait: it is full, the client not reading.
+    write_blocked: AtomicBool,
 }
 
 /// What a connection's task does next.
@@ -80,13 +83,38 @@ impl Activity {
             idle_since_ms: AtomicU64::new(0),
             unsent: AtomicUsize::new(0),
             progress: AtomicU64::new(0),
+            write_blocked: AtomicBool::new(false),
         })
+    }
+
+    /// A write (or flush) to the socket went through, or had to wait.
+    #[inline]
+    pub(crate) fn wrote(&self, waited: bool) {
+        if waited {
+            self.write_blocked.store(true, Ordering::Release);
+        } else {
+            self.progress.fetch_add(1, Ordering::Relaxed);
+            if self.write_blocked.load(Ordering::Relaxed) {
+                self.write_blocked.store(false, Ordering::Release);
+            }
+        }
     }
 
     /// Decides at `now` whether the connection is idle or stalled, else when to look again.
     /// `seen` is the progress at the previous look, updated here.
     pub(crate) fn next(&self, now: Instant, timeouts: &Timeouts, seen: &mut u64) -> Next {
-        if self.in_flight.load(Ordering::Acquire) == 0 {
+        // Something to send, nothing sent since the last look (a whole `write` ago): stalled.
+        let progress = self.progress.load(Ordering::Acquire);
+        let moved = std::mem::replace(seen, progress) != progress;
+        let to_send =
+            self.unsent.load(Ordering::Acquire) > 0 || self.write_blocked.load(Ordering::Acquire);
+        if to_send && !moved && timeouts.write.is_some() {
+            return Next::Stalled;
+        }
+        // With a write limit, a look at least every `write`: a request that starts meanwhile is
+        // watched from then on.
+        let write_look = timeouts.write.map(|write| now + write);
+        let idle_at = if self.in_flight.load(Ordering::Acquire) == 0 {
             let (since, limit) = if self.served.load(Ordering::Acquire) {
                 let ms = self.idle_since_ms.load(Ordering::Acquire);
                 (self.born + Duration::from_millis(ms), timeouts.idle)
@@ -94,22 +122,17 @@ impl Activity {
                 (self.born, timeouts.first_request)
             };
             let deadline = since + limit;
-            return if now >= deadline {
-                Next::Idle
-            } else {
-                Next::CheckAt(deadline)
-            };
-        }
-        let Some(write) = timeouts.write else {
-            return Next::CheckAt(now + timeouts.idle);
-        };
-        let progress = self.progress.load(Ordering::Acquire);
-        let moved = std::mem::replace(seen, progress) != progress;
-        if !moved && self.unsent.load(Ordering::Acquire) > 0 {
-            Next::Stalled
+            match (now >= deadline, to_send) {
+                (false, _) => deadline,
+                (true, false) => return Next::Idle,
+                // Past the idle limit with a response still going out: not idle.
+                (true, true) => now + timeouts.write.unwrap_or(timeouts.idle),
+            }
         } else {
-            Next::CheckAt(now + write)
-        }
+            // A request in progress: look again for a stall, or for its end.
+            now + timeouts.write.unwrap_or(timeouts.idle)
+        };
+        Next::CheckAt(write_look.map_or(idle_at, |w| w.min(idle_at)))
     }
 
     fn request_started(self: &Arc<Self>) -> InFlight {
@@ -224,37 +247,66 @@ where
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
         let in_flight = this.in_flight.take();
-        Poll::Ready(result.map(|res| res.map(|inner| Tracked { inner, in_flight })))
+        Poll::Ready(result.map(|res| {
+            res.map(|inner| Tracked {
+                inner,
+                in_flight,
+                rest: Bytes::new(),
+            })
+        }))
     }
 }
 
+/// The largest piece of a response hyper is handed at once. hyper's HTTP/2 side takes a whole
+/// frame into h2's send buffer as soon as the stream has any window at all; handed in pieces,
+/// a response whose client keeps its window shut stops at the next piece, where the
+/// connection's task sees it stall.
+const PIECE: usize = 64 << 10;
+
 pin_project! {
-    /// A response body counted in its connection's [`Activity`] until it ends or is dropped.
+    /// A response body counted in its connection's [`Activity`] until it ends or is dropped,
+    /// handed to hyper in pieces of at most [`PIECE`] bytes.
     pub(crate) struct Tracked<B> {
         #[pin]
         inner: B,
         in_flight: Option<InFlight>,
+        // What is left of a large frame.
+        rest: Bytes,
     }
 }
 
-impl<B: http_body::Body> http_body::Body for Tracked<B> {
-    type Data = B::Data;
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for Tracked<B> {
+    type Data = Bytes;
     type Error = B::Error;
 
     #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
         let this = self.project();
-        let Some(in_flight) = this.in_flight.as_mut() else {
-            return this.inner.poll_frame(cx);
+        if let Some(in_flight) = this.in_flight.as_mut() {
+            in_flight.polled();
+        }
+        let frame = if this.rest.is_empty() {
+            match std::task::ready!(this.inner.poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if data.len() > PIECE => {
+                        *this.rest = data;
+                        Some(Ok(http_body::Frame::data(this.rest.split_to(PIECE))))
+                    }
+                    Ok(data) => Some(Ok(http_body::Frame::data(data))),
+                    Err(frame) => Some(Ok(frame)),
+                },
+                other => other,
+            }
+        } else {
+            let piece = this.rest.len().min(PIECE);
+            Some(Ok(http_body::Frame::data(this.rest.split_to(piece))))
         };
-        in_flight.polled();
-        let frame = std::task::ready!(this.inner.poll_frame(cx));
         // At the end (`None`, or an error) the request stays in progress until the body is
         // dropped, once hyper has sent the last frame.
-        if let Some(Ok(_)) = &frame {
+        if let (Some(Ok(_)), Some(in_flight)) = (&frame, this.in_flight.as_mut()) {
             in_flight.handed_over();
         }
         Poll::Ready(frame)
@@ -262,12 +314,19 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
 
     #[inline]
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.rest.is_empty() && self.inner.is_end_stream()
     }
 
     #[inline]
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        let hint = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut sized = http_body::SizeHint::new();
+        sized.set_lower(hint.lower().saturating_add(rest));
+        if let Some(upper) = hint.upper() {
+            sized.set_upper(upper.saturating_add(rest));
+        }
+        sized
     }
 }
 
@@ -309,9 +368,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         drop(request);
         let ended = Instant::now();
+        // Looked at again within the write limit (a request may start meanwhile).
         assert_eq!(
             activity.next(ended, &t, &mut seen),
-            Next::CheckAt(ended + t.idle)
+            Next::CheckAt(ended + t.write.unwrap())
         );
         assert_eq!(activity.next(ended + t.idle, &t, &mut seen), Next::Idle);
     }

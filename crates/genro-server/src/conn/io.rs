@@ -1,4 +1,6 @@
-//! The connection's first bytes: a deadline on them, before hyper's own timeouts can start.
+//! The connection's bytes: a deadline on the first ones, before hyper's own timeouts can start;
+//! and every write noted in the connection's [`Activity`], so that a client that stops reading
+//! is seen (the socket stays full).
 
 use std::{
     future::Future,
@@ -8,8 +10,12 @@ use std::{
     time::Duration,
 };
 
+use std::sync::Arc;
+
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::activity::Activity;
 
 /// Bytes after which a connection is past its protocol preface (HTTP/2's is 24 bytes).
 const PREFACE: usize = 24;
@@ -20,20 +26,26 @@ pin_project! {
     /// enough bytes to pick a protocol, so a client that connects and stays silent, or trickles
     /// the first bytes, would otherwise hold a connection slot forever. The deadline is
     /// disarmed by the preface or the first response written.
+    ///
+    /// Its writes are noted in the connection's [`Activity`]: one that waits (the socket is
+    /// full) marks the connection as having something to send, one that goes through is
+    /// progress.
     pub(crate) struct DeadlineIo<T> {
         #[pin]
         inner: T,
         deadline: Option<Pin<Box<tokio::time::Sleep>>>,
         remaining: usize,
+        activity: Arc<Activity>,
     }
 }
 
 impl<T> DeadlineIo<T> {
-    pub(crate) fn new(inner: T, limit: Duration) -> Self {
+    pub(crate) fn new(inner: T, limit: Duration, activity: Arc<Activity>) -> Self {
         Self {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep(limit))),
             remaining: PREFACE,
+            activity,
         }
     }
 }
@@ -78,11 +90,20 @@ impl<T: AsyncWrite> AsyncWrite for DeadlineIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         *this.deadline = None;
-        this.inner.poll_write(cx, buf)
+        let written = this.inner.poll_write(cx, buf);
+        this.activity.wrote(written.is_pending());
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let flushed = this.inner.poll_flush(cx);
+        // A flush that waits is a full socket; one that goes through is no progress by itself
+        // (hyper flushes whenever it is polled).
+        if flushed.is_pending() {
+            this.activity.wrote(true);
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -96,7 +117,9 @@ impl<T: AsyncWrite> AsyncWrite for DeadlineIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         *this.deadline = None;
-        this.inner.poll_write_vectored(cx, bufs)
+        let written = this.inner.poll_write_vectored(cx, bufs);
+        this.activity.wrote(written.is_pending());
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

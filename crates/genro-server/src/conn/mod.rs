@@ -210,8 +210,7 @@ pub(crate) async fn accept_loop<A, B>(
     A: Service<Request<IncomingBody>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
     A::Future: Send + 'static,
     A::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let draining = |l: &Lifecycle| *l >= Lifecycle::Draining;
@@ -274,8 +273,7 @@ async fn connection<A, B>(
     A: Service<Request<IncomingBody>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
     A::Future: Send + 'static,
     A::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let peer = service.peer;
@@ -317,19 +315,25 @@ async fn serve_connection<I, A, B>(
     A: Service<Request<IncomingBody>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
     A::Future: Send + 'static,
     A::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let timeouts = &serving.timeouts;
     let activity = service.activity.clone();
     let peer = service.peer;
-    let io = TokioIo::new(DeadlineIo::new(stream, timeouts.first_request));
+    let io = TokioIo::new(DeadlineIo::new(
+        stream,
+        timeouts.first_request,
+        activity.clone(),
+    ));
     let conn = serving.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     // One timer per connection, moved forward as the connection lives: the next look at
     // whether it is idle or stalled.
-    let look = tokio::time::sleep_until(Instant::now() + timeouts.first_request);
+    let first = timeouts
+        .write
+        .map_or(timeouts.first_request, |w| w.min(timeouts.first_request));
+    let look = tokio::time::sleep_until(Instant::now() + first);
     tokio::pin!(look);
     let mut seen = 0;
     let mut asked_to_close = false;

@@ -372,8 +372,7 @@ impl AsgiServer {
             + Sync
             + 'static,
         S::Future: Send + 'static,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let limits = &config.limits;
