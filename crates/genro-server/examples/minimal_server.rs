@@ -1,4 +1,4 @@
-//! The smallest genro server binary: the shared command line, and three routes.
+//! The smallest genro server binary: the shared command line, and four routes.
 //!
 //! ```text
 //! cargo run -p genro-server --example minimal_server -- --config minimal.ini
@@ -8,6 +8,7 @@
 //! curl localhost:8000/                 # hello
 //! curl localhost:8000/slow?ms=500      # answers after 500 ms (the drain waits for it)
 //! curl localhost:8000/greeting         # [application] greeting, as the last reload left it
+//! curl localhost:8000/panic            # 500 with an error id; the panic is one line in the log
 //! ```
 //!
 //! With no `--config`, it reads `minimal.ini` in the current directory. Once listening, it
@@ -45,7 +46,16 @@ fn main() -> ExitCode {
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
         .route("/slow", get(slow))
-        .route("/greeting", get(greeting));
+        .route("/greeting", get(greeting))
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("the /panic route panics");
+                }
+                "unreachable"
+            }),
+        );
     let server = AsgiServer::from_config(*config).on_startup(|server| async move {
         if let Some(addr) = server.bound().main {
             println!("listening on http://{addr}");

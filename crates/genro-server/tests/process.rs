@@ -280,6 +280,26 @@ async fn sighup_applies_live_keys_names_restart_keys_and_refuses_a_broken_file()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A handler's panic reaches the log file as one line in the log's format, with the request's
+/// id, not as raw lines on stderr that the log file never sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_logged_in_the_log_format_with_its_request() {
+    let dir = temp_dir("panic-log");
+    let config = write_config(&dir, "");
+    let server = start(&dir, &config);
+    let (status, _) = get(server.url("/panic")).await;
+    assert_eq!(status, 500);
+    let log = server.wait_for_log("panicked: the /panic route panics");
+    // One event (a backtrace, when RUST_BACKTRACE asks for one, continues it on more lines).
+    let event = &log[log.find("panicked: the /panic").unwrap() - "ERROR ".len()..];
+    let event = &event[..event.find("\nINFO").unwrap_or(event.len())];
+    // `%(levelname)s %(message)s`, the format write_config sets, and the request's span.
+    assert!(event.starts_with("ERROR panicked: "), "{event}");
+    assert!(event.contains("minimal_server.rs"), "{event}");
+    assert!(event.contains("request_id="), "{event}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Sends `first` then `second` to the process from one shell, back to back.
 fn signal_twice(pid: u32, first: &str, pause: &str, second: &str) {
     let script = format!("kill -{first} {pid}; sleep {pause}; kill -{second} {pid}");
