@@ -45,22 +45,42 @@ pub(crate) struct Timeouts {
     pub(crate) body_read: Option<Duration>,
 }
 
-/// What one connection is doing; shared by its task and its requests.
-#[derive(Debug)]
+/// What one connection is doing; shared by its task and its requests. The request path only
+/// counts (no clock is read per request); the connection's task reads the clock when it looks.
+#[derive(Debug, Default)]
 pub(crate) struct Activity {
-    born: Instant,
     /// Requests whose response has not ended.
     in_flight: AtomicUsize,
-    /// Whether a request has arrived.
-    served: AtomicBool,
-    /// When the last request ended, in milliseconds after `born`.
-    idle_since_ms: AtomicU64,
+    /// Requests that ended.
+    ended: AtomicU64,
     /// Response frames handed to hyper that it has not come back for: something to send.
     unsent: AtomicUsize,
-    /// Polls of the response bodies and writes that went through: the responses' progress.
+    /// Changes with every poll of a response body and every write that went through: the
+    /// responses' progress. Only compared between looks, so increments may race.
     progress: AtomicU64,
     /// Whether the last write to the socket had to wait: it is full, the client not reading.
     write_blocked: AtomicBool,
+}
+
+/// What the connection's task saw at its last look.
+#[derive(Debug)]
+pub(crate) struct Looked {
+    born: Instant,
+    progress: u64,
+    ended: u64,
+    /// The first look that saw no request in progress after the last one ended.
+    idle_since: Instant,
+}
+
+impl Looked {
+    pub(crate) fn new(born: Instant) -> Self {
+        Self {
+            born,
+            progress: 0,
+            ended: 0,
+            idle_since: born,
+        }
+    }
 }
 
 /// What a connection's task does next.
@@ -76,38 +96,42 @@ pub(crate) enum Next {
 
 impl Activity {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self {
-            born: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            served: AtomicBool::new(false),
-            idle_since_ms: AtomicU64::new(0),
-            unsent: AtomicUsize::new(0),
-            progress: AtomicU64::new(0),
-            write_blocked: AtomicBool::new(false),
-        })
+        Arc::new(Self::default())
+    }
+
+    #[inline]
+    fn moved(&self) {
+        // A plain load and store: only a change matters, so a lost increment does no harm.
+        let progress = &self.progress;
+        progress.store(
+            progress.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// A write (or flush) to the socket went through, or had to wait.
     #[inline]
     pub(crate) fn wrote(&self, waited: bool) {
         if waited {
-            self.write_blocked.store(true, Ordering::Release);
+            self.write_blocked.store(true, Ordering::Relaxed);
         } else {
-            self.progress.fetch_add(1, Ordering::Relaxed);
+            self.moved();
             if self.write_blocked.load(Ordering::Relaxed) {
-                self.write_blocked.store(false, Ordering::Release);
+                self.write_blocked.store(false, Ordering::Relaxed);
             }
         }
     }
 
     /// Decides at `now` whether the connection is idle or stalled, else when to look again.
-    /// `seen` is the progress at the previous look, updated here.
-    pub(crate) fn next(&self, now: Instant, timeouts: &Timeouts, seen: &mut u64) -> Next {
+    /// The end of a request is dated by the first look that sees it; while requests run, the
+    /// looks come at least every half idle limit, so an idle connection closes within one and
+    /// a half of it.
+    pub(crate) fn next(&self, now: Instant, timeouts: &Timeouts, looked: &mut Looked) -> Next {
         // Something to send, nothing sent since the last look (a whole `write` ago): stalled.
-        let progress = self.progress.load(Ordering::Acquire);
-        let moved = std::mem::replace(seen, progress) != progress;
+        let progress = self.progress.load(Ordering::Relaxed);
+        let moved = std::mem::replace(&mut looked.progress, progress) != progress;
         let to_send =
-            self.unsent.load(Ordering::Acquire) > 0 || self.write_blocked.load(Ordering::Acquire);
+            self.unsent.load(Ordering::Acquire) > 0 || self.write_blocked.load(Ordering::Relaxed);
         if to_send && !moved && timeouts.write.is_some() {
             return Next::Stalled;
         }
@@ -115,11 +139,15 @@ impl Activity {
         // watched from then on.
         let write_look = timeouts.write.map(|write| now + write);
         let idle_at = if self.in_flight.load(Ordering::Acquire) == 0 {
-            let (since, limit) = if self.served.load(Ordering::Acquire) {
-                let ms = self.idle_since_ms.load(Ordering::Acquire);
-                (self.born + Duration::from_millis(ms), timeouts.idle)
+            let ended = self.ended.load(Ordering::Acquire);
+            if ended != looked.ended {
+                looked.ended = ended;
+                looked.idle_since = now;
+            }
+            let (since, limit) = if ended > 0 {
+                (looked.idle_since, timeouts.idle)
             } else {
-                (self.born, timeouts.first_request)
+                (looked.born, timeouts.first_request)
             };
             let deadline = since + limit;
             match (now >= deadline, to_send) {
@@ -130,16 +158,13 @@ impl Activity {
             }
         } else {
             // A request in progress: look again for a stall, or for its end.
-            now + timeouts.write.unwrap_or(timeouts.idle)
+            now + timeouts.idle / 2
         };
         Next::CheckAt(write_look.map_or(idle_at, |w| w.min(idle_at)))
     }
 
     fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if !self.served.load(Ordering::Relaxed) {
-            self.served.store(true, Ordering::Release);
-        }
         InFlight {
             activity: self.clone(),
             unsent: false,
@@ -158,8 +183,9 @@ struct InFlight {
 
 impl InFlight {
     /// The response body is being polled again: its last frame went out.
+    #[inline]
     fn polled(&mut self) {
-        self.activity.progress.fetch_add(1, Ordering::Relaxed);
+        self.activity.moved();
         if std::mem::take(&mut self.unsent) {
             self.activity.unsent.fetch_sub(1, Ordering::AcqRel);
         }
@@ -178,10 +204,9 @@ impl Drop for InFlight {
         if self.unsent {
             activity.unsent.fetch_sub(1, Ordering::AcqRel);
         }
-        // The end is noted before the count drops, so that a look that sees no request in
-        // progress also sees when the last one ended.
-        let ms = u64::try_from(activity.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        activity.idle_since_ms.fetch_max(ms, Ordering::AcqRel);
+        // Counted as ended before it stops counting as in progress, so that a look that sees
+        // none in progress also sees this end.
+        activity.ended.fetch_add(1, Ordering::AcqRel);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -289,17 +314,17 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for Tracked<B> {
             in_flight.polled();
         }
         let frame = if this.rest.is_empty() {
-            match std::task::ready!(this.inner.poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if data.len() > PIECE => {
-                        *this.rest = data;
-                        Some(Ok(http_body::Frame::data(this.rest.split_to(PIECE))))
+            let mut frame = std::task::ready!(this.inner.poll_frame(cx));
+            // Rare: a frame larger than a piece is handed over in pieces.
+            if let Some(Ok(large)) = frame.as_mut() {
+                if large.data_ref().is_some_and(|data| data.len() > PIECE) {
+                    if let Some(data) = large.data_mut() {
+                        *this.rest = std::mem::take(data);
+                        *data = this.rest.split_to(PIECE);
                     }
-                    Ok(data) => Some(Ok(http_body::Frame::data(data))),
-                    Err(frame) => Some(Ok(frame)),
-                },
-                other => other,
+                }
             }
+            frame
         } else {
             let piece = this.rest.len().min(PIECE);
             Some(Ok(http_body::Frame::data(this.rest.split_to(piece))))
@@ -347,54 +372,65 @@ mod tests {
     async fn idle_before_the_first_request_after_the_last_and_never_while_one_runs() {
         let activity = Activity::new();
         let t = timeouts();
-        let mut seen = 0;
-        let born = activity.born;
+        let born = Instant::now();
+        let mut looked = Looked::new(born);
         assert_eq!(
-            activity.next(born, &t, &mut seen),
+            activity.next(born, &t, &mut looked),
             Next::CheckAt(born + t.first_request)
         );
         assert_eq!(
-            activity.next(born + t.first_request, &t, &mut seen),
+            activity.next(born + t.first_request, &t, &mut looked),
             Next::Idle
         );
 
         let request = activity.request_started();
-        // A request in progress, nothing to send: never idle, never stalled.
+        // A request in progress, nothing to send: never idle, never stalled; looked at again
+        // within the write limit and half the idle limit.
         let later = born + Duration::from_secs(60);
         assert_eq!(
-            activity.next(later, &t, &mut seen),
+            activity.next(later, &t, &mut looked),
             Next::CheckAt(later + Duration::from_secs(2))
         );
-        tokio::time::advance(Duration::from_secs(10)).await;
         drop(request);
-        let ended = Instant::now();
-        // Looked at again within the write limit (a request may start meanwhile).
+        // The first look after the end dates it; idle from there.
+        let seen = later + Duration::from_secs(2);
         assert_eq!(
-            activity.next(ended, &t, &mut seen),
-            Next::CheckAt(ended + t.write.unwrap())
+            activity.next(seen, &t, &mut looked),
+            Next::CheckAt(seen + t.write.unwrap())
         );
-        assert_eq!(activity.next(ended + t.idle, &t, &mut seen), Next::Idle);
+        assert_eq!(
+            activity.next(seen + t.idle - Duration::from_millis(1), &t, &mut looked),
+            Next::CheckAt(seen + t.idle)
+        );
+        assert_eq!(activity.next(seen + t.idle, &t, &mut looked), Next::Idle);
+        // A request that came and went between two looks starts the idle time again.
+        drop(activity.request_started());
+        let again = seen + t.idle + Duration::from_secs(1);
+        assert_eq!(
+            activity.next(again, &t, &mut looked),
+            Next::CheckAt(again + t.write.unwrap())
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_response_that_does_not_move_for_a_whole_look_is_stalled() {
         let activity = Activity::new();
         let t = timeouts();
-        let mut seen = 0;
+        let mut looked = Looked::new(Instant::now());
         let mut request = activity.request_started();
         request.polled();
         request.handed_over();
         let now = Instant::now();
         // The first look sees progress since the start; the second sees none.
         assert!(matches!(
-            activity.next(now, &t, &mut seen),
+            activity.next(now, &t, &mut looked),
             Next::CheckAt(_)
         ));
-        assert_eq!(activity.next(now, &t, &mut seen), Next::Stalled);
+        assert_eq!(activity.next(now, &t, &mut looked), Next::Stalled);
         // Taken further: moving again.
         request.polled();
         assert!(matches!(
-            activity.next(now, &t, &mut seen),
+            activity.next(now, &t, &mut looked),
             Next::CheckAt(_)
         ));
         drop(request);

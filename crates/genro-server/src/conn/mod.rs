@@ -37,7 +37,7 @@ use tokio::{
 use tower::Service;
 
 use self::{
-    activity::{Activity, Next, PerRequest, Timeouts},
+    activity::{Activity, Looked, Next, PerRequest, Timeouts},
     io::DeadlineIo,
 };
 use crate::{
@@ -335,7 +335,7 @@ async fn serve_connection<I, A, B>(
         .map_or(timeouts.first_request, |w| w.min(timeouts.first_request));
     let look = tokio::time::sleep_until(Instant::now() + first);
     tokio::pin!(look);
-    let mut seen = 0;
+    let mut looked = Looked::new(Instant::now());
     let mut asked_to_close = false;
     let mut closing_idle: Option<Instant> = None;
     loop {
@@ -360,7 +360,7 @@ async fn serve_connection<I, A, B>(
             }
             () = look.as_mut() => {
                 let now = Instant::now();
-                match activity.next(now, timeouts, &mut seen) {
+                match activity.next(now, timeouts, &mut looked) {
                     Next::CheckAt(at) => look.as_mut().reset(at),
                     Next::Stalled => {
                         tracing::debug!(%peer, write_timeout = ?timeouts.write, "connection closed: the client stopped reading its response");
