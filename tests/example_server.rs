@@ -153,8 +153,18 @@ async fn the_example_serves_logs_ids_to_its_file_and_drains_on_sigterm() {
     assert!(body.contains(&error_id));
     let request_id = headers["x-request-id"].to_str().unwrap().to_owned();
     let log = server.wait_for_log(&format!("error_id={error_id}"));
-    let line = log.lines().find(|l| l.contains(&error_id)).unwrap();
+    // The error id is the request id's tail: the line that names it as `error_id`.
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("error_id={error_id}")))
+        .unwrap();
     assert!(line.contains(" - ERROR - request failed"), "{line}");
+    // The panic itself is in the log too, in its format, with the request's id.
+    let panic = log
+        .lines()
+        .find(|l| l.contains(" - panic - ERROR - panicked: "))
+        .unwrap_or_else(|| panic!("no panic line:\n{log}"));
+    assert!(panic.contains("examples/server.rs"), "{panic}");
     assert!(line.contains(&format!("request_id={request_id}")), "{line}");
     let (_, _, metrics) = get(&server.url("/metrics")).await;
     assert!(
