@@ -790,6 +790,19 @@ async fn h2_connection(
     )
 }
 
+/// `GET url` over an HTTP/2 connection of [`h2_connection`]; the response, body unread.
+async fn h2_get(
+    send: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    url: String,
+) -> http::Response<hyper::body::Incoming> {
+    let res = send
+        .send_request(Request::get(url).body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res
+}
+
 /// Idle HTTP/2 connections hold no slot for long: one that sent only its preface, one stalled
 /// inside a header block, and one that made a request and now only answers pings, each closed
 /// within its timeout; 64 of them with `max_connections = 64` do not keep `/health/live` from
@@ -823,15 +836,7 @@ async fn idle_http2_connections_are_closed_and_never_lock_out_health() {
     let mut pinging = Vec::new();
     for _ in 0..22 {
         let (mut send, driven) = h2_connection(server.addr, None).await;
-        let res = send
-            .send_request(
-                Request::get(server.url("/"))
-                    .body(Empty::<Bytes>::new())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+        h2_get(&mut send, server.url("/")).await;
         pinging.push((send, driven));
     }
     // Every slot is held now; health answers once the idle ones go, within a few seconds.
@@ -861,15 +866,7 @@ async fn keepalive_timeout_zero_turns_pings_off() {
     let server = start("[limits]\nkeepalive_timeout = 0\n", hello()).await;
     let (mut send, driven) = h2_connection(server.addr, None).await;
     for _ in 0..2 {
-        let res = send
-            .send_request(
-                Request::get(server.url("/"))
-                    .body(Empty::<Bytes>::new())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+        h2_get(&mut send, server.url("/")).await;
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     assert!(!driven.is_finished(), "the connection is still open");
@@ -949,15 +946,7 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
         .await
         .unwrap();
     let (mut send, driven) = h2_connection(server.addr, Some(65_535)).await;
-    let res = send
-        .send_request(
-            Request::get(server.url("/big"))
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let res = h2_get(&mut send, server.url("/big")).await;
     // Neither body is read from here on.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(open_connections(&server).await, 3);

@@ -23,6 +23,7 @@ use std::{
     time::Duration,
 };
 
+use genro_errors::BoxError;
 use hyper::Request;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -89,6 +90,44 @@ fn builder(limits: &LimitsSection) -> auto::Builder<TokioExecutor> {
         http2.keep_alive_interval(every).keep_alive_timeout(every);
     }
     builder
+}
+
+/// What a port serves: the application (or the export port's endpoints) as hyper calls it.
+pub(crate) trait Served<B>:
+    Service<
+        Request<IncomingBody>,
+        Response = http::Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> Served<B> for S where
+    S: Service<
+            Request<IncomingBody>,
+            Response = http::Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// What a served response's body must be for hyper.
+pub(crate) trait ResponseBody:
+    http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + 'static
+{
 }
 
 /// The open connections of every port, and the accept errors seen.
@@ -207,11 +246,8 @@ pub(crate) async fn accept_loop<A, B>(
     tls: Option<(Arc<Tls>, Duration)>,
     mut lifecycle: watch::Receiver<Lifecycle>,
 ) where
-    A: Service<Request<IncomingBody>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
-    A::Future: Send + 'static,
-    A::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    A: Served<B>,
+    B: ResponseBody,
 {
     let draining = |l: &Lifecycle| *l >= Lifecycle::Draining;
     let connections = &serving.connections;
@@ -270,11 +306,8 @@ async fn connection<A, B>(
     lifecycle: watch::Receiver<Lifecycle>,
     open: Open,
 ) where
-    A: Service<Request<IncomingBody>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
-    A::Future: Send + 'static,
-    A::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    A: Served<B>,
+    B: ResponseBody,
 {
     let peer = service.peer;
     let mut aborting = lifecycle.clone();
@@ -312,11 +345,8 @@ async fn serve_connection<I, A, B>(
     mut lifecycle: watch::Receiver<Lifecycle>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    A: Service<Request<IncomingBody>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
-    A::Future: Send + 'static,
-    A::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    A: Served<B>,
+    B: ResponseBody,
 {
     let timeouts = &serving.timeouts;
     let activity = service.activity.clone();

@@ -363,17 +363,8 @@ impl AsgiServer {
         connections: &Arc<Connections>,
     ) -> Vec<tokio::task::JoinHandle<()>>
     where
-        S: tower::Service<
-                http::Request<crate::body::IncomingBody>,
-                Response = http::Response<B>,
-                Error = std::convert::Infallible,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: conn::Served<B>,
+        B: conn::ResponseBody,
     {
         let limits = &config.limits;
         let serving = Arc::new(Serving::new(
