@@ -178,6 +178,28 @@ fn bad_environment_and_bad_values_are_refused_by_name_never_crash_or_serve_wrong
             text(&out.stderr)
         );
     }
+    // A runaway file (10 MB) is refused by the size cap before it is parsed, at once.
+    let huge = dir.join("huge.ini");
+    std::fs::write(
+        &huge,
+        "[application]\n".to_owned() + &"k = v\n".repeat(10 << 20 >> 2),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = run(
+        &["--check-config", "--config", huge.to_str().unwrap()],
+        &[],
+        &dir,
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("larger than 1024 KiB"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
     // The level is in the [logging] section write_config writes.
     let text_of = std::fs::read_to_string(&config)
         .unwrap()
@@ -297,6 +319,30 @@ async fn a_panic_is_logged_in_the_log_format_with_its_request() {
     assert!(event.starts_with("ERROR panicked: "), "{event}");
     assert!(event.contains("minimal_server.rs"), "{event}");
     assert!(event.contains("request_id="), "{event}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With TLS on, a client that never sends its ClientHello does not hold the exit: an idle
+/// server stops within a second of SIGTERM, not at the handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_a_silent_client_does_not_delay_the_exit() {
+    let dir = temp_dir("tls-silent-exit");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let ssl = format!(
+        "[ssl]\nenabled = true\nhandshake_timeout = 10s\ncertfile = {}\nkeyfile = {}\n",
+        dir.join("cert.pem").display(),
+        dir.join("key.pem").display()
+    );
+    let config = write_config(&dir, &ssl);
+    let mut server = start(&dir, &config);
+    let _silent = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.signal("TERM");
+    let (status, took) = server.wait(Duration::from_secs(12));
+    assert!(status.success(), "{}", server.log());
+    assert!(took < Duration::from_secs(1), "{took:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
