@@ -279,19 +279,15 @@ fn process_env(
         if !shown.starts_with(ENV_PREFIX) {
             continue;
         }
-        match (name.into_string(), value.into_string()) {
-            (Ok(name), Ok(value)) => env.push((name, value)),
-            (Ok(_), Err(_)) => refused.push(ConfigProblem::new(
-                shown.clone(),
-                Source::Env(shown),
-                "its value is not valid UTF-8",
-            )),
-            (Err(_), _) => refused.push(ConfigProblem::new(
-                shown.clone(),
-                Source::Env(shown),
-                "the variable's name is not valid UTF-8",
-            )),
-        }
+        let why = match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => {
+                env.push((name, value));
+                continue;
+            }
+            (Ok(_), Err(_)) => "its value is not valid UTF-8",
+            (Err(_), _) => "the variable's name is not valid UTF-8",
+        };
+        refused.push(ConfigProblem::new(shown.clone(), Source::Env(shown), why));
     }
     (env, refused)
 }
