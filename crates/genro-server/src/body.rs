@@ -87,17 +87,18 @@ impl Body for IncomingBody {
                 let Some(limit) = this.limit else {
                     return Poll::Pending;
                 };
-                if !this.armed {
-                    let deadline = Instant::now() + limit;
-                    match &mut this.timer {
-                        Some(timer) => timer.as_mut().reset(deadline),
-                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                let timer = match &mut this.timer {
+                    // The wait in progress already runs on the timer.
+                    Some(timer) if this.armed => timer,
+                    Some(timer) => {
+                        timer.as_mut().reset(Instant::now() + limit);
+                        timer
                     }
-                    this.armed = true;
-                }
-                let Some(timer) = this.timer.as_mut() else {
-                    return Poll::Pending;
+                    None => this
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(Instant::now() + limit))),
                 };
+                this.armed = true;
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(limit).into()))),
                     Poll::Pending => Poll::Pending,

@@ -201,6 +201,15 @@ impl<'a> Resolver<'a> {
         value
     }
 
+    /// A count that must be at least 1.
+    pub(crate) fn at_least_one(&mut self, section: &str, key: &str, default: usize) -> usize {
+        let (value, source) = self.read(section, key, default, &super::value::COUNT);
+        if value == 0 {
+            self.problem(section, key, source, "must be at least 1");
+        }
+        value
+    }
+
     /// As [`read`](Self::read), without the source.
     pub(crate) fn get<T>(&mut self, section: &str, key: &str, default: T, kind: &Kind<T>) -> T {
         self.read(section, key, default, kind).0

@@ -473,15 +473,8 @@ impl LimitsSection {
         let d = Self::default();
         let s = "limits";
         let header_read_timeout = r.positive(s, "header_read_timeout", d.header_read_timeout);
-        let (max_headers, source) = r.read(s, "max_headers", d.max_headers, &COUNT);
-        if max_headers == 0 {
-            r.problem(
-                s,
-                "max_headers",
-                source,
-                "must be at least 1: with 0 every request would be refused (431)",
-            );
-        }
+        // 0 would answer every request with 431.
+        let max_headers = r.at_least_one(s, "max_headers", d.max_headers);
         let (max_header_size, source) = r.read(s, "max_header_size", d.max_header_size, &SIZE);
         if max_header_size < MIN_HEAD {
             r.problem(
@@ -493,10 +486,7 @@ impl LimitsSection {
         }
         let body_limit = r.get(s, "body_limit", d.body_limit, &SIZE);
         let concurrency_limit = r.get(s, "concurrency_limit", d.concurrency_limit, &COUNT);
-        let (max_connections, source) = r.read(s, "max_connections", d.max_connections, &COUNT);
-        if max_connections == 0 {
-            r.problem(s, "max_connections", source, "must be at least 1");
-        }
+        let max_connections = r.at_least_one(s, "max_connections", d.max_connections);
         Self {
             header_read_timeout,
             max_headers,

@@ -345,6 +345,9 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for Tracked<B> {
     #[inline]
     fn size_hint(&self) -> http_body::SizeHint {
         let hint = self.inner.size_hint();
+        if self.rest.is_empty() {
+            return hint;
+        }
         let rest = self.rest.len() as u64;
         let mut sized = http_body::SizeHint::new();
         sized.set_lower(hint.lower().saturating_add(rest));

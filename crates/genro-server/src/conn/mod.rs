@@ -1,5 +1,4 @@
-//! Connections: accepting within a budget of connections per port, a deadline on a
-//! connection's first bytes, hyper-util's auto builder (HTTP/1.1 and HTTP/2 on one port,
+//! Connections: accepting within a budget of connections per port, hyper-util's auto builder (HTTP/1.1 and HTTP/2 on one port,
 //! upgrades), and the bounds on what a connection may do with its slot once accepted: the
 //! first request and the time between requests, a response that stops moving, a TLS handshake
 //! (which the drain also ends at once).
@@ -8,8 +7,8 @@
 //! before it was accepted) is skipped; any other (out of file descriptors or memory) is
 //! counted, logged once per run of failures, and waited out a little rather than spun on.
 //!
-//! The files below this one: `io` (the first-bytes deadline) and `activity` (what a connection
-//! is doing, and the per-request adapter hyper calls).
+//! The files below this one: `io` (the writes watched) and `activity` (what a connection is
+//! doing, and the per-request adapter hyper calls).
 
 mod activity;
 mod io;
@@ -17,7 +16,7 @@ mod io;
 use std::{
     io as stdio,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -39,7 +38,7 @@ use tower::Service;
 
 use self::{
     activity::{Activity, Looked, Next, PerRequest, Timeouts},
-    io::DeadlineIo,
+    io::WatchedIo,
 };
 use crate::{
     body::IncomingBody,
@@ -131,20 +130,30 @@ impl<B> ResponseBody for B where
 }
 
 /// The open connections of every port, and the accept errors seen.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Connections {
-    open: AtomicUsize,
+    /// One slot per open connection, without a bound (each port bounds its own): the count,
+    /// and the wait until every connection has closed.
+    open: Slots,
     accept_errors: AtomicU64,
     /// Whether the last accept failed: the first failure of a run is logged, not every one.
     failing: AtomicBool,
-    /// Signalled when the last open connection closes.
-    none_open: tokio::sync::Notify,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self {
+            open: Slots::new(usize::MAX),
+            accept_errors: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Connections {
     /// How many connections are open (accepted and not yet closed).
     pub(crate) fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
+        self.open.in_use()
     }
 
     /// Accept errors other than a client's own (out of descriptors or memory) since the start.
@@ -154,22 +163,17 @@ impl Connections {
 
     /// Waits until no connection is open.
     pub(crate) async fn closed(&self) {
-        loop {
-            let notified = self.none_open.notified();
-            if self.open() == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.open.all_free().await;
     }
 
-    fn accepted(self: &Arc<Self>, slot: Slot) -> Open {
+    /// A connection accepted with `slot` of its port: counted until the returned slots drop.
+    fn accepted(&self, slot: Slot) -> (Slot, Slot) {
         self.failing.store(false, Ordering::Relaxed);
-        self.open.fetch_add(1, Ordering::AcqRel);
-        Open {
-            connections: self.clone(),
-            _slot: slot,
-        }
+        let counted = self
+            .open
+            .try_take()
+            .expect("the count of open connections has no bound");
+        (counted, slot)
     }
 
     fn accept_failed(&self, error: &stdio::Error) {
@@ -180,20 +184,6 @@ impl Connections {
                 "accept failed: new connections wait until it succeeds again (counted in \
                  server_accept_errors_total; logged once per run of failures)"
             );
-        }
-    }
-}
-
-/// An open connection: counted, and holding its port's slot, until dropped.
-struct Open {
-    connections: Arc<Connections>,
-    _slot: Slot,
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        if self.connections.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.connections.none_open.notify_waiters();
         }
     }
 }
@@ -304,7 +294,7 @@ async fn connection<A, B>(
     serving: Arc<Serving>,
     tls: Option<(Arc<Tls>, Duration)>,
     lifecycle: watch::Receiver<Lifecycle>,
-    open: Open,
+    open: (Slot, Slot),
 ) where
     A: Served<B>,
     B: ResponseBody,
@@ -351,22 +341,16 @@ async fn serve_connection<I, A, B>(
     let timeouts = &serving.timeouts;
     let activity = service.activity.clone();
     let peer = service.peer;
-    let io = TokioIo::new(DeadlineIo::new(
-        stream,
-        timeouts.first_request,
-        activity.clone(),
-    ));
+    let io = TokioIo::new(WatchedIo::new(stream, activity.clone()));
     let conn = serving.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     // One timer per connection, moved forward as the connection lives: the next look at
-    // whether it is idle or stalled.
-    let first = timeouts
-        .write
-        .map_or(timeouts.first_request, |w| w.min(timeouts.first_request));
-    let look = tokio::time::sleep_until(Instant::now() + first);
-    tokio::pin!(look);
+    // whether it is idle or stalled. The first look is now; it sets the next.
     let mut looked = Looked::new(Instant::now());
+    let look = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(look);
     let mut asked_to_close = false;
+    // When the connection was asked to close for being idle.
     let mut closing_idle: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -382,10 +366,9 @@ async fn serve_connection<I, A, B>(
                     // Past the drain deadline: the connection is dropped, and its requests with it.
                     return;
                 }
-                if now >= Lifecycle::Draining && !asked_to_close {
+                if now >= Lifecycle::Draining && !std::mem::replace(&mut asked_to_close, true) {
                     // HTTP/1: close after the response in progress; HTTP/2: GOAWAY.
                     conn.as_mut().graceful_shutdown();
-                    asked_to_close = true;
                 }
             }
             () = look.as_mut() => {
@@ -396,23 +379,21 @@ async fn serve_connection<I, A, B>(
                         tracing::debug!(%peer, write_timeout = ?timeouts.write, "connection closed: the client stopped reading its response");
                         return;
                     }
-                    Next::Idle => match closing_idle {
+                    Next::Idle if closing_idle.is_some_and(|asked| now >= asked + CLOSE_GRACE) => {
                         // Asked to close and did not: nothing is in progress, drop it.
-                        Some(asked) if now >= asked + CLOSE_GRACE => {
-                            tracing::debug!(%peer, "connection dropped: idle, and it did not close when asked");
-                            return;
-                        }
-                        Some(asked) => look.as_mut().reset(asked + CLOSE_GRACE),
-                        None => {
+                        tracing::debug!(%peer, "connection dropped: idle, and it did not close when asked");
+                        return;
+                    }
+                    Next::Idle => {
+                        let asked = *closing_idle.get_or_insert_with(|| {
                             tracing::debug!(%peer, "connection closed: idle");
-                            if !asked_to_close {
-                                conn.as_mut().graceful_shutdown();
-                                asked_to_close = true;
-                            }
-                            closing_idle = Some(now);
-                            look.as_mut().reset(now + CLOSE_GRACE);
+                            now
+                        });
+                        if !std::mem::replace(&mut asked_to_close, true) {
+                            conn.as_mut().graceful_shutdown();
                         }
-                    },
+                        look.as_mut().reset(asked + CLOSE_GRACE);
+                    }
                 }
             }
         }
