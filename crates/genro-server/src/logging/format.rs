@@ -55,33 +55,42 @@ const LEVELS: &[(&str, &str)] = &[
     ("OFF", "off"),
 ];
 
+/// What `[logging] level` takes, for messages.
+const EXPECTED: &str = "use DEBUG, INFO, WARNING, ERROR, CRITICAL, or a filter of `level` and \
+                        `target=level` directives such as info,hyper=warn";
+
 /// The tracing level a level name sets, or why it is not one (with the nearest name).
 fn level(name: &str) -> Result<&'static str, String> {
     let upper = name.to_ascii_uppercase();
     if let Some((_, level)) = LEVELS.iter().find(|(n, _)| *n == upper) {
         return Ok(level);
     }
-    let hint = crate::suggest::closest(&upper, LEVELS.iter().map(|(n, _)| *n))
-        .map(|near| format!(" (did you mean {near}?)"))
-        .unwrap_or_default();
-    Err(format!(
-        "a log level: `{name}` is not one{hint}; use DEBUG, INFO, WARNING, ERROR, CRITICAL, or a \
-         filter of `level` and `target=level` directives such as info,hyper=warn"
-    ))
+    Err(
+        crate::suggest::closest(&upper, LEVELS.iter().map(|(n, _)| *n))
+            .map(|near| format!(" (did you mean {near}?)"))
+            .unwrap_or_default(),
+    )
 }
 
 /// One directive of a filter: a bare level (`warn`), or `target=level` (`hyper=warn`,
 /// `my_app[span]=debug`). A bare word that is not a level is refused rather than taken as a
 /// target: tracing would read `WARNNG` as "everything from the target WARNNG", which turns the
-/// rest of logging off without a word.
-fn directive(text: &str) -> Result<Directive, String> {
-    let written = match text.rsplit_once('=') {
-        None => level(text)?.to_owned(),
-        Some((target, name)) => format!("{}={}", target.trim(), level(name.trim())?),
+/// rest of logging off without a word. The error names the word that is not a level.
+fn directive(text: &str) -> Result<Directive, (String, String)> {
+    let (name, written) = match text.rsplit_once('=') {
+        None => (text, level(text).map(str::to_owned)),
+        Some((target, name)) => {
+            let name = name.trim();
+            (
+                name,
+                level(name).map(|level| format!("{}={level}", target.trim())),
+            )
+        }
     };
+    let written = written.map_err(|hint| (name.to_owned(), hint))?;
     written
         .parse::<Directive>()
-        .map_err(|e| format!("a tracing filter directive: `{text}` is not one ({e})"))
+        .map_err(|e| (text.to_owned(), format!(" ({e})")))
 }
 
 impl std::str::FromStr for LogLevel {
@@ -93,13 +102,16 @@ impl std::str::FromStr for LogLevel {
             .map(str::trim)
             .filter(|d| !d.is_empty())
             .map(directive)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|(bad, why)| {
+                if bad == text.trim() {
+                    format!("a log level{why}; {EXPECTED}")
+                } else {
+                    format!("a log level: `{bad}` in it is not one{why}; {EXPECTED}")
+                }
+            })?;
         if directives.is_empty() {
-            return Err(
-                "a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL) or a filter such as \
-                 info,hyper=warn"
-                    .to_owned(),
-            );
+            return Err(format!("a log level; {EXPECTED}"));
         }
         Ok(Self {
             text: text.to_owned(),
@@ -380,12 +392,12 @@ mod tests {
         // tracing alone reads a bare word as a target, which turns every other log line off.
         let why = "WARNNG".parse::<LogLevel>().unwrap_err();
         assert!(
-            why.contains("`WARNNG` is not one (did you mean WARNING?)"),
+            why.starts_with("a log level (did you mean WARNING?); use DEBUG"),
             "{why}"
         );
         let why = "info,hyper=wran".parse::<LogLevel>().unwrap_err();
         assert!(
-            why.contains("`wran` is not one (did you mean WARN?)"),
+            why.contains("`wran` in it is not one (did you mean WARN?)"),
             "{why}"
         );
         assert!("hyper".parse::<LogLevel>().is_err());
