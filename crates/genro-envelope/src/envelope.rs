@@ -9,9 +9,11 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use http::{Extensions, HeaderValue, Method, Request, Uri, Version};
+use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use tokio::time::Instant;
 use uuid::{Builder, Uuid};
+
+use crate::cancel::Cancel;
 
 /// The wall clock (as time since the Unix epoch) and the monotonic clock, read once together.
 /// Every later wall-clock time is this plus monotonic time elapsed, so a request reads one clock.
@@ -83,6 +85,9 @@ pub enum Phase {
     Upgraded,
     /// The response body has ended, failed or been dropped.
     Finished,
+    /// The request failed and its error response is held for a debugger (genro-debug's
+    /// hold-on-error); the watchdog does not report a held request as stuck.
+    Held,
 }
 
 impl Phase {
@@ -91,6 +96,7 @@ impl Phase {
             0 => Self::Handling,
             1 => Self::Streaming,
             2 => Self::Upgraded,
+            4 => Self::Held,
             _ => Self::Finished,
         }
     }
@@ -103,6 +109,7 @@ impl Phase {
             Self::Streaming => "streaming",
             Self::Upgraded => "upgraded",
             Self::Finished => "finished",
+            Self::Held => "held",
         }
     }
 }
@@ -136,6 +143,9 @@ pub struct RequestEnvelope {
     route: Option<RouteName>,
     late_route: OnceLock<Arc<str>>,
     annotations: Mutex<Vec<(Cow<'static, str>, String)>>,
+    // Only when the layer keeps them (`EnvelopeLayer::keep_headers`), for the debug console.
+    headers: Option<Box<HeaderMap>>,
+    cancel: Cancel,
 }
 
 impl RequestEnvelope {
@@ -145,7 +155,7 @@ impl RequestEnvelope {
     /// It is public for servers that are not tower-based and for tests.
     #[must_use]
     pub fn new(method: Method, uri: Uri) -> Self {
-        Self::assemble(method, uri, Version::HTTP_11, None, None, None)
+        Self::assemble(method, uri, Version::HTTP_11, None, None, None, None)
     }
 
     /// Builds the envelope in one expression so that it can be written straight into its `Arc`.
@@ -157,6 +167,7 @@ impl RequestEnvelope {
         client: Option<SocketAddr>,
         external_id: Option<HeaderValue>,
         route: Option<RouteName>,
+        headers: Option<Box<HeaderMap>>,
     ) -> Self {
         let started = Instant::now();
         let since = since_epoch(started);
@@ -182,6 +193,8 @@ impl RequestEnvelope {
             route,
             late_route: OnceLock::new(),
             annotations: Mutex::new(Vec::new()),
+            headers,
+            cancel: Cancel::default(),
         }
     }
 
@@ -194,6 +207,7 @@ impl RequestEnvelope {
             req.uri().clone(),
             req.version(),
             client_from(req.extensions()),
+            None,
             None,
             None,
         )
@@ -341,6 +355,7 @@ impl RequestEnvelope {
             Phase::Streaming => 1,
             Phase::Upgraded => 2,
             Phase::Finished => 3,
+            Phase::Held => 4,
         };
         self.phase.store(value, Ordering::Relaxed);
     }
@@ -394,6 +409,32 @@ impl RequestEnvelope {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect()
+    }
+
+    /// The request's headers, when the layer that made the envelope keeps them
+    /// ([`EnvelopeLayer::keep_headers`](crate::EnvelopeLayer::keep_headers), off by default):
+    /// for a debug console. They are the client's, secrets included; mask them before showing.
+    #[must_use]
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        self.headers.as_deref()
+    }
+
+    /// Asks the request to stop. A [`CancelLayer`](crate::CancelLayer) inside the layer that
+    /// renders errors then drops the handler's future (so its drop guards run) and answers with
+    /// the error [`Cancelled`](crate::Cancelled). Without one, nothing else happens. Returns
+    /// whether this call asked first.
+    pub fn cancel(&self) -> bool {
+        self.cancel.cancel()
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    pub(crate) fn cancel_signal(&self) -> &Cancel {
+        &self.cancel
     }
 
     /// The envelope of a request that went through [`EnvelopeLayer`](crate::EnvelopeLayer).

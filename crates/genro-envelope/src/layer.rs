@@ -35,6 +35,7 @@ impl EnvelopeLayer {
                 header: DEFAULT_HEADER,
                 response_id: ResponseId::EchoExternal,
                 invalid: Counter::default(),
+                keep_headers: false,
             }),
         }
     }
@@ -56,6 +57,15 @@ impl EnvelopeLayer {
     #[must_use]
     pub fn response_id(mut self, which: ResponseId) -> Self {
         self.settings_mut().response_id = which;
+        self
+    }
+
+    /// Keeps a copy of each request's headers in its envelope
+    /// ([`RequestEnvelope::headers`](crate::RequestEnvelope::headers)), for a debug console to
+    /// show. Off by default: the copy costs an allocation per request.
+    #[must_use]
+    pub fn keep_headers(mut self, keep: bool) -> Self {
+        self.settings_mut().keep_headers = keep;
         self
     }
 
@@ -87,6 +97,7 @@ impl fmt::Debug for EnvelopeLayer {
         f.debug_struct("EnvelopeLayer")
             .field("header", &self.settings.header)
             .field("response_id", &self.settings.response_id)
+            .field("keep_headers", &self.settings.keep_headers)
             .finish()
     }
 }

@@ -75,6 +75,7 @@
 //!
 //! 1.89.
 
+mod cancel;
 mod envelope;
 #[cfg(feature = "axum")]
 mod extract;
@@ -86,6 +87,7 @@ mod service;
 mod settings;
 mod watch;
 
+pub use cancel::{CancelFuture, CancelLayer, CancelService, Cancelled};
 pub use envelope::{
     Annotated, ClientAddr, InvalidExternalId, Phase, RequestEnvelope, ShortId, MAX_ANNOTATIONS,
     MAX_ANNOTATION_KEY_LEN, MAX_ANNOTATION_VALUE_LEN,

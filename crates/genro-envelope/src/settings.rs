@@ -48,6 +48,7 @@ pub(crate) struct Settings {
     pub(crate) header: HeaderName,
     pub(crate) response_id: ResponseId,
     pub(crate) invalid: Counter,
+    pub(crate) keep_headers: bool,
 }
 
 impl Settings {
@@ -86,6 +87,7 @@ impl Settings {
             client_from(req.extensions()),
             self.external_id(req),
             RouteName::from_extensions(req.extensions()),
+            self.keep_headers.then(|| Box::new(req.headers().clone())),
         ));
         record_on_span(&envelope);
         req.extensions_mut().insert(envelope.clone());

@@ -105,7 +105,7 @@ where
                             Failure::App(error)
                         }
                         Ok(Poll::Ready(Err(error))) => Failure::Service(error.into()),
-                        Err(payload) => Failure::Panic(panic_text(&*payload)),
+                        Err(payload) => Failure::panic(&*payload),
                     }
                 }
             };

@@ -51,7 +51,20 @@ pub(crate) struct Ctx {
 pub(crate) enum Failure {
     App(Error),
     Service(BoxError),
-    Panic(String),
+    Panic {
+        message: String,
+        backtrace: Option<String>,
+    },
+}
+
+impl Failure {
+    /// A panic caught on this thread, with the backtrace its hook left, if any.
+    pub(crate) fn panic(payload: &(dyn Any + Send)) -> Self {
+        Self::Panic {
+            message: panic_text(payload),
+            backtrace: crate::backtrace::take(),
+        }
+    }
 }
 
 pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
@@ -163,6 +176,12 @@ fn resolve(
                 error_type: "body_limit",
             };
         }
+        if e.is::<genro_envelope::Cancelled>() {
+            return Resolved {
+                problem: Problem::new(StatusCode::SERVICE_UNAVAILABLE),
+                error_type: "cancelled",
+            };
+        }
         if e.is::<tower::load_shed::error::Overloaded>() {
             let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
                 .header(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -211,14 +230,14 @@ async fn respond<B: RenderedBody>(
             chain_text(&**error),
             None,
         ),
-        Failure::Panic(text) => (
+        Failure::Panic { message, backtrace } => (
             Ok(Resolved {
                 problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
                 error_type: PANIC,
             }),
             ErrorKind::Panic,
-            text.clone(),
-            None,
+            message.clone(),
+            backtrace.clone(),
         ),
     };
     drop(failure);
@@ -250,6 +269,7 @@ async fn respond<B: RenderedBody>(
         message,
         backtrace,
         critical: false,
+        answer: std::sync::OnceLock::new(),
     };
     report.critical = match catch_unwind(AssertUnwindSafe(|| (settings.critical_when)(&report))) {
         Ok(critical) => critical,
@@ -271,6 +291,12 @@ async fn respond<B: RenderedBody>(
     for _ in 0..panicked {
         settings.count(ErrorKind::Panic, ERROR_PATH_PANIC);
     }
+    // An observer (a debugger) chose the status: the same error id, that status's problem.
+    let problem = match report.answer.get() {
+        Some(&chosen) if chosen != status => Problem::new(chosen),
+        _ => problem,
+    };
+    let status = problem.status;
 
     let show = settings.traceback.get();
     let detail = if show {
@@ -286,7 +312,10 @@ async fn respond<B: RenderedBody>(
         problem.detail.clone()
     };
     let traceback = show.then(|| match (&report.kind, &report.backtrace) {
-        (ErrorKind::Panic, _) => format!("panic: {}", report.message),
+        (ErrorKind::Panic, Some(backtrace)) => {
+            format!("panic: {}\n\n{backtrace}", report.message)
+        }
+        (ErrorKind::Panic, None) => format!("panic: {}", report.message),
         (_, Some(backtrace)) => backtrace.clone(),
         (_, None) => report.message.clone(),
     });
@@ -351,8 +380,9 @@ fn notification(report: &ErrorReport) -> Notification {
 
 fn log(report: &ErrorReport) {
     let envelope = &*report.envelope;
-    // A backtrace tells where a server error came from; for a client error it is noise.
-    let backtrace = if report.status.is_server_error() {
+    // A backtrace tells where a server error came from; for a client error it is noise. A
+    // panic's was logged by the panic hook that captured it.
+    let backtrace = if report.status.is_server_error() && report.kind != ErrorKind::Panic {
         report.backtrace.as_deref()
     } else {
         None

@@ -222,7 +222,7 @@ impl ErrorLayer {
     }
 
     /// Registers `errors_total{kind,type}` in a prometheus-client registry. `type` takes only
-    /// the labels of registered handlers, `timeout`, `body_limit`, `overloaded`, `panic`,
+    /// the labels of registered handlers, `timeout`, `body_limit`, `overloaded`, `cancelled`, `panic`,
     /// `error_path_panic` and `other`, so the series stay bounded.
     pub fn register_metrics(&self, registry: &mut Registry) {
         registry.register(

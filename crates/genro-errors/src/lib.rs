@@ -72,6 +72,7 @@
 //!
 //! 1.89.
 
+mod backtrace;
 mod body;
 mod error;
 mod future;
@@ -82,6 +83,7 @@ mod problem;
 mod report;
 mod service;
 
+pub use backtrace::{install_panic_hook, remember_panic_backtrace};
 pub use body::RenderedBody;
 pub use error::{BoxError, Error};
 pub use future::ResponseFuture;

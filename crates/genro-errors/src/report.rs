@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use genro_envelope::RequestEnvelope;
 use http::StatusCode;
@@ -48,7 +48,7 @@ pub struct ErrorReport {
     /// Error or panic.
     pub kind: ErrorKind,
     /// The label the matching handler was registered with, a default (`timeout`,
-    /// `body_limit`, `overloaded`), `panic`, `error_path_panic`, or `other`: the `type` label of
+    /// `body_limit`, `overloaded`, `cancelled`), `panic`, `error_path_panic`, or `other`: the `type` label of
     /// `errors_total`.
     pub error_type: &'static str,
     /// The status of the response.
@@ -59,4 +59,21 @@ pub struct ErrorReport {
     pub backtrace: Option<String>,
     /// Whether the `critical_when` rule flagged it.
     pub critical: bool,
+    pub(crate) answer: OnceLock<StatusCode>,
+}
+
+impl ErrorReport {
+    /// Answers the request with `status` instead of the status it would get (same error id,
+    /// logged and counted as it was): for an [`Observer`](crate::Observer) such as a debugger
+    /// that releases a held request with a status of its choosing, to try a client's error
+    /// handling. The first call wins; returns whether this one did.
+    pub fn answer_with(&self, status: StatusCode) -> bool {
+        self.answer.set(status).is_ok()
+    }
+
+    /// The status an observer chose with [`answer_with`](Self::answer_with), if any.
+    #[must_use]
+    pub fn chosen_status(&self) -> Option<StatusCode> {
+        self.answer.get().copied()
+    }
 }

@@ -13,7 +13,7 @@ use crate::{
     body::RenderedBody,
     error::BoxError,
     future::ResponseFuture,
-    handle::{panic_text, Ctx, Failure, Subject},
+    handle::{Ctx, Failure, Subject},
     layer::Settings,
 };
 
@@ -76,7 +76,7 @@ where
         }
         match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
             Ok(future) => ResponseFuture::running(future, ctx),
-            Err(payload) => ResponseFuture::failed(ctx, Failure::Panic(panic_text(&*payload))),
+            Err(payload) => ResponseFuture::failed(ctx, Failure::panic(&*payload)),
         }
     }
 }

@@ -544,3 +544,108 @@ async fn critical_errors_are_notified_with_the_request_and_others_are_not() {
     assert_eq!(sent[0].details["error_type"], "panic");
     assert_eq!(sent[0].request.as_ref().unwrap().path, "/panic");
 }
+
+#[tokio::test]
+async fn a_cancelled_request_drops_its_handler_and_answers_503_with_an_error_id() {
+    let logs = logs();
+    struct Guard(Arc<Mutex<bool>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = true;
+        }
+    }
+    let dropped: Arc<Mutex<bool>> = Arc::default();
+    let (started_tx, started_rx) =
+        tokio::sync::oneshot::channel::<Arc<genro_envelope::RequestEnvelope>>();
+    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+    let app = Router::new()
+        .route(
+            "/slow",
+            get({
+                let dropped = dropped.clone();
+                move |axum::Extension(envelope): axum::Extension<
+                    Arc<genro_envelope::RequestEnvelope>,
+                >| async move {
+                    let _guard = Guard(dropped);
+                    let tx = started_tx.lock().unwrap().take().unwrap();
+                    let _ = tx.send(envelope.clone());
+                    std::future::pending::<()>().await;
+                    "never"
+                }
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(EnvelopeLayer::new())
+                .layer(ErrorLayer::new())
+                .layer(genro_envelope::CancelLayer::new()),
+        );
+    let request = tokio::spawn({
+        let app = app.clone();
+        async move { get_with(&app, "/slow", Some("application/json")).await }
+    });
+    let envelope = started_rx.await.unwrap();
+    assert!(!*dropped.lock().unwrap());
+    assert!(envelope.cancel());
+    let answer = tokio::time::timeout(Duration::from_secs(5), request)
+        .await
+        .expect("a cancelled request ends at once")
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(*dropped.lock().unwrap(), "the handler's drop guard ran");
+    let id = envelope.short_id().to_string();
+    assert_eq!(answer.headers["x-error-id"], id.as_str());
+    assert_eq!(json(&answer.body)["error_id"], id.as_str());
+    let lines = logs.lines(&id);
+    assert_eq!(lines.len(), 1, "logged once: {lines:?}");
+    assert!(lines[0].contains("cancelled"), "{lines:?}");
+}
+
+#[tokio::test]
+async fn an_observer_can_choose_the_status_and_the_error_id_stays() {
+    logs();
+    let app = app(layer().observer(|r: Arc<ErrorReport>| {
+        assert!(r.answer_with(StatusCode::IM_A_TEAPOT));
+        assert!(
+            !r.answer_with(StatusCode::BAD_GATEWAY),
+            "the first choice wins"
+        );
+        async {}
+    }));
+    let a = get_with(&app, "/panic", Some("application/json")).await;
+    assert_eq!(a.status, StatusCode::IM_A_TEAPOT);
+    assert_eq!(
+        json(&a.body)["error_id"],
+        a.headers["x-error-id"].to_str().unwrap()
+    );
+    assert_eq!(json(&a.body)["status"], 418);
+}
+
+#[tokio::test]
+async fn a_panic_report_carries_the_backtrace_its_hook_captured() {
+    logs();
+    genro_errors::install_panic_hook();
+    let seen: Arc<Mutex<Option<Option<String>>>> = Arc::default();
+    let app = app(layer().observer({
+        let seen = seen.clone();
+        move |r: Arc<ErrorReport>| {
+            *seen.lock().unwrap() = Some(r.backtrace.clone());
+            async {}
+        }
+    }));
+    // Captured whatever the environment says, as `RUST_BACKTRACE=1` would.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        genro_errors::remember_panic_backtrace(std::backtrace::Backtrace::force_capture());
+        hook(info);
+    }));
+    let a = get_with(&app, "/panic", None).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let backtrace = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("observed")
+        .expect("a backtrace");
+    assert!(backtrace.contains("layer"), "{backtrace}");
+}

@@ -108,6 +108,9 @@ pub struct ScanSummary {
     pub reported_warning: usize,
     /// New critical-level reports (and notifications) made by this scan.
     pub reported_critical: usize,
+    /// Requests a debugger holds ([`Phase::Held`](genro_envelope::Phase::Held)): never
+    /// reported, whatever their age.
+    pub held: usize,
 }
 
 /// One scan in progress: what it found so far.
@@ -138,6 +141,11 @@ impl Scan {
         } = self;
         registry.for_each_in_shard(shard, |envelope| {
             summary.visited += 1;
+            // A debugger holds it on purpose: that is not a stuck request.
+            if envelope.phase() == genro_envelope::Phase::Held {
+                summary.held += 1;
+                return;
+            }
             let age = now.saturating_duration_since(envelope.started());
             if age > config.critical {
                 stuck.push((envelope.clone(), Severity::Critical));

@@ -399,3 +399,26 @@ async fn a_huge_interval_works_and_stops() {
         .await
         .expect("stops at once");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_a_debugger_holds_is_never_reported_as_stuck() {
+    let (logs, _subscriber) = scoped_logs();
+    let registry = EnvelopeRegistry::new();
+    let mut watchdog = Watchdog::new(registry.clone(), CONFIG);
+    let held = envelope("/held");
+    let _held = registry.track(held.clone());
+    let _slow = registry.track(envelope("/slow"));
+    held.set_phase(genro_envelope::Phase::Held);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let scan = watchdog.scan();
+    assert_eq!((scan.visited, scan.held, scan.critical), (2, 1, 1));
+    let lines = logs.lines("request is critically stuck");
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].contains("/slow") && !lines[0].contains("/held"),
+        "{lines:?}"
+    );
+    // Released by the debugger and still running: reported from then on.
+    held.set_phase(genro_envelope::Phase::Handling);
+    assert_eq!(watchdog.scan().reported_critical, 1);
+}
