@@ -128,6 +128,17 @@ impl axum_core::response::IntoResponse for Error {
 }
 
 /// The error chain, outermost first, as one line.
+/// Each error of the `source()` chain, outermost first.
+pub(crate) fn chain_list(error: &(dyn StdError + 'static)) -> Vec<String> {
+    let mut chain = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(e) = source {
+        chain.push(e.to_string());
+        source = e.source();
+    }
+    chain
+}
+
 pub(crate) fn chain_text(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

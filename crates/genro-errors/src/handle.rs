@@ -16,7 +16,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::{
     body::RenderedBody,
-    error::{chain_text, BoxError},
+    error::{chain_list, chain_text, BoxError},
     layer::Settings,
     observer,
     problem::{render, Extra, Format, Problem},
@@ -217,17 +217,19 @@ async fn respond<B: RenderedBody>(
     failure: Failure,
 ) -> Response<B> {
     let settings = &*settings;
-    let (resolved, kind, mut message, backtrace) = match &failure {
+    let (resolved, kind, mut message, chain, backtrace) = match &failure {
         Failure::App(error) => (
             resolve_guarded(settings, error.get_ref(), error.status(), &envelope),
             ErrorKind::Error,
             chain_text(error.get_ref()),
+            chain_list(error.get_ref()),
             error.backtrace_text(),
         ),
         Failure::Service(error) => (
             resolve_guarded(settings, &**error, None, &envelope),
             ErrorKind::Error,
             chain_text(&**error),
+            chain_list(&**error),
             None,
         ),
         Failure::Panic { message, backtrace } => (
@@ -237,6 +239,7 @@ async fn respond<B: RenderedBody>(
             }),
             ErrorKind::Panic,
             message.clone(),
+            vec![message.clone()],
             backtrace.clone(),
         ),
     };
@@ -267,6 +270,7 @@ async fn respond<B: RenderedBody>(
         error_type,
         status,
         message,
+        chain,
         backtrace,
         critical: false,
         answer: std::sync::OnceLock::new(),

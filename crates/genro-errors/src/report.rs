@@ -55,6 +55,8 @@ pub struct ErrorReport {
     pub status: StatusCode,
     /// The error chain, or the panic message.
     pub message: String,
+    /// Each error of the `source()` chain, outermost first (a panic: its message alone).
+    pub chain: Vec<String>,
     /// The backtrace, when one was captured.
     pub backtrace: Option<String>,
     /// Whether the `critical_when` rule flagged it.

@@ -1,0 +1,356 @@
+//! `genro-debug HOST:PORT`: the console of a genro-asgi server's remote debugger.
+//!
+//! The secret comes from `GENRO_DEBUG_SECRET`, or from a prompt that does not echo. Commands come
+//! from the terminal, with line editing and history, or from standard input, one per line:
+//!
+//! ```text
+//! printf 'ls\nquit\n' | GENRO_DEBUG_SECRET=… genro-debug 127.0.0.1:8001
+//! ```
+
+use std::{io::IsTerminal, process::ExitCode, time::Duration};
+
+use genro_debug::{
+    protocol::{ClientMessage, HeldDetail, RequestDetail, RequestSummary, ServerMessage},
+    Client, ClientError, Secret,
+};
+use rustyline::{error::ReadlineError, DefaultEditor};
+use tokio::runtime::Runtime;
+
+const HELP: &str = "\
+commands:
+  ls                    the requests in flight, oldest first
+  watch                 ls, refreshed every second until Ctrl-C
+  show ID               one request: envelope, annotations, headers (secrets masked)
+  cancel ID             end a request with 503 (its handler is dropped)
+  held                  the requests held on error
+  attach ID             a held request: error, source chain, backtrace, annotations
+  continue [ID]         release a held request with its own error response
+  release [ID] STATUS   release a held request with STATUS instead
+  log-level FILTER      set the server's log filter (e.g. info,my_app=debug)
+  help                  this text
+  quit                  leave";
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: genro-debug HOST:PORT\n\nConnects to a genro-asgi debug console. The secret is read \
+         from GENRO_DEBUG_SECRET, or asked for.\n\n{HELP}"
+    );
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addr = match args.as_slice() {
+        [flag] if flag == "-h" || flag == "--help" => {
+            println!("usage: genro-debug HOST:PORT\n\n{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        [flag] if flag == "-V" || flag == "--version" => {
+            println!("genro-debug {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        [addr] if !addr.starts_with('-') && addr.contains(':') => addr.clone(),
+        _ => return usage(),
+    };
+    let interactive = std::io::stdin().is_terminal();
+    let secret = match std::env::var("GENRO_DEBUG_SECRET") {
+        Ok(secret) => Secret::new(secret),
+        Err(_) if interactive => match rpassword::prompt_password("Secret: ") {
+            Ok(secret) => Secret::new(secret.trim_end_matches(['\r', '\n'])),
+            Err(e) => {
+                eprintln!("genro-debug: cannot read the secret: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(_) => {
+            eprintln!("genro-debug: set GENRO_DEBUG_SECRET to read commands from standard input");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("genro-debug: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client = match runtime.block_on(Client::connect(&addr, &secret)) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("genro-debug: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    drop(secret);
+    println!(
+        "connected to {addr}{}; type help for the commands",
+        if client.holding() {
+            " (failing requests are held)"
+        } else {
+            ""
+        }
+    );
+    let mut console = Console {
+        runtime,
+        client,
+        attached: None,
+    };
+    let result = if interactive {
+        console.interactive()
+    } else {
+        console.script()
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("genro-debug: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Console {
+    runtime: Runtime,
+    client: Client,
+    /// The held request last attached to: `continue` and `release` default to it.
+    attached: Option<String>,
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Go,
+    Quit,
+}
+
+impl Console {
+    fn interactive(&mut self) -> Result<(), ClientError> {
+        let Ok(mut editor) = DefaultEditor::new() else {
+            return self.script();
+        };
+        loop {
+            match editor.readline("genro-debug> ") {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                    if self.line(&line)? == Flow::Quit {
+                        return Ok(());
+                    }
+                }
+                Err(ReadlineError::Interrupted) => {}
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    fn script(&mut self) -> Result<(), ClientError> {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if self.line(&line)? == Flow::Quit {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, command: &ClientMessage) -> Result<ServerMessage, ClientError> {
+        self.runtime.block_on(self.client.call(command))
+    }
+
+    fn line(&mut self, line: &str) -> Result<Flow, ClientError> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let id = |n: usize| words.get(n).map(|s| (*s).to_owned());
+        let command = match words.as_slice() {
+            [] => return Ok(Flow::Go),
+            ["quit" | "exit" | "q"] => return Ok(Flow::Quit),
+            ["help" | "?"] => {
+                println!("{HELP}");
+                return Ok(Flow::Go);
+            }
+            ["watch"] => return self.watch().map(|()| Flow::Go),
+            ["ls"] => ClientMessage::Ls,
+            ["held"] => ClientMessage::Held,
+            ["show", _] => ClientMessage::Show {
+                id: id(1).unwrap_or_default(),
+            },
+            ["cancel", _] => ClientMessage::Cancel {
+                id: id(1).unwrap_or_default(),
+            },
+            ["attach", _] => ClientMessage::Attach {
+                id: id(1).unwrap_or_default(),
+            },
+            ["continue" | "c"] | ["continue" | "c", _] => {
+                if let Some(id) = id(1).or_else(|| self.attached.clone()) {
+                    ClientMessage::Continue { id }
+                } else {
+                    println!("continue which request? attach to one first, or give its id");
+                    return Ok(Flow::Go);
+                }
+            }
+            ["release", rest @ ..] if !rest.is_empty() && rest.len() <= 2 => {
+                let (target, status) = match rest {
+                    [status] => (self.attached.clone(), *status),
+                    [id, status] => (Some((*id).to_owned()), *status),
+                    _ => unreachable!("one or two words"),
+                };
+                let (Some(id), Ok(status)) = (target, status.parse::<u16>()) else {
+                    println!(
+                        "usage: release [ID] STATUS (attach to a request first, or give its id)"
+                    );
+                    return Ok(Flow::Go);
+                };
+                ClientMessage::Release { id, status }
+            }
+            ["log-level", filter] => ClientMessage::LogLevel {
+                filter: (*filter).to_owned(),
+            },
+            _ => {
+                println!(
+                    "unknown command {:?}; type help for the commands",
+                    line.trim()
+                );
+                return Ok(Flow::Go);
+            }
+        };
+        if let ClientMessage::Attach { id } = &command {
+            self.attached = Some(id.clone());
+        }
+        let reply = self.call(&command)?;
+        print!("{}", render(&reply));
+        Ok(Flow::Go)
+    }
+
+    fn watch(&mut self) -> Result<(), ClientError> {
+        let interrupted = self.runtime.block_on(async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            tokio::pin!(ctrl_c);
+            loop {
+                let reply = self.client.call(&ClientMessage::Ls).await?;
+                // Clear the screen and go home, as top does.
+                println!("\x1b[H\x1b[2J{}(watching; Ctrl-C to stop)", render(&reply));
+                tokio::select! {
+                    _ = &mut ctrl_c => return Ok::<_, ClientError>(true),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        })?;
+        if interrupted {
+            println!();
+        }
+        Ok(())
+    }
+}
+
+fn render(reply: &ServerMessage) -> String {
+    match reply {
+        ServerMessage::Requests { requests } => table(requests),
+        ServerMessage::Request { request } => detail(request),
+        ServerMessage::HeldList { held } => {
+            if held.is_empty() {
+                return "no request is held\n".into();
+            }
+            let mut out = format!(
+                "{:<8}  {:>6}  {:<5}  {:<12}  {:>7}  {:>7}  {}\n",
+                "ID", "STATUS", "KIND", "TYPE", "HELD", "LEFT", "ERROR"
+            );
+            for h in held {
+                out.push_str(&format!(
+                    "{:<8}  {:>6}  {:<5}  {:<12}  {:>7}  {:>7}  {}\n",
+                    h.request.id,
+                    h.status,
+                    h.kind,
+                    h.error_type,
+                    seconds(h.held_s),
+                    seconds(h.release_in_s),
+                    h.message
+                ));
+            }
+            out
+        }
+        ServerMessage::Attached { held } => attached(held),
+        ServerMessage::Done { message } => format!("{message}\n"),
+        ServerMessage::Error { message } => format!("error: {message}\n"),
+        other => format!("{other:?}\n"),
+    }
+}
+
+fn seconds(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.2}s")
+    } else {
+        format!("{s:.0}s")
+    }
+}
+
+fn table(requests: &[RequestSummary]) -> String {
+    let mut out = format!(
+        "{:<8}  {:<7}  {:>7}  {:<9}  {:>5}  {}\n",
+        "ID", "METHOD", "AGE", "PHASE", "NOTES", "TARGET"
+    );
+    for r in requests {
+        out.push_str(&format!(
+            "{:<8}  {:<7}  {:>7}  {:<9}  {:>5}  {}\n",
+            r.id,
+            r.method,
+            seconds(r.age_s),
+            r.phase,
+            r.annotations,
+            r.target
+        ));
+    }
+    out.push_str(&format!("({} in flight)\n", requests.len()));
+    out
+}
+
+fn detail(r: &RequestDetail) -> String {
+    let mut out = String::new();
+    let mut field = |k: &str, v: &str| out.push_str(&format!("{k:<12} {v}\n"));
+    field("id", &r.id);
+    field("internal id", &r.internal_id);
+    field("external id", r.external_id.as_deref().unwrap_or("-"));
+    field("request", &format!("{} {} {}", r.method, r.path, r.version));
+    field("route", r.route.as_deref().unwrap_or("-"));
+    field("client", r.client.as_deref().unwrap_or("-"));
+    field("age", &seconds(r.age_s));
+    field("phase", &r.phase);
+    out.push_str("annotations:\n");
+    for (k, v) in &r.annotations {
+        out.push_str(&format!("  {k} = {v}\n"));
+    }
+    match &r.headers {
+        Some(headers) => {
+            out.push_str("headers:\n");
+            for (k, v) in headers {
+                out.push_str(&format!("  {k}: {v}\n"));
+            }
+        }
+        None => out.push_str("headers: (not kept by this server)\n"),
+    }
+    out
+}
+
+fn attached(h: &HeldDetail) -> String {
+    let mut out = format!(
+        "held {} ({}, {}) → {}; held {}, released anyway in {}\n",
+        h.request.id,
+        h.kind,
+        h.error_type,
+        h.status,
+        seconds(h.held_s),
+        seconds(h.release_in_s)
+    );
+    out.push_str("error:\n");
+    for (i, e) in h.chain.iter().enumerate() {
+        out.push_str(&format!("  {i}: {e}\n"));
+    }
+    match &h.backtrace {
+        Some(bt) => out.push_str(&format!("backtrace:\n{bt}\n")),
+        None => out.push_str("backtrace: (none captured; run the server with RUST_BACKTRACE=1)\n"),
+    }
+    out.push_str(&detail(&h.request));
+    out.push_str("continue releases it with its own response; release STATUS with another\n");
+    out
+}

@@ -1,0 +1,242 @@
+//! The console's protocol: JSON text messages over a WebSocket, each an object with a `type`.
+//!
+//! The server speaks first, with a [`ServerMessage::Challenge`]; the client answers with
+//! [`ClientMessage::Login`]; after [`ServerMessage::Welcome`], each command gets exactly one
+//! reply, in order. A refusal ([`ServerMessage::Refused`]) is followed by the close of the
+//! connection. See the crate documentation for an example exchange.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version, in the challenge and in the answer's signed context.
+pub const VERSION: u32 = 1;
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientMessage {
+    /// The answer to the challenge: `HMAC-SHA256(secret, nonce ‖ context)` in hex.
+    Login {
+        /// The answer.
+        answer: String,
+    },
+    /// The in-flight requests.
+    Ls,
+    /// One in-flight request in full.
+    Show {
+        /// Its short, internal or external id.
+        id: String,
+    },
+    /// Cancels an in-flight request: it ends with 503 and an error id.
+    Cancel {
+        /// Its id.
+        id: String,
+    },
+    /// The requests held on error.
+    Held,
+    /// One held request in full: its error, `source()` chain and backtrace.
+    Attach {
+        /// Its id.
+        id: String,
+    },
+    /// Releases a held request with its own error response.
+    Continue {
+        /// Its id.
+        id: String,
+    },
+    /// Releases a held request with a status of the debugger's choosing.
+    Release {
+        /// Its id.
+        id: String,
+        /// The status the client gets.
+        status: u16,
+    },
+    /// Sets the server's log filter.
+    LogLevel {
+        /// A filter such as `info` or `info,my_app=debug`.
+        filter: String,
+    },
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ServerMessage {
+    /// The first message: sign `nonce ‖ context` with the secret.
+    Challenge {
+        /// The protocol version.
+        version: u32,
+        /// A fresh random nonce, in hex.
+        nonce: String,
+        /// What the answer signs besides the nonce.
+        context: String,
+    },
+    /// Logged in.
+    Welcome {
+        /// The protocol version.
+        version: u32,
+        /// Whether failing requests are held for a debugger.
+        holding: bool,
+    },
+    /// The session is refused and will be closed.
+    Refused {
+        /// Why.
+        reason: Refusal,
+        /// A sentence for a person.
+        message: String,
+    },
+    /// The in-flight requests, oldest first.
+    Requests {
+        /// The requests.
+        requests: Vec<RequestSummary>,
+    },
+    /// One request in full.
+    Request {
+        /// The request.
+        request: RequestDetail,
+    },
+    /// The held requests, oldest first.
+    HeldList {
+        /// The held requests.
+        held: Vec<HeldSummary>,
+    },
+    /// One held request in full.
+    Attached {
+        /// The held request.
+        held: HeldDetail,
+    },
+    /// A command did what it said.
+    Done {
+        /// What happened.
+        message: String,
+    },
+    /// A command could not be done; the session goes on.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Why a session is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The answer to the challenge was wrong.
+    WrongSecret,
+    /// This address failed too often and is locked out for a while.
+    RateLimited,
+    /// The console has its most sessions open.
+    TooManySessions,
+    /// No login came in time.
+    LoginTimeout,
+    /// The session was idle too long.
+    IdleTimeout,
+    /// A message was larger than the limit, or not a message of this protocol.
+    BadMessage,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl Refusal {
+    /// A short name, for logs and metrics.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::WrongSecret => "wrong_secret",
+            Self::RateLimited => "rate_limited",
+            Self::TooManySessions => "too_many_sessions",
+            Self::LoginTimeout => "login_timeout",
+            Self::IdleTimeout => "idle_timeout",
+            Self::BadMessage => "bad_message",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// One in-flight request, in a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestSummary {
+    /// The short id (the error id a client sees).
+    pub id: String,
+    /// The method.
+    pub method: String,
+    /// The route template, or the path when no route matched yet.
+    pub target: String,
+    /// Seconds since the request arrived.
+    pub age_s: f64,
+    /// `handling`, `streaming`, `upgraded`, `held` or `finished`.
+    pub phase: String,
+    /// How many annotations it has.
+    pub annotations: usize,
+}
+
+/// One in-flight request in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestDetail {
+    /// The short id.
+    pub id: String,
+    /// The internal id (UUIDv7).
+    pub internal_id: String,
+    /// The client's own id, when it sent a valid one.
+    pub external_id: Option<String>,
+    /// The method.
+    pub method: String,
+    /// The path (the query string is left out: it is where tokens end up).
+    pub path: String,
+    /// The route template, when known.
+    pub route: Option<String>,
+    /// The HTTP version.
+    pub version: String,
+    /// The client's address.
+    pub client: Option<String>,
+    /// Seconds since the request arrived.
+    pub age_s: f64,
+    /// Where it is in its life.
+    pub phase: String,
+    /// What handlers annotated, in order.
+    pub annotations: Vec<(String, String)>,
+    /// The request headers, secrets masked; `None` when the server does not keep them.
+    pub headers: Option<Vec<(String, String)>>,
+}
+
+/// One held request, in a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldSummary {
+    /// The request.
+    pub request: RequestSummary,
+    /// The status it will get.
+    pub status: u16,
+    /// `error` or `panic`.
+    pub kind: String,
+    /// The error's type label.
+    pub error_type: String,
+    /// The first line of the error.
+    pub message: String,
+    /// Seconds it has been held.
+    pub held_s: f64,
+    /// Seconds until it is released anyway.
+    pub release_in_s: f64,
+}
+
+/// One held request in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldDetail {
+    /// The request.
+    pub request: RequestDetail,
+    /// The status it will get.
+    pub status: u16,
+    /// `error` or `panic`.
+    pub kind: String,
+    /// The error's type label.
+    pub error_type: String,
+    /// The error and its `source()` chain, outermost first (a panic: its message).
+    pub chain: Vec<String>,
+    /// The backtrace, when one was captured.
+    pub backtrace: Option<String>,
+    /// Seconds it has been held.
+    pub held_s: f64,
+    /// Seconds until it is released anyway.
+    pub release_in_s: f64,
+}
