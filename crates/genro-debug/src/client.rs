@@ -123,6 +123,16 @@ impl Client {
                 addr: addr.to_owned(),
                 source,
             })?;
+        Self::over(stream, addr, secret).await
+    }
+
+    /// Logs in over a connection the caller made (to choose the local address, say), to the
+    /// console it reaches as `addr` (`HOST:PORT`, sent as the `Host`).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), but for reaching the address.
+    pub async fn over(stream: TcpStream, addr: &str, secret: &Secret) -> Result<Self, ClientError> {
         let _ = stream.set_nodelay(true);
         let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream)
             .await

@@ -163,7 +163,8 @@ impl Holds {
     }
 
     async fn hold(&self, report: Arc<ErrorReport>) {
-        if !self.inner.on.load(Ordering::Acquire) {
+        // A request cancelled from the console is answered at once: its debugger asked for it.
+        if !self.inner.on.load(Ordering::Acquire) || report.error_type == "cancelled" {
             return;
         }
         let envelope = report.envelope.clone();

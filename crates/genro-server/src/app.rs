@@ -12,6 +12,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use genro_envelope::{CancelLayer, CancelService};
 use genro_errors::{BoxError, RenderedBody};
 use genro_stack::GenroLayer;
 use http::{Request, Response};
@@ -31,28 +32,32 @@ pub type RequestBody = tower_http::body::Limited<IncomingBody>;
 /// The layers every request of the application passes, as the configuration sets them: the
 /// genro stack (envelope, registry, metrics, errors) outside, and inside the error layer the
 /// request timeout and the concurrency limit, so that their refusals are rendered (504, 503)
-/// with an error id.
+/// with an error id; and, with the debug console on, the cancellation it asks for.
 #[derive(Clone, Debug)]
 pub struct RequestLayers {
     pub(crate) genro: GenroLayer,
     pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) concurrency: Option<GlobalConcurrencyLimitLayer>,
+    pub(crate) cancel: bool,
 }
 
 impl RequestLayers {
-    /// The genro stack, with the request timeout and concurrency limit `limits` sets.
-    pub(crate) fn new(genro: GenroLayer, limits: &LimitsSection) -> Self {
+    /// The genro stack, with the request timeout and concurrency limit `limits` sets; with
+    /// `cancel` (the debug console is on), requests can be cancelled through their envelope.
+    pub(crate) fn new(genro: GenroLayer, limits: &LimitsSection, cancel: bool) -> Self {
         Self {
             genro,
             timeout: limits.request_timeout,
             concurrency: (limits.concurrency_limit > 0)
                 .then(|| GlobalConcurrencyLimitLayer::new(limits.concurrency_limit)),
+            cancel,
         }
     }
 
     /// Wraps `service` in the request layers.
     pub fn wrap<S>(&self, service: S) -> Wrapped<S> {
         let inner = ServiceBuilder::new()
+            .layer(option_layer(self.cancel.then(CancelLayer::new)))
             .layer(option_layer(self.timeout.map(TimeoutLayer::new)))
             .layer(option_layer(self.concurrency.clone().map(|c| {
                 ServiceBuilder::new().layer(LoadShedLayer::new()).layer(c)
@@ -116,9 +121,11 @@ type Limits<S> = tower::util::Either<
     ErrInto<S>,
 >;
 
-/// The service inside the error layer: the user's, behind the optional request timeout and
-/// concurrency limit.
-pub type Inner<S> = tower::util::Either<tower::timeout::Timeout<Limits<S>>, Limits<S>>;
+type Timed<S> = tower::util::Either<tower::timeout::Timeout<Limits<S>>, Limits<S>>;
+
+/// The service inside the error layer: the user's, behind the optional cancellation (debug
+/// console), request timeout and concurrency limit.
+pub type Inner<S> = tower::util::Either<CancelService<Timed<S>>, Timed<S>>;
 
 /// A service inside the whole request path.
 pub type Wrapped<S> = <GenroLayer as Layer<Inner<S>>>::Service;

@@ -39,6 +39,8 @@ pub struct Bound {
     pub main: Option<SocketAddr>,
     /// The metrics export listener (`[metrics] export_port`).
     pub export: Option<SocketAddr>,
+    /// The debug console (`[debug] debug_port`, when `enabled`).
+    pub debug: Option<SocketAddr>,
 }
 
 /// What a handler can reach of the server: its configuration, registry and metrics, and the

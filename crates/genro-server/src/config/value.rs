@@ -4,6 +4,8 @@
 
 use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
 
+pub use genro_debug::Cidr;
+
 use http::{HeaderName, Method};
 
 /// A parse failure: what was expected, for the message `key: <value> is not <what>`.
@@ -53,10 +55,6 @@ pub(crate) const SMALL_SIZE: Kind<u16> = Kind {
     },
     render: |n| render_size(u64::from(*n)),
 };
-pub(crate) const TEXT: Kind<String> = Kind {
-    parse: |t| Ok(t.to_owned()),
-    render: Clone::clone,
-};
 /// Text, or nothing (empty).
 pub(crate) const OPTIONAL_TEXT: Kind<Option<String>> = Kind {
     parse: |t| Ok((!t.is_empty()).then(|| t.to_owned())),
@@ -82,6 +80,40 @@ pub(crate) const PATH: Kind<Option<PathBuf>> = Kind {
 pub(crate) const CIDRS: Kind<Vec<Cidr>> = Kind {
     parse: cidrs,
     render: |nets| join(nets),
+};
+/// A list of host names.
+pub(crate) const NAMES: Kind<Vec<String>> = Kind {
+    parse: |t| {
+        list(t)
+            .into_iter()
+            .map(|n| {
+                if !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                {
+                    Ok(n.to_ascii_lowercase())
+                } else {
+                    Err(format!(
+                        "a list of host names such as debug.internal (not {n:?})"
+                    ))
+                }
+            })
+            .collect()
+    },
+    render: |n| n.join(", "),
+};
+/// A list of header names.
+pub(crate) const HEADER_NAMES: Kind<Vec<HeaderName>> = Kind {
+    parse: |t| {
+        list(t)
+            .into_iter()
+            .map(|h| {
+                HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| format!("a list of header names (not {h:?})"))
+            })
+            .collect()
+    },
+    render: |h| join(h),
 };
 pub(crate) const ORIGINS: Kind<Allow<String>> = Kind {
     parse: |t| {
@@ -344,94 +376,14 @@ fn size(text: &str) -> Result<u64, Expected> {
     number.checked_mul(scale).ok_or_else(|| WHAT.to_owned())
 }
 
-/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address it carries.
-fn unmapped(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 @ IpAddr::V4(_) => v4,
-    }
-}
-
-/// An IP network: `10.0.0.0/8`, `::1`, `127.0.0.1` (a single address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Whether `addr` is in the network. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is
-    /// treated as the IPv4 address it carries.
-    #[must_use]
-    pub fn contains(&self, addr: IpAddr) -> bool {
-        match (self.network, unmapped(addr)) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl From<IpAddr> for Cidr {
-    /// The network of this one address.
-    fn from(addr: IpAddr) -> Self {
-        let network = unmapped(addr);
-        Self {
-            network,
-            prefix: if network.is_ipv4() { 32 } else { 128 },
-        }
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    /// `10.0.0.0/8`; a single address without its prefix (`127.0.0.1`).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let single = if self.network.is_ipv4() { 32 } else { 128 };
-        if self.prefix == single {
-            write!(f, "{}", self.network)
-        } else {
-            write!(f, "{}/{}", self.network, self.prefix)
-        }
-    }
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = Expected;
-
-    fn from_str(text: &str) -> Result<Self, Expected> {
-        const WHAT: &str = "an IP address or network such as 127.0.0.1, 10.0.0.0/8 or ::1/128";
-        let (addr, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text, None),
-        };
-        let network: IpAddr = addr.trim().parse().map_err(|_| WHAT.to_owned())?;
-        let network = unmapped(network);
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| WHAT.to_owned())?,
-        };
-        Ok(Self { network, prefix })
-    }
-}
-
 fn cidrs(text: &str) -> Result<Vec<Cidr>, Expected> {
-    list(text).into_iter().map(str::parse).collect()
+    list(text)
+        .into_iter()
+        .map(|t| {
+            t.parse()
+                .map_err(|e: genro_debug::InvalidCidr| e.to_string())
+        })
+        .collect()
 }
 
 /// A comma- (or whitespace-) separated list; empty items are dropped.

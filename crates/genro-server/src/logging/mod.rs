@@ -121,6 +121,8 @@ fn log_panics() {
         } else {
             tracing::error!(target: "panic", %location, thread, "panicked: {message}");
         }
+        // For the error layer that catches it: its report (and the debug console) shows it.
+        genro_errors::remember_panic_backtrace(backtrace);
     }));
 }
 
@@ -133,6 +135,16 @@ fn open_append(path: &Path) -> Result<std::fs::File, LoggingError> {
 }
 
 impl Logging {
+    /// What the debug console's `log-level` calls: parses a `[logging] level` value and sets
+    /// it. `None` when the application's own subscriber is in use.
+    pub(crate) fn level_setter(&self) -> Option<impl Fn(&str) -> Result<(), String> + Send + Sync> {
+        let handle = self.level.clone()?;
+        Some(move |text: &str| {
+            let level: LogLevel = text.parse()?;
+            handle.reload(level.filter()).map_err(|e| e.to_string())
+        })
+    }
+
     /// Sets the level filter (a `[logging] level` value).
     pub(crate) fn set_level(&self, level: &LogLevel) -> Result<(), String> {
         match &self.level {

@@ -243,12 +243,20 @@ impl AsgiServer {
         let mut signals = Signals::install();
         let config = self.config();
         let logging = self.start_logging(&config)?;
-        let started = Started::start(&self.context, &self.errors, &self.envelope, &config)?;
+        let mut started = Started::start(&self.context, &self.errors, &self.envelope, &config)?;
         startup::start_process_pool(&self.context, &config, self.process_jobs.take())?;
         let app = self.application(app, &config, &started);
 
-        let listeners = Listeners::bind(&config).await?;
+        let mut listeners = Listeners::bind(&config).await?;
         let bound = listeners.bound();
+        if let Some(listener) = listeners.debug.take() {
+            let log_filter = logging.as_ref().and_then(Logging::level_setter);
+            if !self.install_logging && started.holds.is_some() {
+                // The application's own panic hook stays; backtraces reach held errors too.
+                genro_errors::install_panic_hook();
+            }
+            started.start_debug(&self.context, &config, listener, log_filter)?;
+        }
         self.context.shared.bound.send_replace(bound);
         if let Err(e) = self.run_startup_hooks().await {
             self.context
@@ -269,6 +277,10 @@ impl AsgiServer {
         startup::announce(&config, bound);
 
         wait_for_shutdown(shared, &mut signals, &started, logging.as_ref()).await;
+        if let Some(holds) = &started.holds {
+            // Held requests are answered now: the drain waits for them like any other.
+            holds.release_all();
+        }
         drain::drain(shared, &config, &connections, &mut signals).await;
         for task in loops {
             let _ = task.await;
@@ -311,7 +323,8 @@ impl AsgiServer {
            + Send
            + Sync
            + 'static {
-        let layers = RequestLayers::new(started.genro.clone(), &config.limits);
+        let layers =
+            RequestLayers::new(started.genro.clone(), &config.limits, config.debug.enabled);
         let app = WithBuiltins::new(
             app.into_service(&layers),
             Builtins::main(config, &self.context),

@@ -29,6 +29,7 @@ pub(crate) const LIVE: &[&str] = &[
     "watchdog.critical",
     "errors.show_traceback",
     "cors.allow_origins",
+    "debug.allowed_ips",
     "ssl.certfile",
     "ssl.keyfile",
 ];
@@ -113,6 +114,12 @@ pub(crate) fn apply(shared: &Shared, started: &Started, logging: Option<&Logging
             .cors_origins
             .store(Arc::new(new.cors.allow_origins.clone()));
         applied.push("cors.allow_origins");
+    }
+    if new.debug.allowed_ips != old.debug.allowed_ips {
+        if let Some(debug) = &started.debug {
+            debug.set_allowed_ips(new.debug.allow_list());
+            applied.push("debug.allowed_ips");
+        }
     }
     let restart = needs_restart(&old, &new);
     if let (Some(tls), Some(certificates)) = (&started.tls, read.certificates) {

@@ -4,6 +4,7 @@
 use std::{fmt, sync::Arc};
 
 use arc_swap::ArcSwap;
+use genro_debug::{Holds, RemoteDebugServer, RunningDebugServer};
 use genro_envelope::EnvelopeLayer;
 use genro_errors::{BoxError, ErrorLayer, TracebackSwitch};
 use genro_notify::{Notifiers, WebhookNotifier};
@@ -139,6 +140,10 @@ pub(crate) struct Started {
     pub(crate) traceback: TracebackSwitch,
     pub(crate) tls: Option<Arc<Tls>>,
     pub(crate) cors_origins: LiveOrigins,
+    /// The requests held on error (`[debug] remote_pdb`).
+    pub(crate) holds: Option<Holds>,
+    /// The debug console, once its port is bound.
+    pub(crate) debug: Option<RunningDebugServer>,
 }
 
 impl Started {
@@ -163,22 +168,26 @@ impl Started {
             Notifiers::new()
         };
         let switch = TracebackSwitch::new(config.errors.show_traceback);
-        let errors = errors
+        let mut errors = errors
             .clone()
             .traceback_switch(&switch)
             .notifiers(notifiers.clone());
+        let debug = &config.debug;
+        // The console shows a request's headers: the envelope keeps a copy only when it is on.
+        let envelope = envelope.clone().keep_headers(debug.enabled);
+        let holds = (debug.enabled && debug.remote_pdb)
+            .then(|| Holds::new(debug.hold_timeout, debug.max_held));
+        if let Some(holds) = &holds {
+            errors = holds.install(errors);
+        }
         {
             let mut registry = metrics.registry();
             errors.register_metrics(&mut registry);
             envelope.register_metrics(&mut registry);
             shared.registry.register_metrics(&mut registry);
-        }
-        if config.debug.enabled {
-            tracing::warn!(
-                port = config.debug.debug_port,
-                "debug.enabled: the remote debug console is not part of this release; nothing \
-                 listens on debug.debug_port"
-            );
+            if let Some(holds) = &holds {
+                holds.register_metrics(&mut registry);
+            }
         }
         if config.metrics.process {
             metrics.register_process_metrics();
@@ -196,7 +205,7 @@ impl Started {
             None
         };
         let genro = GenroLayer::new(&shared.registry, metrics)
-            .envelope(envelope.clone())
+            .envelope(envelope)
             .errors(errors);
         let tls = if config.ssl.enabled {
             Some(Arc::new(Tls::new(&config.ssl).map_err(StartError::Setup)?))
@@ -209,12 +218,39 @@ impl Started {
             traceback: switch,
             tls,
             cors_origins: Arc::new(ArcSwap::from_pointee(config.cors.allow_origins.clone())),
+            holds,
+            debug: None,
         })
+    }
+
+    /// Starts the debug console on its bound `listener`, with the live log filter of `logging`.
+    pub(crate) fn start_debug(
+        &mut self,
+        context: &ServerContext,
+        config: &Config,
+        listener: TcpListener,
+        log_filter: Option<impl Fn(&str) -> Result<(), String> + Send + Sync + 'static>,
+    ) -> Result<(), StartError> {
+        let mut console =
+            RemoteDebugServer::new(context.registry().clone(), config.debug.console())
+                .map_err(|e| StartError::Setup(e.to_string()))?;
+        if let Some(holds) = &self.holds {
+            console = console.holds(holds);
+        }
+        if let Some(set) = log_filter {
+            console = console.log_filter(set);
+        }
+        console.register_metrics(&mut context.metrics().registry());
+        self.debug = Some(console.serve(listener));
+        Ok(())
     }
 
     pub(crate) async fn stop(self) {
         if let Some(watchdog) = self.watchdog {
             watchdog.stop().await;
+        }
+        if let Some(debug) = self.debug {
+            debug.stop().await;
         }
     }
 }
@@ -236,10 +272,12 @@ pub(crate) fn announce(config: &Config, bound: Bound) {
     );
 }
 
-/// The listening sockets: the main port, and the metrics' own port when configured.
+/// The listening sockets: the main port, and the metrics' and the debug console's own ports
+/// when configured.
 pub(crate) struct Listeners {
     pub(crate) main: TcpListener,
     pub(crate) export: Option<TcpListener>,
+    pub(crate) debug: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -257,13 +295,30 @@ impl Listeners {
             }
             _ => None,
         };
-        Ok(Self { main, export })
+        let debug = if config.debug.enabled {
+            Some(
+                bind(
+                    "debug.host/debug.debug_port",
+                    &config.debug.host,
+                    config.debug.debug_port,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            main,
+            export,
+            debug,
+        })
     }
 
     pub(crate) fn bound(&self) -> Bound {
         Bound {
             main: self.main.local_addr().ok(),
             export: self.export.as_ref().and_then(|l| l.local_addr().ok()),
+            debug: self.debug.as_ref().and_then(|l| l.local_addr().ok()),
         }
     }
 }
