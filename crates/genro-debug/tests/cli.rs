@@ -1,0 +1,212 @@
+//! The `genro-debug` binary, driven as a person drives it: through a pseudo-terminal (rexpect),
+//! against a real console; and as a script reads it, on standard input.
+
+mod common;
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::{fetch, fixture, SECRET};
+use genro_debug::AllowList;
+use rexpect::session::{spawn_command, PtySession};
+
+const BIN: &str = env!("CARGO_BIN_EXE_genro-debug");
+const HOLD: Duration = Duration::from_secs(20);
+
+fn console(addr: &str, secret: Option<&str>) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg(addr)
+        .env("TERM", "dumb")
+        .env_remove("GENRO_DEBUG_SECRET");
+    if let Some(secret) = secret {
+        command.env("GENRO_DEBUG_SECRET", secret);
+    }
+    command
+}
+
+fn spawn(command: Command) -> PtySession {
+    spawn_command(command, Some(10_000)).expect("the console starts in a pseudo-terminal")
+}
+
+fn exit_code(session: &PtySession) -> i32 {
+    match session.process.wait().unwrap() {
+        rexpect::process::wait::WaitStatus::Exited(_, code) => code,
+        other => panic!("did not exit: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_logs_in_lists_shows_and_cancels_through_a_terminal() {
+    let f = fixture(|_| {}, HOLD, 4).await;
+    let app = f.app;
+    let client =
+        tokio::spawn(
+            async move { fetch(app, "/slow", "authorization: Basic dXNlcjpwYXNz\r\n").await },
+        );
+    while f.registry.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = f.registry.snapshot()[0].short_id().to_string();
+    let addr = f.addr.clone();
+    let shown = id.clone();
+    let transcript = tokio::task::spawn_blocking(move || {
+        let id = shown;
+        let mut p = spawn(console(&addr, None));
+        p.exp_string("Secret: ").unwrap();
+        p.send_line(SECRET).unwrap();
+        let before = p.exp_string("type help for the commands").unwrap();
+        assert!(
+            !before.contains(SECRET),
+            "the secret was echoed: {before:?}"
+        );
+        p.exp_string("genro-debug> ").unwrap();
+        p.send_line("ls").unwrap();
+        let ls = p.exp_string("(1 in flight)").unwrap();
+        assert!(
+            ls.contains("ID") && ls.contains("METHOD") && ls.contains("TARGET"),
+            "{ls}"
+        );
+        assert!(
+            ls.contains(&id) && ls.contains("/slow") && ls.contains("handling"),
+            "{ls}"
+        );
+        p.exp_string("genro-debug> ").unwrap();
+        p.send_line(&format!("show {id}")).unwrap();
+        let show = p.exp_string("genro-debug> ").unwrap();
+        assert!(show.contains("step = waiting on the bank"), "{show}");
+        assert!(show.contains("authorization: <masked>"), "{show}");
+        assert!(!show.contains("dXNlcjpwYXNz"), "{show}");
+        p.send_line("frobnicate").unwrap();
+        p.exp_string("unknown command").unwrap();
+        p.exp_string("genro-debug> ").unwrap();
+        p.send_line(&format!("cancel {id}")).unwrap();
+        p.exp_string(&format!("cancelled {id}: it ends with 503"))
+            .unwrap();
+        p.exp_string("genro-debug> ").unwrap();
+        p.send_line("quit").unwrap();
+        p.exp_eof().unwrap();
+        assert_eq!(exit_code(&p), 0);
+        show
+    })
+    .await
+    .unwrap();
+    assert!(transcript.contains(&id));
+    let answer = client.await.unwrap();
+    assert_eq!(answer.status, 503);
+    assert!(f.dropped());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_says_why_it_cannot_log_in_and_exits_non_zero() {
+    let f = fixture(|_| {}, HOLD, 4).await;
+    let refused_ip = fixture(
+        |c| c.allowed_ips = AllowList::new(["10.0.0.0/8".parse().unwrap()]),
+        HOLD,
+        4,
+    )
+    .await;
+    // A port where nothing listens.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let cases = [
+        (
+            f.addr.clone(),
+            "the wrong secret, long enough",
+            "login refused: wrong secret",
+        ),
+        (
+            refused_ip.addr.clone(),
+            SECRET,
+            "not in its debug.allowed_ips",
+        ),
+        (
+            closed.clone(),
+            SECRET,
+            &*format!("cannot reach the debug console at {closed}"),
+        ),
+    ]
+    .map(|(a, s, m)| (a, s.to_owned(), m.to_owned()));
+    tokio::task::spawn_blocking(move || {
+        for (addr, secret, message) in cases {
+            let mut p = spawn(console(&addr, Some(&secret)));
+            let out = p.exp_string(&message).unwrap();
+            assert!(
+                !out.contains("panicked") && !out.contains("RUST_BACKTRACE"),
+                "{out}"
+            );
+            p.exp_eof().unwrap();
+            assert_eq!(exit_code(&p), 1, "{message}");
+        }
+        // Usage errors are exit status 2.
+        let mut p = spawn(Command::new(BIN));
+        p.exp_string("usage: genro-debug HOST:PORT").unwrap();
+        p.exp_eof().unwrap();
+        assert_eq!(exit_code(&p), 2);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_on_standard_input_give_the_same_output() {
+    let f = fixture(|_| {}, HOLD, 4).await;
+    let app = f.app;
+    let _client = tokio::spawn(async move { fetch(app, "/slow", "").await });
+    while f.registry.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = f.registry.snapshot()[0].short_id().to_string();
+    let addr = f.addr.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = console(&addr, Some(SECRET))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"ls\nheld\nshow nope\nquit\nls\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&id) && stdout.contains("(1 in flight)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no request is held"), "{stdout}");
+    assert!(
+        stdout.contains("error: no request in flight with id nope"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("in flight)").count(),
+        1,
+        "nothing runs after quit: {stdout}"
+    );
+    // Without the variable, a script is told how to give the secret.
+    let addr = f.addr.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        console(&addr, None).stdin(Stdio::null()).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("GENRO_DEBUG_SECRET"));
+}
