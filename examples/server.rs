@@ -22,6 +22,24 @@
 //! ```
 //!
 //! Built once, it also runs as `target/release/examples/server --config FILE`.
+//!
+//! With the remote debug console on (`examples/debug.ini`: console on 127.0.0.1:8001, failing
+//! requests held for a debugger):
+//!
+//! ```text
+//! cargo run --release --example server -- --config examples/debug.ini
+//! curl -i localhost:8000/panic &                        # held: waits for the debugger
+//! curl -i localhost:8000/slow?ms=60000 &
+//! cargo run --release -p genro-debug -- 127.0.0.1:8001  # or open http://127.0.0.1:8001/
+//! Secret: ······                                        # example-debug-secret-change-me
+//! genro-debug> ls                                       # both requests, the panic "held"
+//! genro-debug> held
+//! genro-debug> attach 1f2e3d4c                          # its panic message and annotations
+//! genro-debug> continue                                 # curl gets its 500, same error id
+//! genro-debug> show 5a6b7c8d                            # the slow one: headers, annotations
+//! genro-debug> cancel 5a6b7c8d                          # curl gets 503 with an error id
+//! genro-debug> quit
+//! ```
 
 use std::{process::ExitCode, time::Duration};
 

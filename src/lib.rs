@@ -4,7 +4,7 @@
 //! by default), so that `use genro_asgi::EnvelopeLayer;` works as well as
 //! `use genro_envelope::EnvelopeLayer;`. Each crate is also reachable as a module
 //! (`genro_asgi::envelope`, `genro_asgi::registry`, `genro_asgi::metrics`, `genro_asgi::errors`,
-//! `genro_asgi::notify`, `genro_asgi::stack`, `genro_asgi::watchdog`).
+//! `genro_asgi::notify`, `genro_asgi::stack`, `genro_asgi::watchdog`, `genro_asgi::debug`).
 //!
 //! | feature | crate | what it gives |
 //! |---|---|---|
@@ -14,6 +14,7 @@
 //! | `genro-errors` | [`genro_errors`] | [`ErrorLayer`], [`Problem`], [`Error`] |
 //! | `genro-notify` | [`genro_notify`] | [`Notifier`], [`Notifiers`], [`Notification`] |
 //! | `genro-stack` | [`genro_stack`] | [`GenroLayer`]: envelope, registry, metrics and errors as one layer |
+//! | `genro-debug` | [`genro_debug`] | [`RemoteDebugServer`], [`Holds`]: the remote debug console and hold-on-error |
 //! | `genro-server` | [`genro_server`] | [`AsgiServer`], [`AsgiApplication`], [`Config`], [`ServerContext`] |
 //! | `genro-watchdog` | [`genro_watchdog`] | [`Watchdog`], [`WatchdogConfig`] |
 //! | `webhook` (default) | — | [`WebhookNotifier`] |
@@ -37,7 +38,7 @@
 #[cfg(feature = "genro-envelope")]
 #[doc(inline)]
 pub use genro_envelope::{
-    self as envelope, ClientAddr, EnvelopeLayer, Phase, RequestEnvelope, ResponseId,
+    self as envelope, CancelLayer, ClientAddr, EnvelopeLayer, Phase, RequestEnvelope, ResponseId,
 };
 
 #[cfg(all(feature = "genro-envelope", feature = "axum"))]
@@ -75,6 +76,10 @@ pub use genro_errors::{
 #[cfg(feature = "genro-stack")]
 #[doc(inline)]
 pub use genro_stack::{self as stack, GenroLayer};
+
+#[cfg(feature = "genro-debug")]
+#[doc(inline)]
+pub use genro_debug::{self as debug, Holds, RemoteDebugServer};
 
 #[cfg(feature = "genro-server")]
 #[doc(inline)]

@@ -24,11 +24,11 @@ fn example() -> PathBuf {
     path
 }
 
-/// The example's own configuration, with these keys changed.
-fn config_with(dir: &Path, changes: &[(&str, &str, &str)]) -> PathBuf {
+/// One of the example's own configurations (`examples/server.ini`, `examples/debug.ini`), with
+/// these keys changed.
+fn config_with(dir: &Path, base: &str, changes: &[(&str, &str, &str)]) -> PathBuf {
     let mut text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/server.ini"))
-            .unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(base)).unwrap();
     for (section, key, value) in changes {
         let header = format!("[{section}]\n");
         let at = text.find(&header).expect("section exists") + header.len();
@@ -115,6 +115,16 @@ fn check_config_exits_zero_when_valid_and_names_every_problem_otherwise() {
 
 /// The example on a free port, logging to a file beside its configuration, with `changes`.
 fn start(name: &str, changes: &[(&str, &str, &str)]) -> Server {
+    start_from("examples/server.ini", name, changes, &[])
+}
+
+/// As [`start`], from the configuration `base`, with these environment variables.
+fn start_from(
+    base: &str,
+    name: &str,
+    changes: &[(&str, &str, &str)],
+    env: &[(&str, &str)],
+) -> Server {
     let dir = temp_dir(name);
     let log = dir.join("server.log");
     let log_value = log.display().to_string();
@@ -124,9 +134,12 @@ fn start(name: &str, changes: &[(&str, &str, &str)]) -> Server {
         ("logging", "level", "INFO"),
     ];
     all.extend_from_slice(changes);
-    let config = config_with(&dir, &all);
+    let config = config_with(&dir, base, &all);
     let mut command = Command::new(example());
-    command.arg("--config").arg(&config);
+    command
+        .arg("--config")
+        .arg(&config)
+        .envs(env.iter().copied());
     // The example prints where it listens on stdout, whatever the log level.
     Server::spawn(command, log)
 }
@@ -607,4 +620,208 @@ async fn the_drain_deadline_aborts_and_logs_and_a_second_signal_ends_it_at_once(
         began.elapsed()
     );
     assert!(server.log().contains("second signal"), "{}", server.log());
+}
+
+// The remote debug console, as `examples/debug.ini` turns it on.
+
+const DEBUG_SECRET: &str = "example-debug-secret-change-me";
+
+/// The debug console's address, from the line the server logs when it starts it.
+fn console_addr(server: &Server) -> String {
+    const NEEDLE: &str = "debug console listening on http://";
+    let log = server.wait_for_log(NEEDLE);
+    let at = log.find(NEEDLE).unwrap() + NEEDLE.len();
+    log[at..].split('/').next().unwrap().to_owned()
+}
+
+async fn login(addr: &str, secret: &str) -> Result<genro_debug::Client, genro_debug::ClientError> {
+    genro_debug::Client::connect(addr, &genro_debug::Secret::new(secret)).await
+}
+
+async fn first_held(console: &mut genro_debug::Client) -> String {
+    use genro_debug::protocol::{ClientMessage, ServerMessage};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let ServerMessage::HeldList { held } = console.call(&ClientMessage::Held).await.unwrap()
+        {
+            if let Some(h) = held.first() {
+                return h.request.id.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing was held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn spawn_get(url: String) -> tokio::task::JoinHandle<(http::StatusCode, http::HeaderMap, String)> {
+    tokio::spawn(async move { get(&url).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_debug_example_holds_a_panic_for_the_console_and_cancels_a_slow_request() {
+    use genro_debug::protocol::{ClientMessage, ServerMessage};
+    let server = start_from(
+        "examples/debug.ini",
+        "debug-session",
+        &[("debug", "debug_port", "0")],
+        &[("RUST_BACKTRACE", "1")],
+    );
+    let addr = console_addr(&server);
+    let panic = spawn_get(server.url("/panic"));
+    let slow = spawn_get(server.url("/slow?ms=60000"));
+    let mut console = login(&addr, DEBUG_SECRET).await.unwrap();
+    assert!(console.holding());
+    let held = first_held(&mut console).await;
+    let ServerMessage::Attached { held: report } = console
+        .call(&ClientMessage::Attach { id: held.clone() })
+        .await
+        .unwrap()
+    else {
+        panic!("not attached")
+    };
+    assert_eq!(
+        report.chain,
+        vec!["this handler panics on purpose".to_owned()]
+    );
+    let backtrace = report.backtrace.expect("RUST_BACKTRACE=1: a backtrace");
+    assert!(backtrace.contains("server::panic"), "{backtrace}");
+    assert!(!panic.is_finished(), "held while the console looks");
+    console
+        .call(&ClientMessage::Continue { id: held.clone() })
+        .await
+        .unwrap();
+    let (status, headers, _) = panic.await.unwrap();
+    assert_eq!(status, 500);
+    assert_eq!(headers["x-error-id"], held.as_str());
+
+    let ServerMessage::Requests { requests } = console.call(&ClientMessage::Ls).await.unwrap()
+    else {
+        panic!()
+    };
+    let slow_id = requests
+        .iter()
+        .find(|r| r.target == "/slow")
+        .expect("the slow request is listed")
+        .id
+        .clone();
+    console
+        .call(&ClientMessage::Cancel {
+            id: slow_id.clone(),
+        })
+        .await
+        .unwrap();
+    let (status, headers, body) = slow.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers["x-error-id"], slow_id.as_str());
+    server.wait_for_log("command: cancel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_debug_secret_never_appears_in_logs_metrics_errors_or_printed_config() {
+    const CANARY: &str = "CANARY-debug-9d8c7b6a5f4e3d2c";
+    let server = start_from(
+        "examples/debug.ini",
+        "debug-canary",
+        &[
+            ("debug", "debug_port", "0"),
+            ("debug", "hold_timeout", "100ms"),
+            ("errors", "show_traceback", "true"),
+        ],
+        &[("GENRO_ASGI_DEBUG_SECRET", CANARY)],
+    );
+    let addr = console_addr(&server);
+    let wrong = login(&addr, DEBUG_SECRET).await.unwrap_err();
+    assert!(wrong.to_string().contains("wrong secret"), "{wrong}");
+    let mut console = login(&addr, CANARY).await.unwrap();
+    let (status, _, error_body) = get(&server.url("/panic")).await;
+    assert_eq!(status, 500);
+    let (_, _, metrics) = get(&server.url("/metrics")).await;
+    assert!(metrics.contains("debug_logins_total"), "{metrics}");
+    let ls = console
+        .call(&genro_debug::protocol::ClientMessage::Ls)
+        .await
+        .unwrap();
+    let config = server.log_path().parent().unwrap().join("server.ini");
+    let printed = Command::new(example())
+        .args(["--print-config", "--config"])
+        .arg(&config)
+        .env("GENRO_ASGI_DEBUG_SECRET", CANARY)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
+    assert!(printed.contains("secret = ********"), "{printed}");
+    for (what, text) in [
+        ("log", server.log()),
+        ("/metrics", metrics),
+        ("error body", error_body),
+        ("--print-config", printed),
+        ("console reply", format!("{ls:?}")),
+    ] {
+        assert!(!text.contains(CANARY), "the secret appears in the {what}");
+        assert!(
+            !text.contains("9d8c7b6a"),
+            "part of the secret appears in the {what}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_allowlist_reloads_on_sighup_and_a_drain_releases_held_requests() {
+    let mut server = start_from(
+        "examples/debug.ini",
+        "debug-reload",
+        &[
+            ("debug", "debug_port", "0"),
+            ("debug", "allowed_ips", "10.0.0.0/8"),
+            ("debug", "hold_timeout", "60s"),
+        ],
+        &[],
+    );
+    let addr = console_addr(&server);
+    let refused = login(&addr, DEBUG_SECRET).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            genro_debug::ClientError::ClosedBeforeHandshake { .. }
+        ),
+        "{refused}"
+    );
+    let config = server.log_path().parent().unwrap().join("server.ini");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("allowed_ips = 10.0.0.0/8", "allowed_ips = 127.0.0.1");
+    std::fs::write(&config, text).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("debug.allowed_ips");
+    let mut console = login(&addr, DEBUG_SECRET)
+        .await
+        .expect("allowed after the reload");
+
+    let panic = spawn_get(server.url("/panic"));
+    first_held(&mut console).await;
+    let stopping = Instant::now();
+    server.signal("TERM");
+    let (status, headers, _) = tokio::time::timeout(Duration::from_secs(5), panic)
+        .await
+        .expect("the drain released the held request")
+        .unwrap();
+    assert_eq!(status, 500);
+    assert!(headers.contains_key("x-error-id"));
+    let (exit, _) = server.wait(Duration::from_secs(15));
+    assert!(exit.success());
+    assert!(stopping.elapsed() < Duration::from_secs(15));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_debug_console_is_off_by_default() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port().to_string()
+    };
+    let server = start("debug-off", &[("debug", "debug_port", &port)]);
+    let (status, _, _) = get(&server.url("/")).await;
+    assert_eq!(status, 200);
+    let refused = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(!server.log().contains("debug console"));
 }

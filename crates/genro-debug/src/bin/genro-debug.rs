@@ -7,7 +7,11 @@
 //! printf 'ls\nquit\n' | GENRO_DEBUG_SECRET=… genro-debug 127.0.0.1:8001
 //! ```
 
-use std::{io::IsTerminal, process::ExitCode, time::Duration};
+use std::{
+    io::{IsTerminal, Write},
+    process::ExitCode,
+    time::Duration,
+};
 
 use genro_debug::{
     protocol::{ClientMessage, HeldDetail, RequestDetail, RequestSummary, ServerMessage},
@@ -85,14 +89,17 @@ fn main() -> ExitCode {
         }
     };
     drop(secret);
-    println!(
-        "connected to {addr}{}; type help for the commands",
+    if say(&format!(
+        "connected to {addr}{}; type help for the commands\n",
         if client.holding() {
             " (failing requests are held)"
         } else {
             ""
         }
-    );
+    )) == Flow::Quit
+    {
+        return ExitCode::SUCCESS;
+    }
     let mut console = Console {
         runtime,
         client,
@@ -167,8 +174,7 @@ impl Console {
             [] => return Ok(Flow::Go),
             ["quit" | "exit" | "q"] => return Ok(Flow::Quit),
             ["help" | "?"] => {
-                println!("{HELP}");
-                return Ok(Flow::Go);
+                return Ok(say(&format!("{HELP}\n")));
             }
             ["watch"] => return self.watch().map(|()| Flow::Go),
             ["ls"] => ClientMessage::Ls,
@@ -186,8 +192,9 @@ impl Console {
                 if let Some(id) = id(1).or_else(|| self.attached.clone()) {
                     ClientMessage::Continue { id }
                 } else {
-                    println!("continue which request? attach to one first, or give its id");
-                    return Ok(Flow::Go);
+                    return Ok(say(
+                        "continue which request? attach to one first, or give its id\n",
+                    ));
                 }
             }
             ["release", rest @ ..] if !rest.is_empty() && rest.len() <= 2 => {
@@ -197,10 +204,10 @@ impl Console {
                     _ => unreachable!("one or two words"),
                 };
                 let (Some(id), Ok(status)) = (target, status.parse::<u16>()) else {
-                    println!(
-                        "usage: release [ID] STATUS (attach to a request first, or give its id)"
-                    );
-                    return Ok(Flow::Go);
+                    return Ok(say(
+                        "usage: release [ID] STATUS (attach to a request first, or give its id)
+",
+                    ));
                 };
                 ClientMessage::Release { id, status }
             }
@@ -208,19 +215,18 @@ impl Console {
                 filter: (*filter).to_owned(),
             },
             _ => {
-                println!(
-                    "unknown command {:?}; type help for the commands",
+                return Ok(say(&format!(
+                    "unknown command {:?}; type help for the commands
+",
                     line.trim()
-                );
-                return Ok(Flow::Go);
+                )));
             }
         };
         if let ClientMessage::Attach { id } = &command {
             self.attached = Some(id.clone());
         }
         let reply = self.call(&command)?;
-        print!("{}", render(&reply));
-        Ok(Flow::Go)
+        Ok(say(&render(&reply)))
     }
 
     fn watch(&mut self) -> Result<(), ClientError> {
@@ -230,7 +236,13 @@ impl Console {
             loop {
                 let reply = self.client.call(&ClientMessage::Ls).await?;
                 // Clear the screen and go home, as top does.
-                println!("\x1b[H\x1b[2J{}(watching; Ctrl-C to stop)", render(&reply));
+                let screen = format!(
+                    "\x1b[H\x1b[2J{}(watching; Ctrl-C to stop)\n",
+                    render(&reply)
+                );
+                if say(&screen) == Flow::Quit {
+                    return Ok(true);
+                }
                 tokio::select! {
                     _ = &mut ctrl_c => return Ok::<_, ClientError>(true),
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -238,9 +250,23 @@ impl Console {
             }
         })?;
         if interrupted {
-            println!();
+            say("\n");
         }
         Ok(())
+    }
+}
+
+/// Writes to standard output; an output that was closed (`| head`) ends the session quietly.
+fn say(text: &str) -> Flow {
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
+    {
+        Flow::Go
+    } else {
+        Flow::Quit
     }
 }
 

@@ -140,7 +140,7 @@ impl Logging {
     pub(crate) fn level_setter(&self) -> Option<impl Fn(&str) -> Result<(), String> + Send + Sync> {
         let handle = self.level.clone()?;
         Some(move |text: &str| {
-            let level: LogLevel = text.parse()?;
+            let level: LogLevel = text.parse().map_err(|e| format!("{text:?} is not {e}"))?;
             handle.reload(level.filter()).map_err(|e| e.to_string())
         })
     }
