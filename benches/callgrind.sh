@@ -12,7 +12,7 @@ bin=$(cargo bench --bench instructions --no-run 2>&1 | sed -n 's/.*Executable .*
 [ -x "$bin" ] || { echo "could not find the instructions bench binary" >&2; exit 1; }
 
 stacks=("$@")
-[ ${#stacks[@]} -gt 0 ] || stacks=(identity noop2 noop-body floor-envelope envelope envelope-noid registry envelope+registry metrics user-metrics errors genro-without-errors genro genro-layer genro+watchdog tower-http histogram-none histogram-genro histogram-prometheus)
+[ ${#stacks[@]} -gt 0 ] || stacks=(identity noop2 noop-body floor-envelope envelope envelope-noid registry envelope+registry metrics user-metrics errors genro-without-errors genro genro-layer genro+watchdog genro-debug tower-http histogram-none histogram-genro histogram-prometheus)
 [[ " ${stacks[*]} " == *" identity "* ]] || stacks=(identity "${stacks[@]}")
 # The histogram rows are a loop of two observations, not requests: their anchor is
 # `histogram-none`, printed in the last column instead of `identity`.

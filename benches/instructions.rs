@@ -66,6 +66,7 @@ const STACKS: &[&str] = &[
     "genro",
     "genro-layer",
     "genro+watchdog",
+    "genro-debug",
     "tower-http",
     "histogram-none",
     "histogram-genro",
@@ -244,6 +245,23 @@ fn build(stack: &str) -> Router {
             &EnvelopeRegistry::new(),
             &MetricsCollector::new(),
         ))),
+        // `genro-layer` as the AsgiServer runs it with the debug console on and no request
+        // held: headers kept for `show`, the hold observer installed, cancellation inside.
+        "genro-debug" => {
+            let holds = genro_asgi::Holds::new(Duration::from_secs(30), 8);
+            router().layer(
+                ServiceBuilder::new()
+                    .layer(
+                        genro_asgi::GenroLayer::new(
+                            &EnvelopeRegistry::new(),
+                            &MetricsCollector::new(),
+                        )
+                        .envelope(EnvelopeLayer::new().keep_headers(true))
+                        .errors(holds.install(genro_asgi::ErrorLayer::new())),
+                    )
+                    .layer(genro_asgi::CancelLayer::new()),
+            )
+        }
         // The same stack with a watchdog scanning the registry every 10 ms, on a thread of its
         // own: callgrind.sh counts the main thread only, so this is the request path's cost
         // while scans run against the same registry.
@@ -328,13 +346,29 @@ async fn run(stack: &str, n: usize) {
         observe(stack, n);
         return;
     }
+    // `STACK+headers`: the request carries the three headers curl sends, which matters to a
+    // stack that copies them (the debug console keeps them for `show`).
+    let (stack, headers) = stack
+        .strip_suffix("+headers")
+        .map_or((stack, false), |s| (s, true));
     // Routes made once, as `axum::serve` makes them (see the crate documentation).
     let mut svc = build(stack).with_state::<()>(());
     for _ in 0..n {
         // A static URI, as hyper gives shared bytes: cloning it costs no allocation.
-        let req = Request::get(http::Uri::from_static("/hello"))
-            .body(Body::empty())
-            .expect("request");
+        let mut req = Request::get(http::Uri::from_static("/hello"));
+        if headers {
+            req = req
+                .header(
+                    http::header::HOST,
+                    http::HeaderValue::from_static("127.0.0.1:8000"),
+                )
+                .header(
+                    http::header::USER_AGENT,
+                    http::HeaderValue::from_static("curl/7.88.1"),
+                )
+                .header(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
+        }
+        let req = req.body(Body::empty()).expect("request");
         let res = ServiceExt::<Request<Body>>::ready(&mut svc)
             .await
             .expect("ready")

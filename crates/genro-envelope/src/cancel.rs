@@ -81,7 +81,7 @@ impl StdError for Cancelled {}
 /// let slow = service_fn(|req: Request<()>| async move {
 ///     // The handler cancels its own request here; a debug console does it from outside.
 ///     RequestEnvelope::from_request(&req).unwrap().cancel();
-///     std::future::pending::<Result<(), std::convert::Infallible>>().await
+///     std::future::pending::<Result<http::Response<()>, std::convert::Infallible>>().await
 /// });
 /// let service = EnvelopeLayer::new().layer(CancelLayer::new().layer(slow));
 /// let error = service.oneshot(Request::new(())).await.unwrap_err();
