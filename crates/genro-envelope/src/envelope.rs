@@ -145,7 +145,8 @@ pub struct RequestEnvelope {
     annotations: Mutex<Vec<(Cow<'static, str>, String)>>,
     // Only when the layer keeps them (`EnvelopeLayer::keep_headers`), for the debug console.
     headers: Option<Box<HeaderMap>>,
-    cancel: Cancel,
+    // Made by the first `cancel` or `CancelLayer` that asks: nothing on a path without one.
+    cancel: OnceLock<Box<Cancel>>,
 }
 
 impl RequestEnvelope {
@@ -194,7 +195,7 @@ impl RequestEnvelope {
             late_route: OnceLock::new(),
             annotations: Mutex::new(Vec::new()),
             headers,
-            cancel: Cancel::default(),
+            cancel: OnceLock::new(),
         }
     }
 
@@ -424,17 +425,17 @@ impl RequestEnvelope {
     /// the error [`Cancelled`](crate::Cancelled). Without one, nothing else happens. Returns
     /// whether this call asked first.
     pub fn cancel(&self) -> bool {
-        self.cancel.cancel()
+        self.cancel_signal().cancel()
     }
 
     /// Whether [`cancel`](Self::cancel) was called.
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.cancel.get().is_some_and(|c| c.is_cancelled())
     }
 
     pub(crate) fn cancel_signal(&self) -> &Cancel {
-        &self.cancel
+        self.cancel.get_or_init(Box::default)
     }
 
     /// The envelope of a request that went through [`EnvelopeLayer`](crate::EnvelopeLayer).
