@@ -80,6 +80,13 @@ async fn the_console_logs_in_lists_shows_and_cancels_through_a_terminal() {
         assert!(show.contains("step = waiting on the bank"), "{show}");
         assert!(show.contains("authorization: <masked>"), "{show}");
         assert!(!show.contains("dXNlcjpwYXNz"), "{show}");
+        // `watch` redraws the list in place every second until Ctrl-C.
+        p.send_line("watch").unwrap();
+        p.exp_string("(watching; Ctrl-C to stop)").unwrap();
+        let redrawn = p.exp_string("(watching; Ctrl-C to stop)").unwrap();
+        assert!(redrawn.contains("\x1b[2J") && redrawn.contains(&id), "{redrawn:?}");
+        p.send_control('c').unwrap();
+        p.exp_string("genro-debug> ").unwrap();
         p.send_line("frobnicate").unwrap();
         p.exp_string("unknown command").unwrap();
         p.exp_string("genro-debug> ").unwrap();

@@ -209,3 +209,37 @@ proptest! {
         prop_assert_eq!(source("port").to_string(), expected);
     }
 }
+
+#[test]
+fn the_consoles_bounds_and_lists_are_checked_by_name() {
+    let ini = "[debug]\nenabled = true\nsecret = 0123456789abcdef\nmax_sessions = 0\n\
+               hold_timeout = 0\nmax_message_size = 0\nallowed_hosts = debug.internal, bad/name\n\
+               mask_headers = x-api-key, bad:header\nlogin_failures = 0\nlockout = 0s\n";
+    let err = Config::from_ini_str(ini, "d.ini", env(&[])).unwrap_err();
+    let text = err.to_string();
+    for expected in [
+        "debug.max_sessions: must be at least 1 (from d.ini:4)",
+        "debug.hold_timeout: must be more than zero",
+        "debug.max_message_size: must be more than 0 (from d.ini:6)",
+        "debug.allowed_hosts: \"debug.internal, bad/name\" is not a list of host names such as debug.internal (not \"bad/name\")",
+        "debug.mask_headers:",
+        "debug.login_failures: must be at least 1 (from d.ini:9)",
+        "debug.lockout: must be more than zero",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    // The good values become the console's own settings.
+    let ok = "[debug]\nenabled = true\nsecret = 0123456789abcdef\nallowed_ips = 10.0.0.0/8\n\
+              allowed_hosts = Debug.Internal\nmask_headers = X-Api-Key\nmax_message_size = 64KiB\n\
+              login_failures = 3\nlockout = 5m\n";
+    let config = Config::from_ini_str(ok, "d.ini", env(&[])).unwrap();
+    let console = config.debug.console();
+    assert_eq!(console.allowed_hosts, vec!["debug.internal".to_owned()]);
+    assert_eq!(console.masked_headers, vec![http::HeaderName::from_static("x-api-key")]);
+    assert_eq!(console.max_message_size, 65_536);
+    assert_eq!(console.failures.failures, 3);
+    assert_eq!(console.failures.lockout, std::time::Duration::from_secs(300));
+    assert!(console.allowed_ips.allows("10.1.2.3".parse().unwrap()));
+    assert!(!console.allowed_ips.allows("127.0.0.1".parse().unwrap()));
+    assert!(!format!("{console:?}").contains("0123456789abcdef"));
+}
