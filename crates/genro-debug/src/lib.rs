@@ -130,6 +130,7 @@ mod hold;
 pub mod protocol;
 mod server;
 mod session;
+mod state;
 mod view;
 
 pub use allow::{AllowList, Cidr, InvalidCidr};
@@ -137,5 +138,6 @@ pub use auth::{answer, context, FailureLimit, Secret, MIN_SECRET_LEN};
 pub use client::{Client, ClientError};
 pub use config::{DebugConfig, DebugError, DEFAULT_MAX_MESSAGE_SIZE};
 pub use hold::Holds;
-pub use server::{LogFilter, RemoteDebugServer, RunningDebugServer};
+pub use server::{RemoteDebugServer, RunningDebugServer};
+pub use state::LogFilter;
 pub use view::{ALWAYS_MASKED, MASKED};

@@ -4,10 +4,7 @@
 use std::{
     fmt,
     net::{IpAddr, SocketAddr},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::AtomicUsize, Arc},
 };
 
 use arc_swap::ArcSwap;
@@ -17,11 +14,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
-};
+use prometheus_client::registry::Registry;
 use tokio::{
     net::TcpListener,
     sync::{watch, Semaphore},
@@ -38,11 +31,8 @@ use crate::{
     config::{DebugConfig, DebugError},
     hold::Holds,
     session,
+    state::{stopped, LogFilter, Metrics, State},
 };
-
-/// Sets the server's log filter: given a filter such as `info,my_app=debug`, applies it or says
-/// why not.
-pub type LogFilter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// HTTP connections open at once past the sessions: the page and its script, and handshakes.
 const EXTRA_CONNECTIONS: usize = 8;
@@ -52,31 +42,6 @@ const CONSOLE_JS: &str = include_str!("page/console.js");
 const CONSOLE_CSS: &str = include_str!("page/console.css");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                    img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct Outcome {
-    pub(crate) outcome: &'static str,
-}
-
-/// The console's metrics.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Metrics {
-    pub(crate) sessions: Gauge,
-    pub(crate) logins: Family<Outcome, Counter>,
-    pub(crate) refused_connections: Counter,
-}
-
-/// What every connection and session of a console shares.
-pub(crate) struct State {
-    pub(crate) config: DebugConfig,
-    pub(crate) registry: EnvelopeRegistry,
-    pub(crate) holds: Option<Holds>,
-    pub(crate) log_filter: Option<LogFilter>,
-    pub(crate) limiter: Limiter,
-    pub(crate) sessions: AtomicUsize,
-    pub(crate) metrics: Metrics,
-    pub(crate) stop: watch::Receiver<bool>,
-}
 
 /// The remote debug console: a WebSocket server on its own port, where an authenticated client
 /// lists, inspects and cancels in-flight requests, and attaches to requests held on error.
@@ -240,12 +205,6 @@ impl RunningDebugServer {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
-}
-
-/// Resolves once the console is told to stop.
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`: drop it here, not across an await.
-    let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>, allow: Arc<ArcSwap<AllowList>>) {
@@ -458,29 +417,6 @@ fn upgrade(
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     res
-}
-
-/// A place among the open sessions, given back when dropped.
-pub(crate) struct SessionSlot<'a>(&'a State);
-
-impl State {
-    pub(crate) fn enter(&self) -> Option<SessionSlot<'_>> {
-        let max = self.config.max_sessions;
-        self.sessions
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
-        self.metrics.sessions.inc();
-        Some(SessionSlot(self))
-    }
-}
-
-impl Drop for SessionSlot<'_> {
-    fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.sessions.dec();
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tokio_tungstenite::{
 use crate::{
     auth,
     protocol::{ClientMessage, Refusal, ServerMessage, VERSION},
-    server::{Outcome, State},
+    state::{stopped, Outcome, State},
     view,
 };
 
@@ -132,7 +132,7 @@ pub(crate) async fn run(mut ws: Socket, peer: SocketAddr, host: String, state: A
     let mut stop = state.stop.clone();
     loop {
         let incoming = tokio::select! {
-            () = crate::server::stopped(&mut stop) => {
+            () = stopped(&mut stop) => {
                 let message = "the server is shutting down".to_owned();
                 refuse(&mut ws, Refusal::ShuttingDown, message).await;
                 break;

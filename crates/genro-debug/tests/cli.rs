@@ -84,7 +84,10 @@ async fn the_console_logs_in_lists_shows_and_cancels_through_a_terminal() {
         p.send_line("watch").unwrap();
         p.exp_string("(watching; Ctrl-C to stop)").unwrap();
         let redrawn = p.exp_string("(watching; Ctrl-C to stop)").unwrap();
-        assert!(redrawn.contains("\x1b[2J") && redrawn.contains(&id), "{redrawn:?}");
+        assert!(
+            redrawn.contains("\x1b[2J") && redrawn.contains(&id),
+            "{redrawn:?}"
+        );
         p.send_control('c').unwrap();
         p.exp_string("genro-debug> ").unwrap();
         p.send_line("frobnicate").unwrap();

@@ -235,10 +235,16 @@ fn the_consoles_bounds_and_lists_are_checked_by_name() {
     let config = Config::from_ini_str(ok, "d.ini", env(&[])).unwrap();
     let console = config.debug.console();
     assert_eq!(console.allowed_hosts, vec!["debug.internal".to_owned()]);
-    assert_eq!(console.masked_headers, vec![http::HeaderName::from_static("x-api-key")]);
+    assert_eq!(
+        console.masked_headers,
+        vec![http::HeaderName::from_static("x-api-key")]
+    );
     assert_eq!(console.max_message_size, 65_536);
     assert_eq!(console.failures.failures, 3);
-    assert_eq!(console.failures.lockout, std::time::Duration::from_secs(300));
+    assert_eq!(
+        console.failures.lockout,
+        std::time::Duration::from_secs(300)
+    );
     assert!(console.allowed_ips.allows("10.1.2.3".parse().unwrap()));
     assert!(!console.allowed_ips.allows("127.0.0.1".parse().unwrap()));
     assert!(!format!("{console:?}").contains("0123456789abcdef"));
