@@ -40,6 +40,9 @@ struct Entry {
 
 /// The requests held on error, shared by the error layer's observer and the console.
 ///
+/// A request is held when its error response is a server error (5xx, a panic included) and it
+/// was not cancelled from the console; client errors (4xx) are answered at once.
+///
 /// ```
 /// use std::time::Duration;
 /// use genro_debug::Holds;
@@ -163,8 +166,12 @@ impl Holds {
     }
 
     async fn hold(&self, report: Arc<ErrorReport>) {
-        // A request cancelled from the console is answered at once: its debugger asked for it.
-        if !self.inner.on.load(Ordering::Acquire) || report.error_type == "cancelled" {
+        // Server errors only: a client's error (a 404 a handler returned) is the client's to
+        // fix. A request cancelled from the console is answered at once: its debugger asked.
+        if !self.inner.on.load(Ordering::Acquire)
+            || !report.status.is_server_error()
+            || report.error_type == "cancelled"
+        {
             return;
         }
         let envelope = report.envelope.clone();

@@ -60,6 +60,29 @@ async fn wait_until<T>(mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     }
 }
 
+/// Sends `command`, which must be `done`; then the waiting `client` gets `status` with the error
+/// id `id`.
+async fn command_answers(
+    console: &mut Client,
+    command: ClientMessage,
+    done: &str,
+    client: tokio::task::JoinHandle<common::Raw>,
+    status: u16,
+    id: &str,
+) -> common::Raw {
+    let reply = console.call(&command).await.unwrap();
+    assert_eq!(
+        reply,
+        ServerMessage::Done {
+            message: done.to_owned()
+        }
+    );
+    let answer = client.await.unwrap();
+    assert_eq!(answer.status, status);
+    assert_eq!(answer.header("x-error-id").as_deref(), Some(id));
+    answer
+}
+
 fn metrics_text(registry: &prometheus_client::registry::Registry) -> String {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
@@ -358,6 +381,12 @@ async fn an_idle_session_times_out() {
 async fn held_requests_are_released_after_hold_timeout_and_max_held_is_a_bound() {
     logs();
     let f = fixture(|_| {}, Duration::from_millis(600), 1).await;
+    // A client error is answered at once, never held (a hold would last 600 ms).
+    let asked = Instant::now();
+    let not_found = fetch(f.app, "/notfound", "").await;
+    assert_eq!(not_found.status, 404);
+    assert!(asked.elapsed() < Duration::from_millis(500), "held");
+    assert!(f.holds.is_empty() && f.holds.not_held() == 0);
     let started = Instant::now();
     let first = tokio::spawn(async move { fetch(f.app, "/panic", "").await });
     wait_until(async || (f.holds.len() == 1).then_some(())).await;
@@ -434,19 +463,9 @@ async fn a_panicking_request_is_held_attached_and_continued_with_its_own_error_i
         !client.is_finished(),
         "the client waits while the request is held"
     );
-    let done = console
-        .call(&ClientMessage::Continue { id: id.clone() })
-        .await
-        .unwrap();
-    assert_eq!(
-        done,
-        ServerMessage::Done {
-            message: format!("released {id} with its own response")
-        }
-    );
-    let answer = client.await.unwrap();
-    assert_eq!(answer.status, 500);
-    assert_eq!(answer.header("x-error-id").as_deref(), Some(id.as_str()));
+    let command = ClientMessage::Continue { id: id.clone() };
+    let done = format!("released {id} with its own response");
+    let answer = command_answers(&mut console, command, &done, client, 500, &id).await;
     assert!(answer.body.contains(&id), "{}", answer.body);
     assert!(logs()
         .lines("command: release")
@@ -532,19 +551,9 @@ async fn a_cancelled_request_ends_with_503_its_handler_dropped_and_leaves_the_re
         .unwrap();
     assert!(matches!(by_full, ServerMessage::Request { .. }));
     assert!(!f.dropped());
-    let done = console
-        .call(&ClientMessage::Cancel { id: id.clone() })
-        .await
-        .unwrap();
-    assert_eq!(
-        done,
-        ServerMessage::Done {
-            message: format!("cancelled {id}: it ends with 503")
-        }
-    );
-    let answer = client.await.unwrap();
-    assert_eq!(answer.status, 503);
-    assert_eq!(answer.header("x-error-id").as_deref(), Some(id.as_str()));
+    let command = ClientMessage::Cancel { id: id.clone() };
+    let done = format!("cancelled {id}: it ends with 503");
+    let answer = command_answers(&mut console, command, &done, client, 503, &id).await;
     assert!(answer
         .header("content-type")
         .unwrap()

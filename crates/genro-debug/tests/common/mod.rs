@@ -50,7 +50,8 @@ impl Drop for Guard {
     }
 }
 
-/// The app: `/slow` waits for ever (with a drop guard), `/panic` annotates and panics, `/ok`.
+/// The app: `/slow` waits for ever (with a drop guard), `/panic` annotates and panics,
+/// `/notfound` returns a 404 error, `/ok`.
 pub async fn fixture(
     configure: impl FnOnce(&mut DebugConfig),
     hold_timeout: Duration,
@@ -85,6 +86,15 @@ pub async fn fixture(
             }),
         )
         .route("/ok", get(|| async { "fine" }))
+        .route(
+            "/notfound",
+            get(|| async {
+                Err::<(), _>(
+                    genro_errors::Error::msg("no such order")
+                        .with_status(http::StatusCode::NOT_FOUND),
+                )
+            }),
+        )
         .layer(
             ServiceBuilder::new()
                 .layer(
