@@ -95,7 +95,7 @@
 //! | challenge-response: HMAC-SHA256 of a fresh 32-byte nonce and the `Host`, checked in constant time | login | the secret on the wire, replay, timing attacks |
 //! | 10 failures in 60 s lock that IP out for 60 s, right secret or not; other IPs are unaffected | login | brute force, without the global lockout an attacker could trigger (Werkzeug's PIN) |
 //! | sessions, connections, message size, login time and idle time are bounded | always | exhaustion by a client that is allowed in |
-//! | an audit line (`genro_debug::audit` target) for every login, refusal, command and release, with the peer address | always | acting unseen |
+//! | an audit line (`genro_debug::audit` target) for every login, refusal, command and release, with the peer address (`ls` and `held`, which the web view polls every second, at DEBUG; the rest at INFO or WARN) | always | acting unseen |
 //!
 //! The secret never crosses the wire and never appears in logs, metrics, errors or `Debug`
 //! output ([`Secret`]'s `Debug` shows its length only). The web page does the challenge-response

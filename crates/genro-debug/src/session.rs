@@ -185,6 +185,8 @@ fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) -> Ser
     match command {
         ClientMessage::Login { .. } => error("already logged in".into()),
         ClientMessage::Ls => {
+            // Lists are polled (the web view asks every second): audited at DEBUG.
+            tracing::debug!(target: "genro_debug::audit", peer = %peer, "command: ls");
             let mut requests = state.registry.snapshot();
             requests.sort_by_key(|e| e.started());
             ServerMessage::Requests {
@@ -192,9 +194,12 @@ fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) -> Ser
             }
         }
         ClientMessage::Show { id } => match state.registry.find(&id) {
-            Some(envelope) => ServerMessage::Request {
-                request: view::detail(&envelope, masked),
-            },
+            Some(envelope) => {
+                tracing::info!(target: "genro_debug::audit", peer = %peer, error_id = %envelope.short_id(), "command: show");
+                ServerMessage::Request {
+                    request: view::detail(&envelope, masked),
+                }
+            }
             None => no_request(&id),
         },
         ClientMessage::Cancel { id } => match state.registry.find(&id) {
@@ -209,7 +214,10 @@ fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) -> Ser
             None => no_request(&id),
         },
         ClientMessage::Held => match &state.holds {
-            Some(holds) => ServerMessage::HeldList { held: holds.list() },
+            Some(holds) => {
+                tracing::debug!(target: "genro_debug::audit", peer = %peer, "command: held");
+                ServerMessage::HeldList { held: holds.list() }
+            }
             None => error(NOT_HOLDING.into()),
         },
         ClientMessage::Attach { id } => match &state.holds {

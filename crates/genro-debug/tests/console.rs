@@ -565,6 +565,8 @@ async fn a_cancelled_request_ends_with_503_its_handler_dropped_and_leaves_the_re
         .await
         .unwrap();
     assert!(matches!(unknown, ServerMessage::Error { .. }));
+    let shown = logs().lines("command: show");
+    assert!(shown.iter().any(|l| l.contains(&id)), "{shown:?}");
     let audit = logs().lines("command: cancel");
     assert!(
         audit
