@@ -59,6 +59,14 @@ pub(crate) async fn run(
             runtime.spawn(async move { observer.observe(report).await })
         })
         .collect();
+    // A response nobody waits for any more (the client reset its stream, the drain dropped the
+    // connection) takes its observers with it: a hold ends with its request.
+    let _abort = AbortOnDrop(
+        tasks
+            .iter()
+            .map(tokio::task::JoinHandle::abort_handle)
+            .collect(),
+    );
     for (index, task) in tasks.into_iter().enumerate() {
         let abort = task.abort_handle();
         let outcome = match deadline {
@@ -78,4 +86,15 @@ pub(crate) async fn run(
         }
     }
     panicked
+}
+
+/// Aborts the tasks when dropped; finished tasks are left as they are.
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }

@@ -649,3 +649,39 @@ async fn a_panic_report_carries_the_backtrace_its_hook_captured() {
         .expect("a backtrace");
     assert!(backtrace.contains("layer"), "{backtrace}");
 }
+
+#[tokio::test]
+async fn observers_of_a_response_nobody_awaits_any_more_are_stopped() {
+    logs();
+    struct Flag(Arc<Mutex<bool>>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = true;
+        }
+    }
+    let stopped: Arc<Mutex<bool>> = Arc::default();
+    let app = app(layer()
+        .observer({
+            let stopped = stopped.clone();
+            move |_r: Arc<ErrorReport>| {
+                let flag = Flag(stopped.clone());
+                async move {
+                    let _flag = flag;
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+            }
+        })
+        .observer_timeout(Duration::from_secs(120)));
+    // The client gives up (a reset stream, a dropped connection): the response future is dropped.
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(100), get_with(&app, "/panic", None)).await;
+    assert!(gave_up.is_err(), "the observer holds the response");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !*stopped.lock().unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the observer still runs for a response nobody awaits"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -173,8 +173,13 @@ impl Started {
             .traceback_switch(&switch)
             .notifiers(notifiers.clone());
         let debug = &config.debug;
-        // The console shows a request's headers: the envelope keeps a copy only when it is on.
-        let envelope = envelope.clone().keep_headers(debug.enabled);
+        // The console shows a request's headers: the envelope keeps a copy when it is on (and
+        // when the application's own envelope layer asked for it).
+        let envelope = if debug.enabled {
+            envelope.clone().keep_headers(true)
+        } else {
+            envelope.clone()
+        };
         let holds = (debug.enabled && debug.remote_pdb)
             .then(|| Holds::new(debug.hold_timeout, debug.max_held));
         if let Some(holds) = &holds {
