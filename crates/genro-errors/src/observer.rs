@@ -12,7 +12,8 @@ pub type ObserveFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// ([`ErrorLayer::notifier`](crate::ErrorLayer::notifier)): notifications never hold the
 /// response. Observers run concurrently, each on its own task and each bounded by the layer's
 /// observer timeout, so a slow, hung or panicking observer delays the response by at most that
-/// bound and never keeps another observer from running.
+/// bound and never keeps another observer from running. When the response is no longer awaited
+/// (the client reset its stream, the connection was dropped), its observers are stopped too.
 ///
 /// Any `Fn(Arc<ErrorReport>) -> impl Future<Output = ()>` closure is an observer.
 pub trait Observer: Send + Sync + 'static {
