@@ -170,7 +170,7 @@ impl Holds {
         // fix. A request cancelled from the console is answered at once: its debugger asked.
         if !self.inner.on.load(Ordering::Acquire)
             || !report.status.is_server_error()
-            || report.error_type == "cancelled"
+            || report.error_type == genro_errors::CANCELLED
         {
             return;
         }
@@ -225,14 +225,6 @@ impl Holds {
         }
     }
 
-    fn find(&self, held: &[Entry], id: &str) -> Option<usize> {
-        let _ = self;
-        held.iter().position(|e| {
-            let envelope = &e.report.envelope;
-            envelope.short_id() == id || envelope.internal_id_string() == id
-        })
-    }
-
     /// The held requests, oldest first.
     pub(crate) fn list(&self) -> Vec<HeldSummary> {
         let held = self.lock();
@@ -254,7 +246,7 @@ impl Holds {
 
     pub(crate) fn detail(&self, id: &str, masked: &[http::HeaderName]) -> Option<HeldDetail> {
         let held = self.lock();
-        let e = &held[self.find(&held, id)?];
+        let e = &held[position(&held, id)?];
         let (held_s, release_in_s) = self.times(e);
         Some(HeldDetail {
             request: crate::view::detail(&e.report.envelope, masked),
@@ -272,7 +264,7 @@ impl Holds {
     /// Returns its short id, or `None` when no such request is held.
     pub(crate) fn release(&self, id: &str, status: Option<StatusCode>) -> Option<String> {
         let mut held = self.lock();
-        let index = self.find(&held, id)?;
+        let index = position(&held, id)?;
         let entry = &mut held[index];
         let tx = entry.release.take()?;
         let _ = tx.send(status.map_or(Release::Continue, Release::Status));
@@ -286,6 +278,14 @@ impl Holds {
             self.inner.timeout.saturating_sub(held).as_secs_f64(),
         )
     }
+}
+
+/// Where the held request whose short or internal id is `id` is.
+fn position(held: &[Entry], id: &str) -> Option<usize> {
+    held.iter().position(|e| {
+        let envelope = &e.report.envelope;
+        envelope.short_id() == id || envelope.internal_id_string() == id
+    })
 }
 
 struct Unhold<'a> {

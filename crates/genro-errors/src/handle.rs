@@ -20,7 +20,7 @@ use crate::{
     layer::Settings,
     observer,
     problem::{render, Extra, Format, Problem},
-    report::{ERROR_PATH_PANIC, OTHER, PANIC},
+    report::{CANCELLED, ERROR_PATH_PANIC, OTHER, PANIC},
     Error, ErrorKind, ErrorReport,
 };
 
@@ -179,7 +179,7 @@ fn resolve(
         if e.is::<genro_envelope::Cancelled>() {
             return Resolved {
                 problem: Problem::new(StatusCode::SERVICE_UNAVAILABLE),
-                error_type: "cancelled",
+                error_type: CANCELLED,
             };
         }
         if e.is::<tower::load_shed::error::Overloaded>() {

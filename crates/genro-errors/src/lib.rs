@@ -90,5 +90,5 @@ pub use future::ResponseFuture;
 pub use layer::{ErrorLayer, TracebackSwitch};
 pub use observer::{ObserveFuture, Observer};
 pub use problem::{Problem, MAX_GRPC_MESSAGE};
-pub use report::{ErrorKind, ErrorReport, ERROR_PATH_PANIC, OTHER, PANIC};
+pub use report::{ErrorKind, ErrorReport, CANCELLED, ERROR_PATH_PANIC, OTHER, PANIC};
 pub use service::ErrorService;

@@ -30,6 +30,9 @@ impl ErrorKind {
 
 /// The `type` label of an error the handlers and defaults did not claim.
 pub const OTHER: &str = "other";
+/// The `type` label of a request cancelled through its envelope
+/// ([`RequestEnvelope::cancel`](genro_envelope::RequestEnvelope::cancel)).
+pub const CANCELLED: &str = "cancelled";
 /// The `type` label of a panic in the inner service.
 pub const PANIC: &str = "panic";
 /// The `type` label of a panic on the error path itself: in a registered error handler, the
