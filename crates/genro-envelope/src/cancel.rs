@@ -23,8 +23,8 @@ use crate::RequestEnvelope;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// The cancellation state every envelope carries: a flag, and the waker of the request's
-/// [`CancelFuture`] when one is waiting.
+/// The cancellation state of an envelope, made on first use: a flag, and the waker of the
+/// request's [`CancelFuture`] when one is waiting.
 #[derive(Debug, Default)]
 pub(crate) struct Cancel {
     cancelled: AtomicBool,
@@ -67,9 +67,10 @@ impl StdError for Cancelled {}
 ///
 /// Put it inside the layer that renders errors (genro-errors' `ErrorLayer`), and inside an
 /// [`EnvelopeLayer`](crate::EnvelopeLayer), which gives requests their envelope. A request
-/// without an envelope passes through untouched. Its cost, when present, is one `Arc` clone per
-/// request and one atomic waker registration per poll that stays pending; genro-server adds it
-/// only when the debug console is on.
+/// without an envelope passes through untouched. Its cost, when present, is one `Arc` clone and
+/// one small allocation (the envelope's cancel signal) per request, and one atomic waker
+/// registration per poll that stays pending; genro-server adds it only when the debug console
+/// is on.
 ///
 /// ```
 /// use genro_envelope::{CancelLayer, Cancelled, EnvelopeLayer, RequestEnvelope};

@@ -138,14 +138,3 @@ pub(crate) fn chain_list(error: &(dyn StdError + 'static)) -> Vec<String> {
     }
     chain
 }
-
-pub(crate) fn chain_text(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}

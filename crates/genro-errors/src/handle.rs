@@ -16,7 +16,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::{
     body::RenderedBody,
-    error::{chain_list, chain_text, BoxError},
+    error::{chain_list, BoxError},
     layer::Settings,
     observer,
     problem::{render, Extra, Format, Problem},
@@ -217,18 +217,16 @@ async fn respond<B: RenderedBody>(
     failure: Failure,
 ) -> Response<B> {
     let settings = &*settings;
-    let (resolved, kind, mut message, chain, backtrace) = match &failure {
+    let (resolved, kind, chain, backtrace) = match &failure {
         Failure::App(error) => (
             resolve_guarded(settings, error.get_ref(), error.status(), &envelope),
             ErrorKind::Error,
-            chain_text(error.get_ref()),
             chain_list(error.get_ref()),
             error.backtrace_text(),
         ),
         Failure::Service(error) => (
             resolve_guarded(settings, &**error, None, &envelope),
             ErrorKind::Error,
-            chain_text(&**error),
             chain_list(&**error),
             None,
         ),
@@ -238,11 +236,11 @@ async fn respond<B: RenderedBody>(
                 error_type: PANIC,
             }),
             ErrorKind::Panic,
-            message.clone(),
             vec![message.clone()],
             backtrace.clone(),
         ),
     };
+    let mut message = chain.join(": ");
     drop(failure);
     let (
         Resolved {

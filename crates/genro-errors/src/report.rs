@@ -75,10 +75,4 @@ impl ErrorReport {
     pub fn answer_with(&self, status: StatusCode) -> bool {
         self.answer.set(status).is_ok()
     }
-
-    /// The status an observer chose with [`answer_with`](Self::answer_with), if any.
-    #[must_use]
-    pub fn chosen_status(&self) -> Option<StatusCode> {
-        self.answer.get().copied()
-    }
 }

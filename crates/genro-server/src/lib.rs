@@ -93,10 +93,10 @@ mod tls;
 
 pub use app::{AsgiApplication, IntoApplication};
 pub use config::{
-    Allow, Cidr, CompressionSection, Config, ConfigError, ConfigProblem, CorsSection, DebugSection,
-    Effective, Encoding, ErrorsSection, ExecutorsSection, HealthSection, LimitsSection,
-    LoggingSection, MetricsSection, Secret, Section, ServerSection, ShutdownSection, Source,
-    SslSection, WatchdogSection, ENV_PREFIX, MAX_FILE_SIZE,
+    Allow, AllowList, Cidr, CompressionSection, Config, ConfigError, ConfigProblem, CorsSection,
+    DebugSection, Effective, Encoding, ErrorsSection, ExecutorsSection, HealthSection,
+    LimitsSection, LoggingSection, MetricsSection, Secret, Section, ServerSection, ShutdownSection,
+    Source, SslSection, WatchdogSection, ENV_PREFIX, MAX_FILE_SIZE,
 };
 pub use logging::format::{LogFormat, LogLevel, LogTemplate};
 pub use server::{AsgiServer, ServerHandle, StartError};

@@ -30,7 +30,7 @@ pub use sections::{
     WatchdogSection,
 };
 pub use source::{ConfigError, ConfigProblem, Effective, Secret, Source};
-pub use value::{Allow, Cidr, Encoding};
+pub use value::{Allow, AllowList, Cidr, Encoding};
 
 use resolver::{Resolver, SECTIONS};
 

@@ -10,9 +10,9 @@ use super::{
     resolver::Resolver,
     source::Secret,
     value::{
-        self, humanize, Allow, Cidr, Encoding, BOOLEAN, CIDRS, COUNT, DURATION, ENCODINGS,
-        ENDPOINT, HEADERS, HEADER_NAMES, HOST, METHODS, NAMES, OPTIONAL_DURATION, OPTIONAL_PORT,
-        OPTIONAL_TEXT, ORIGINS, PATH, PORT, SIZE, SMALL_SIZE,
+        self, humanize, Allow, AllowList, Encoding, ALLOW_LIST, BOOLEAN, COUNT, DURATION,
+        ENCODINGS, ENDPOINT, HEADERS, HEADER_NAMES, HOST, METHODS, NAMES, OPTIONAL_DURATION,
+        OPTIONAL_PORT, OPTIONAL_TEXT, ORIGINS, PATH, PORT, SIZE, SMALL_SIZE,
     },
 };
 use crate::logging::format::{LogFormat, LogLevel};
@@ -359,7 +359,7 @@ pub struct DebugSection {
     /// Its address (`host`), default `127.0.0.1`.
     pub host: String,
     /// Who may connect, by the socket's peer address (`allowed_ips`; reloaded on SIGHUP).
-    pub allowed_ips: Vec<Cidr>,
+    pub allowed_ips: AllowList,
     /// Host names a client may use besides IP literals and `localhost` (`allowed_hosts`).
     pub allowed_hosts: Vec<String>,
     /// The shared secret (`secret`), at least 16 bytes.
@@ -394,7 +394,7 @@ impl Default for DebugSection {
             remote_pdb: false,
             debug_port: 8001,
             host: "127.0.0.1".into(),
-            allowed_ips: genro_debug::AllowList::loopback().networks().to_vec(),
+            allowed_ips: AllowList::loopback(),
             allowed_hosts: Vec::new(),
             secret: Secret::default(),
             hold_timeout: Duration::from_secs(30),
@@ -439,7 +439,7 @@ impl DebugSection {
             remote_pdb: r.get(s, "remote_pdb", d.remote_pdb, &BOOLEAN),
             debug_port: r.get(s, "debug_port", d.debug_port, &PORT),
             host: r.get(s, "host", d.host, &HOST),
-            allowed_ips: r.get(s, "allowed_ips", d.allowed_ips, &CIDRS),
+            allowed_ips: r.get(s, "allowed_ips", d.allowed_ips, &ALLOW_LIST),
             allowed_hosts: r.get(s, "allowed_hosts", d.allowed_hosts, &NAMES),
             secret,
             hold_timeout: r.positive(s, "hold_timeout", d.hold_timeout),
@@ -462,7 +462,7 @@ impl DebugSection {
             genro_debug::DebugConfig::new(genro_debug::Secret::new(self.secret.expose()));
         config.host.clone_from(&self.host);
         config.port = self.debug_port;
-        config.allowed_ips = self.allow_list();
+        config.allowed_ips = self.allowed_ips.clone();
         config.allowed_hosts.clone_from(&self.allowed_hosts);
         config.max_sessions = self.max_sessions;
         config.session_timeout = self.session_timeout;
@@ -475,12 +475,6 @@ impl DebugSection {
         };
         config.masked_headers.clone_from(&self.mask_headers);
         config
-    }
-
-    /// `allowed_ips` as the console's allowlist.
-    #[must_use]
-    pub fn allow_list(&self) -> genro_debug::AllowList {
-        genro_debug::AllowList::new(self.allowed_ips.iter().copied())
     }
 }
 

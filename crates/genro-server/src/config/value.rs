@@ -4,7 +4,7 @@
 
 use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
 
-pub use genro_debug::Cidr;
+pub use genro_debug::{AllowList, Cidr};
 
 use http::{HeaderName, Method};
 
@@ -77,9 +77,9 @@ pub(crate) const PATH: Kind<Option<PathBuf>> = Kind {
             .unwrap_or_default()
     },
 };
-pub(crate) const CIDRS: Kind<Vec<Cidr>> = Kind {
-    parse: cidrs,
-    render: |nets| join(nets),
+pub(crate) const ALLOW_LIST: Kind<AllowList> = Kind {
+    parse: |t| cidrs(t).map(AllowList::new),
+    render: |list| join(list.networks()),
 };
 /// A list of host names.
 pub(crate) const NAMES: Kind<Vec<String>> = Kind {
@@ -104,15 +104,7 @@ pub(crate) const NAMES: Kind<Vec<String>> = Kind {
 };
 /// A list of header names.
 pub(crate) const HEADER_NAMES: Kind<Vec<HeaderName>> = Kind {
-    parse: |t| {
-        list(t)
-            .into_iter()
-            .map(|h| {
-                HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
-                    .map_err(|_| format!("a list of header names (not {h:?})"))
-            })
-            .collect()
-    },
+    parse: |t| list(t).into_iter().map(header_name).collect(),
     render: |h| join(h),
 };
 pub(crate) const ORIGINS: Kind<Allow<String>> = Kind {
@@ -139,18 +131,19 @@ pub(crate) const METHODS: Kind<Allow<Method>> = Kind {
     render: ToString::to_string,
 };
 pub(crate) const HEADERS: Kind<Allow<HeaderName>> = Kind {
-    parse: |t| {
-        allow(t, |h| {
-            HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
-                .map_err(|_| format!("a list of header names (not {h:?})"))
-        })
-    },
+    parse: |t| allow(t, header_name),
     render: ToString::to_string,
 };
 pub(crate) const ENCODINGS: Kind<Vec<Encoding>> = Kind {
     parse: |t| list(t).into_iter().map(str::parse).collect(),
     render: |e| join(e),
 };
+
+/// One header name of a list, in lowercase.
+fn header_name(h: &str) -> Result<HeaderName, Expected> {
+    HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("a list of header names (not {h:?})"))
+}
 
 /// A kind read by `FromStr` and written by `Display`.
 pub(crate) fn parsed<T>() -> Kind<T>

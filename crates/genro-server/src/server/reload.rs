@@ -117,7 +117,7 @@ pub(crate) fn apply(shared: &Shared, started: &Started, logging: Option<&Logging
     }
     if new.debug.allowed_ips != old.debug.allowed_ips {
         if let Some(debug) = &started.debug {
-            debug.set_allowed_ips(new.debug.allow_list());
+            debug.set_allowed_ips(new.debug.allowed_ips.clone());
             applied.push("debug.allowed_ips");
         }
     }
