@@ -6,46 +6,18 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    task::{Context, Poll, Waker},
+    sync::Arc,
+    task::{Context, Poll},
 };
 
-use atomic_waker::AtomicWaker;
 use http::Request;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::RequestEnvelope;
+use crate::{envelope::RequestEnvelope, signal::Cancel};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
-
-/// The cancellation state of an envelope, made on first use: a flag, and the waker of the
-/// request's [`CancelFuture`] when one is waiting.
-#[derive(Debug, Default)]
-pub(crate) struct Cancel {
-    cancelled: AtomicBool,
-    waker: AtomicWaker,
-}
-
-impl Cancel {
-    pub(crate) fn cancel(&self) -> bool {
-        let first = !self.cancelled.swap(true, Ordering::AcqRel);
-        self.waker.wake();
-        first
-    }
-
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
-    }
-
-    fn register(&self, waker: &Waker) {
-        self.waker.register(waker);
-    }
-}
 
 /// The error a cancelled request ends with: the error layer answers it with 503 and an error
 /// id, logs it once and counts it as `cancelled`.

@@ -13,7 +13,7 @@ use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use tokio::time::Instant;
 use uuid::{Builder, Uuid};
 
-use crate::cancel::Cancel;
+use crate::signal::Cancel;
 
 /// The wall clock (as time since the Unix epoch) and the monotonic clock, read once together.
 /// Every later wall-clock time is this plus monotonic time elapsed, so a request reads one clock.

@@ -85,6 +85,7 @@ mod layer;
 pub mod plumbing;
 mod service;
 mod settings;
+mod signal;
 mod watch;
 
 pub use cancel::{CancelFuture, CancelLayer, CancelService, Cancelled};
