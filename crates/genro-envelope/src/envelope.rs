@@ -147,6 +147,8 @@ pub struct RequestEnvelope {
     headers: Option<Box<HeaderMap>>,
     // Made by the first `cancel` or `CancelLayer` that asks: nothing on a path without one.
     cancel: OnceLock<Box<Cancel>>,
+    // The tokio task that made the envelope: what a task dump is searched for.
+    task: Option<tokio::task::Id>,
 }
 
 impl RequestEnvelope {
@@ -196,6 +198,8 @@ impl RequestEnvelope {
             annotations: Mutex::new(Vec::new()),
             headers,
             cancel: OnceLock::new(),
+            // A thread-local read: the id of the task polling the service, when there is one.
+            task: tokio::task::try_id(),
         }
     }
 
@@ -412,6 +416,17 @@ impl RequestEnvelope {
             .collect()
     }
 
+    /// The id of the tokio task that serves the request: the one that was running when the
+    /// envelope was made, which is when the service was first called. Under hyper that is the
+    /// connection's task for HTTP/1 and the stream's task for HTTP/2. `None` outside a tokio
+    /// task (a service called from `block_on`, say).
+    ///
+    /// [`waiting_on`](crate::taskdump::waiting_on) looks for this task in a task dump.
+    #[must_use]
+    pub fn task_id(&self) -> Option<tokio::task::Id> {
+        self.task
+    }
+
     /// The request's headers, when the layer that made the envelope keeps them
     /// ([`EnvelopeLayer::keep_headers`](crate::EnvelopeLayer::keep_headers), off by default):
     /// for a debug console. They are the client's, secrets included; mask them before showing.
@@ -464,6 +479,7 @@ impl fmt::Debug for RequestEnvelope {
             .field("route", &self.route())
             .field("phase", &self.phase())
             .field("age", &self.age())
+            .field("task", &self.task)
             .finish_non_exhaustive()
     }
 }

@@ -86,6 +86,7 @@ pub mod plumbing;
 mod service;
 mod settings;
 mod signal;
+pub mod taskdump;
 mod watch;
 
 pub use cancel::{CancelFuture, CancelLayer, CancelService, Cancelled};
