@@ -3,7 +3,7 @@
 //!
 //! Every [`RequestEnvelope`] records the id of the tokio task that serves it
 //! ([`RequestEnvelope::task_id`]). [`waiting_on`] takes one dump of the runtime
-//! ([`tokio::runtime::Handle::dump`]) and returns the trace of that task alone: the chain of
+//! (tokio's `Handle::dump`) and returns the trace of that task alone: the chain of
 //! `async fn`s from the task's root to the tokio future it is parked on (a lock, a channel, a
 //! timer, a socket), innermost first. The watchdog puts it in its critical report, the debug
 //! console shows it on `show ID --trace`, and the server's drain report gives it for each
