@@ -8,6 +8,12 @@
 //! client and the annotations its handler wrote. Counters and gauges go to a prometheus-client
 //! `Registry` through [`Watchdog::register_metrics`].
 //!
+//! A critical report also answers "what is it waiting on": its `trace` field (the log line's,
+//! and the notification's `details.trace`) holds the async stack of the request's task, from
+//! one task dump per scan ([`genro_envelope::taskdump`], an opt-in build), or a sentence saying
+//! why there is none and, without the build, how to turn it on. See
+//! [`Watchdog::task_dumper`].
+//!
 //! The watchdog only reports. It never cancels a request.
 //!
 //! # Example

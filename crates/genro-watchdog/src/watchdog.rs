@@ -1,7 +1,10 @@
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use genro_envelope::RequestEnvelope;
+use genro_envelope::{
+    taskdump::{TaskDumper, TraceReport},
+    RequestEnvelope,
+};
 use genro_registry::EnvelopeRegistry;
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -176,6 +179,7 @@ pub struct Watchdog {
     notifiers: Notifiers,
     metrics: Metrics,
     reported: HashMap<Uuid, Severity>,
+    dumper: Option<TaskDumper>,
 }
 
 impl fmt::Debug for Watchdog {
@@ -184,6 +188,7 @@ impl fmt::Debug for Watchdog {
             .field("config", &**self.config.load())
             .field("notifiers", &self.notifiers)
             .field("stuck", &self.reported.len())
+            .field("traces", &self.dumper.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -199,7 +204,18 @@ impl Watchdog {
             notifiers: Notifiers::new(),
             metrics: Metrics::default(),
             reported: HashMap::new(),
+            dumper: Some(TaskDumper::global().clone()),
         }
+    }
+
+    /// Where critical reports get their traces (what the request's task waits on): by default
+    /// [`TaskDumper::global`], within its limits; `None` leaves the trace out. The running
+    /// watchdog takes at most one dump per scan, for every request that turned critical in it;
+    /// [`scan`](Self::scan) takes none.
+    #[must_use]
+    pub fn task_dumper(mut self, dumper: Option<TaskDumper>) -> Self {
+        self.dumper = dumper;
+        self
     }
 
     /// Adds `notifier`: it is called once for each request that passes the critical threshold.
@@ -262,7 +278,7 @@ impl Watchdog {
         for shard in 0..self.registry.shard_count() {
             scan.visit(&self.registry, shard);
         }
-        self.finish(scan)
+        self.finish(scan, HashMap::new())
     }
 
     /// Scans the registry once, yielding to the runtime between shards so that a scan of a
@@ -273,10 +289,36 @@ impl Watchdog {
             scan.visit(&self.registry, shard);
             tokio::task::yield_now().await;
         }
-        self.finish(scan)
+        let traces = self.traces(&scan).await;
+        self.finish(scan, traces)
     }
 
-    fn finish(&mut self, scan: Scan) -> ScanSummary {
+    /// The traces of the requests this scan reports as critical for the first time: one dump for
+    /// all of them, within the dumper's limits (its timeout bounds the wait).
+    async fn traces(&self, scan: &Scan) -> HashMap<Uuid, TraceReport> {
+        let Some(dumper) = &self.dumper else {
+            return HashMap::new();
+        };
+        let due: Vec<&RequestEnvelope> = scan
+            .stuck
+            .iter()
+            .filter(|(envelope, severity)| {
+                *severity == Severity::Critical
+                    && self.reported.get(&envelope.internal_id()) != Some(&Severity::Critical)
+            })
+            .map(|(envelope, _)| &**envelope)
+            .collect();
+        if due.is_empty() {
+            return HashMap::new();
+        }
+        let traces = dumper.waiting_on_all(due.iter().copied()).await;
+        due.iter()
+            .map(|envelope| envelope.internal_id())
+            .zip(traces.into_iter().map(TraceReport))
+            .collect()
+    }
+
+    fn finish(&mut self, scan: Scan, mut traces: HashMap<Uuid, TraceReport>) -> ScanSummary {
         let Scan {
             mut summary, stuck, ..
         } = scan;
@@ -289,7 +331,7 @@ impl Watchdog {
             let id = envelope.internal_id();
             let before = self.reported.get(&id).copied();
             if before < Some(severity) {
-                self.report(&envelope, severity);
+                self.report(&envelope, severity, traces.remove(&id));
                 match severity {
                     Severity::Warning => summary.reported_warning += 1,
                     Severity::Critical => summary.reported_critical += 1,
@@ -310,13 +352,14 @@ impl Watchdog {
         summary
     }
 
-    fn report(&self, envelope: &RequestEnvelope, severity: Severity) {
+    fn report(&self, envelope: &RequestEnvelope, severity: Severity, trace: Option<TraceReport>) {
         self.metrics
             .reports
             .get_or_create(&Metrics::label(severity))
             .inc();
         let annotations = format!("{:?}", envelope.annotations());
         let client = envelope.client().map(|c| c.to_string());
+        let trace = trace.map(|trace| trace.to_string());
         macro_rules! stuck_event {
             ($level:ident, $msg:literal) => {
                 genro_notify::request_event!(
@@ -327,6 +370,7 @@ impl Watchdog {
                     phase = %envelope.phase(),
                     client = client.as_deref(),
                     annotations = %annotations,
+                    trace = trace.as_deref(),
                     $msg
                 )
             };
@@ -338,10 +382,12 @@ impl Watchdog {
                 if !self.notifiers.is_empty() {
                     // Queued for each notifier's own task: a slow notifier never delays the
                     // scan, and a mass stall never starts a task per request.
-                    self.notifiers
-                        .send(Notification::stuck_request(RequestInfo::from_envelope(
-                            envelope,
-                        )));
+                    let mut notification =
+                        Notification::stuck_request(RequestInfo::from_envelope(envelope));
+                    if let Some(trace) = trace {
+                        notification = notification.with_detail("trace", trace);
+                    }
+                    self.notifiers.send(notification);
                 }
             }
         }

@@ -93,6 +93,15 @@ async fn a_stuck_request_is_reported_once_per_level_and_notified_once() {
     assert_eq!(critical.len(), 1, "{critical:?}\n{}", logs.contents());
     assert!(critical[0].contains("ERROR") && critical[0].contains("severity=\"critical\""));
     assert!(critical[0].contains(&id) && critical[0].contains("/reports/{id}"));
+    // The trace of what it waits on (tests/taskdump.rs checks one in a build with task dumps):
+    // here, the sentence that says how to turn them on.
+    assert!(
+        critical[0].contains("trace=\"unavailable: task dumps are not")
+            && critical[0].contains("--cfg tokio_unstable"),
+        "{}",
+        critical[0]
+    );
+    assert!(!warnings[0].contains("trace="), "a warning takes no dump");
     assert_eq!(logs.lines("request is slow").len(), 1, "no second warning");
     tokio::task::yield_now().await;
     {
@@ -106,6 +115,8 @@ async fn a_stuck_request_is_reported_once_per_level_and_notified_once() {
             request.annotations.get("tenant").map(String::as_str),
             Some("acme")
         );
+        let trace = &notified[0].details["trace"];
+        assert!(trace.contains("--cfg tokio_unstable"), "{trace}");
     }
     let text = metrics_text(&metrics);
     assert!(
@@ -275,6 +286,32 @@ async fn a_request_first_seen_past_critical_is_reported_once() {
     );
     assert_eq!(logs.lines("request is critically stuck").len(), 1);
     assert!(logs.lines("request is slow").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_task_dumper_a_critical_report_has_no_trace() {
+    let (logs, _subscriber) = scoped_logs();
+    let registry = EnvelopeRegistry::new();
+    let notified: Arc<Mutex<Vec<Notification>>> = Arc::default();
+    let handle = Watchdog::new(registry.clone(), CONFIG)
+        .task_dumper(None)
+        .notifier({
+            let notified = notified.clone();
+            move |n: Notification| {
+                notified.lock().unwrap().push(n);
+                async {}
+            }
+        })
+        .spawn()
+        .unwrap();
+    let _guard = registry.track(envelope("/stuck"));
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let critical = logs.lines("request is critically stuck");
+    assert_eq!(critical.len(), 1, "{}", logs.contents());
+    assert!(!critical[0].contains("trace="), "{}", critical[0]);
+    tokio::task::yield_now().await;
+    assert!(!notified.lock().unwrap()[0].details.contains_key("trace"));
+    handle.stop().await;
 }
 
 fn envelope(path: &'static str) -> Arc<genro_envelope::RequestEnvelope> {
