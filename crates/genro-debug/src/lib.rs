@@ -6,6 +6,11 @@
 //! secrets masked), its error (`Display`, the `source()` chain, the backtrace when capture is
 //! on) and what handlers annotated.
 //!
+//! And it answers "what is this request waiting on": `show ID --trace` (a `trace` button in the
+//! web page) returns the async stack of the request's tokio task, from one task dump taken by
+//! [`genro_envelope::taskdump`] within its limits (an opt-in build; without it the answer says
+//! how to turn it on).
+//!
 //! - [`RemoteDebugServer`] listens on its own port and speaks the [`protocol`] over a
 //!   WebSocket; it also serves a small web page (no external assets) that does the same in a
 //!   browser.

@@ -26,6 +26,10 @@ pub enum ClientMessage {
     Show {
         /// Its short, internal or external id.
         id: String,
+        /// Also what its task is waiting on ([`RequestDetail::waiting_on`]): this takes a task
+        /// dump, within the server's limits.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        trace: bool,
     },
     /// Cancels an in-flight request: it ends with 503 and an error id.
     Cancel {
@@ -199,6 +203,21 @@ pub struct RequestDetail {
     pub annotations: Vec<(String, String)>,
     /// The request headers, secrets masked; `None` when the server does not keep them.
     pub headers: Option<Vec<(String, String)>>,
+    /// What its task is waiting on, when `show` asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<WaitingOn>,
+}
+
+/// What an in-flight request's task is waiting on: its async stack from a tokio task dump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitingOn {
+    /// The frames, one per line, innermost (the tokio future it is parked on) first; `None`
+    /// when there is no trace.
+    pub trace: Option<String>,
+    /// Why there is no trace; in a build without task dumps, how to turn them on.
+    pub unavailable: Option<String>,
+    /// Seconds since the dump the trace comes from was taken (dumps are rate-limited).
+    pub age_s: Option<f64>,
 }
 
 /// One held request, in a list.

@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use futures_util::{SinkExt, StreamExt};
+use genro_envelope::taskdump::TaskDumper;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::{
     tungstenite::{self, Message},
@@ -12,7 +13,7 @@ use tokio_tungstenite::{
 
 use crate::{
     auth,
-    protocol::{ClientMessage, Refusal, ServerMessage, VERSION},
+    protocol::{ClientMessage, Refusal, ServerMessage, WaitingOn, VERSION},
     state::{stopped, Outcome, State},
     view,
 };
@@ -155,6 +156,7 @@ pub(crate) async fn run(mut ws: Socket, peer: SocketAddr, host: String, state: A
             Ok(Next::Text(text)) => text,
         };
         let reply = match serde_json::from_str::<ClientMessage>(&text) {
+            Ok(ClientMessage::Show { id, trace: true }) => traced(&state, peer, &id).await,
             Ok(command) => command_reply(&state, peer, command),
             Err(e) => ServerMessage::Error {
                 message: format!("not a command of protocol {VERSION}: {e}"),
@@ -193,7 +195,7 @@ fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) -> Ser
                 requests: requests.iter().map(|e| view::summary(e)).collect(),
             }
         }
-        ClientMessage::Show { id } => match state.registry.find(&id) {
+        ClientMessage::Show { id, .. } => match state.registry.find(&id) {
             Some(envelope) => {
                 tracing::info!(target: "genro_debug::audit", peer = %peer, error_id = %envelope.short_id(), "command: show");
                 ServerMessage::Request {
@@ -248,6 +250,31 @@ fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) -> Ser
             None => error("this server has no live log filter".into()),
         },
     }
+}
+
+/// `show ID --trace`: the request in full, and what its task waits on, from a task dump (at most
+/// one at a time, rate-limited and timed out by the dumper; this session waits, the others and
+/// the requests do not).
+async fn traced(state: &State, peer: SocketAddr, id: &str) -> ServerMessage {
+    let Some(envelope) = state.registry.find(id) else {
+        return no_request(id);
+    };
+    tracing::info!(target: "genro_debug::audit", peer = %peer, error_id = %envelope.short_id(), "command: show --trace");
+    let waiting_on = match TaskDumper::global().waiting_on(&envelope).await {
+        Ok(trace) => WaitingOn {
+            trace: Some(trace.to_string()),
+            unavailable: None,
+            age_s: Some(trace.age().as_secs_f64()),
+        },
+        Err(why) => WaitingOn {
+            trace: None,
+            unavailable: Some(why.to_string()),
+            age_s: None,
+        },
+    };
+    let mut request = view::detail(&envelope, &state.config.masked_headers);
+    request.waiting_on = Some(waiting_on);
+    ServerMessage::Request { request }
 }
 
 fn release(

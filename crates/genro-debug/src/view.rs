@@ -58,5 +58,6 @@ pub(crate) fn detail(envelope: &Arc<RequestEnvelope>, masked: &[HeaderName]) -> 
         phase: envelope.phase().to_string(),
         annotations: envelope.annotations(),
         headers,
+        waiting_on: None,
     }
 }

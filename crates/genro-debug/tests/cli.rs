@@ -80,6 +80,17 @@ async fn the_console_logs_in_lists_shows_and_cancels_through_a_terminal() {
         assert!(show.contains("step = waiting on the bank"), "{show}");
         assert!(show.contains("authorization: <masked>"), "{show}");
         assert!(!show.contains("dXNlcjpwYXNz"), "{show}");
+        assert!(!show.contains("waiting on:"), "only --trace asks: {show}");
+        p.send_line(&format!("show {id} --trace")).unwrap();
+        let traced = p.exp_string("genro-debug> ").unwrap();
+        assert!(traced.contains("step = waiting on the bank"), "{traced}");
+        if !genro_envelope::taskdump::AVAILABLE {
+            assert!(
+                traced.contains("waiting on: unavailable: task dumps are not")
+                    && traced.contains("tokio_unstable"),
+                "{traced}"
+            );
+        }
         // `watch` redraws the list in place every second until Ctrl-C.
         p.send_line("watch").unwrap();
         p.exp_string("(watching; Ctrl-C to stop)").unwrap();

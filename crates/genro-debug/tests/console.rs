@@ -327,7 +327,10 @@ async fn a_message_over_1_mib_closes_the_session_and_the_server_goes_on() {
     let mut session = login(&f.addr).await;
     let huge = "x".repeat(genro_debug::DEFAULT_MAX_MESSAGE_SIZE + 1);
     let closed = session
-        .call(&ClientMessage::Show { id: huge })
+        .call(&ClientMessage::Show {
+            id: huge,
+            trace: false,
+        })
         .await
         .unwrap_err();
     assert!(
@@ -339,6 +342,7 @@ async fn a_message_over_1_mib_closes_the_session_and_the_server_goes_on() {
     let reply = session
         .call(&ClientMessage::Show {
             id: "y".repeat(1 << 19),
+            trace: false,
         })
         .await
         .unwrap();
@@ -526,12 +530,16 @@ async fn a_cancelled_request_ends_with_503_its_handler_dropped_and_leaves_the_re
     )
     .await;
     let ServerMessage::Request { request } = console
-        .call(&ClientMessage::Show { id: id.clone() })
+        .call(&ClientMessage::Show {
+            id: id.clone(),
+            trace: false,
+        })
         .await
         .unwrap()
     else {
         panic!()
     };
+    assert_eq!(request.waiting_on, None, "only --trace takes a dump");
     assert_eq!(
         request.annotations,
         vec![("step".into(), "waiting on the bank".into())]
@@ -546,10 +554,29 @@ async fn a_cancelled_request_ends_with_503_its_handler_dropped_and_leaves_the_re
     let by_full = console
         .call(&ClientMessage::Show {
             id: request.internal_id.clone(),
+            trace: false,
         })
         .await
         .unwrap();
     assert!(matches!(by_full, ServerMessage::Request { .. }));
+    // What it waits on: in this build (no task dumps; the root tests/taskdump.rs checks a
+    // trace), the sentence that says how to get one.
+    let ServerMessage::Request { request: traced } = console
+        .call(&ClientMessage::Show {
+            id: id.clone(),
+            trace: true,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let waiting = traced.waiting_on.expect("--trace answers");
+    if !genro_envelope::taskdump::AVAILABLE {
+        assert_eq!(waiting.trace, None);
+        let why = waiting.unavailable.unwrap();
+        assert!(why.contains("--cfg tokio_unstable"), "{why}");
+    }
     assert!(!f.dropped());
     let command = ClientMessage::Cancel { id: id.clone() };
     let done = format!("cancelled {id}: it ends with 503");

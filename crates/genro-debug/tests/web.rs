@@ -222,6 +222,29 @@ async fn the_web_view_logs_in_shows_requests_and_held_errors_and_releases_one() 
     eprintln!("screenshot of the web view: {}", artifact.display());
     assert!(std::fs::metadata(&artifact).unwrap().len() > 10_000);
 
+    // The trace button asks what a request's task waits on. In this build (no task dumps; the
+    // root tests/taskdump.rs checks a real trace) the answer says how to turn them on.
+    let slow_id = ids.iter().find(|(_, p)| p == "/slow").unwrap().0.clone();
+    browser
+        .eval(&format!(
+            "document.querySelector('button[data-trace={slow_id:?}]').click(); true"
+        ))
+        .await;
+    let detail = browser
+        .until(
+            "(() => { const t = document.getElementById('detail').textContent;              return t.includes('waiting on:') || t.includes('waiting on (') ? t : null; })()",
+            "the trace in the detail panel",
+        )
+        .await;
+    let detail = detail.as_str().unwrap();
+    assert!(detail.contains(&format!("error id {slow_id}")), "{detail}");
+    if !genro_envelope::taskdump::AVAILABLE {
+        assert!(
+            detail.contains("waiting on: unavailable: task dumps are not"),
+            "{detail}"
+        );
+    }
+
     browser
         .eval(&format!(
             "document.querySelector('button[data-release={held:?}]').click(); true"

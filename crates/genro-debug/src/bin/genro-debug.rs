@@ -25,6 +25,7 @@ commands:
   ls                    the requests in flight, oldest first
   watch                 ls, refreshed every second until Ctrl-C
   show ID               one request: envelope, annotations, headers (secrets masked)
+  show ID --trace       and what its task is waiting on (its async stack, from a task dump)
   cancel ID             end a request with 503 (its handler is dropped)
   held                  the requests held on error
   attach ID             a held request: error, source chain, backtrace, annotations
@@ -179,8 +180,13 @@ impl Console {
             ["watch"] => return self.watch().map(|()| Flow::Go),
             ["ls"] => ClientMessage::Ls,
             ["held"] => ClientMessage::Held,
-            ["show", _] => ClientMessage::Show {
-                id: id(1).unwrap_or_default(),
+            ["show", id] => ClientMessage::Show {
+                id: (*id).to_owned(),
+                trace: false,
+            },
+            ["show", "--trace", id] | ["show", id, "--trace"] => ClientMessage::Show {
+                id: (*id).to_owned(),
+                trace: true,
             },
             ["cancel", _] => ClientMessage::Cancel {
                 id: id(1).unwrap_or_default(),
@@ -354,6 +360,20 @@ fn detail(r: &RequestDetail) -> String {
             }
         }
         None => out.push_str("headers: (not kept by this server)\n"),
+    }
+    if let Some(waiting) = &r.waiting_on {
+        match (&waiting.trace, &waiting.unavailable) {
+            (Some(trace), _) => {
+                let age = waiting.age_s.map_or_else(String::new, |s| {
+                    format!(" (task dump taken {} ago)", seconds(s))
+                });
+                out.push_str(&format!("waiting on{age}:\n{trace}\n"));
+            }
+            (None, why) => out.push_str(&format!(
+                "waiting on: unavailable: {}\n",
+                why.as_deref().unwrap_or("no trace")
+            )),
+        }
     }
     out
 }

@@ -60,6 +60,22 @@ async function show(id) {
     ? JSON.stringify(reply.request, null, 2) : reply.message;
 }
 
+// The async stack of the request's task: the server takes a task dump (rate-limited).
+async function trace(id) {
+  $('detail').textContent = `taking a task dump for ${id}…`;
+  const reply = await call({ type: 'show', id, trace: true });
+  if (reply.type !== 'request') { $('detail').textContent = reply.message; return; }
+  const r = reply.request;
+  const w = r.waiting_on;
+  $('detail').textContent = [
+    `${r.method} ${r.path}, ${seconds(r.age_s)}, ${r.phase}, error id ${r.id}`,
+    '',
+    w.trace !== null && w.trace !== undefined
+      ? `waiting on (task dump taken ${seconds(w.age_s)} ago):\n${w.trace}`
+      : `waiting on: unavailable: ${w.unavailable}`,
+  ].join('\n');
+}
+
 async function attach(id) {
   const reply = await call({ type: 'attach', id });
   if (reply.type !== 'attached') { $('detail').textContent = reply.message; return; }
@@ -95,6 +111,7 @@ async function refresh() {
     cell(row, String(r.annotations));
     const actions = cell(row, '');
     button(actions, 'show', { show: r.id }, () => show(r.id));
+    button(actions, 'trace', { trace: r.id }, () => trace(r.id));
     button(actions, 'cancel', { cancel: r.id }, () => act({ type: 'cancel', id: r.id }));
   }
   $('in-flight-count').textContent = `(${ls.requests.length})`;
