@@ -20,6 +20,7 @@
 //! | `webhook` (default) | — | [`WebhookNotifier`] |
 //! | `axum` (default) | — | the envelope extractor, route templates from `MatchedPath`, `IntoResponse` for [`Error`] |
 //! | `tonic` | — | the error layer under tonic (`RenderedBody` for tonic's body) |
+//! | `taskdump` | — | what a stuck request is waiting on, from tokio task dumps ([`taskdump`]; needs `RUSTFLAGS="--cfg tokio_unstable"`) |
 //!
 //! The seed's typical use:
 //!
@@ -38,7 +39,8 @@
 #[cfg(feature = "genro-envelope")]
 #[doc(inline)]
 pub use genro_envelope::{
-    self as envelope, CancelLayer, ClientAddr, EnvelopeLayer, Phase, RequestEnvelope, ResponseId,
+    self as envelope, taskdump, CancelLayer, ClientAddr, EnvelopeLayer, Phase, RequestEnvelope,
+    ResponseId,
 };
 
 #[cfg(all(feature = "genro-envelope", feature = "axum"))]

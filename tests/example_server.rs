@@ -602,6 +602,8 @@ async fn the_drain_deadline_aborts_and_logs_and_a_second_signal_ends_it_at_once(
         line.contains("path=/slow") && line.contains("request_id=") && line.contains("age_s="),
         "{line}"
     );
+    // What it was waiting on (tests/taskdump.rs checks a real trace in a build with task dumps).
+    assert!(line.contains("trace="), "{line}");
     assert!(log.contains("aborted=1"), "{log}");
 
     // With a long drain, a second signal does not wait for it.

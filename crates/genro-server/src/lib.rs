@@ -96,7 +96,7 @@ pub use config::{
     Allow, AllowList, Cidr, CompressionSection, Config, ConfigError, ConfigProblem, CorsSection,
     DebugSection, Effective, Encoding, ErrorsSection, ExecutorsSection, HealthSection,
     LimitsSection, LoggingSection, MetricsSection, Secret, Section, ServerSection, ShutdownSection,
-    Source, SslSection, WatchdogSection, ENV_PREFIX, MAX_FILE_SIZE,
+    Source, SslSection, TaskdumpSection, WatchdogSection, ENV_PREFIX, MAX_FILE_SIZE,
 };
 pub use logging::format::{LogFormat, LogLevel, LogTemplate};
 pub use server::{AsgiServer, ServerHandle, StartError};

@@ -27,7 +27,7 @@ pub use resolver::ENV_PREFIX;
 pub use sections::{
     CompressionSection, CorsSection, DebugSection, ErrorsSection, ExecutorsSection, HealthSection,
     LimitsSection, LoggingSection, MetricsSection, ServerSection, ShutdownSection, SslSection,
-    WatchdogSection,
+    TaskdumpSection, WatchdogSection,
 };
 pub use source::{ConfigError, ConfigProblem, Effective, Secret, Source};
 pub use value::{Allow, AllowList, Cidr, Encoding};
@@ -53,6 +53,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// `[watchdog]`.
     pub watchdog: WatchdogSection,
+    /// `[taskdump]`.
+    pub taskdump: TaskdumpSection,
     /// `[errors]`.
     pub errors: ErrorsSection,
     /// `[debug]`.
@@ -171,6 +173,7 @@ impl Config {
             logging: LoggingSection::read(r, debug),
             metrics: MetricsSection::read(r),
             watchdog: WatchdogSection::read(r),
+            taskdump: TaskdumpSection::read(r),
             errors: ErrorsSection::read(r, debug),
             debug: DebugSection::read(r),
             limits: LimitsSection::read(r),
@@ -365,6 +368,7 @@ mod tests {
         assert_eq!(production.logging, LoggingSection::default());
         assert_eq!(production.metrics, MetricsSection::default());
         assert_eq!(production.watchdog, WatchdogSection::default());
+        assert_eq!(production.taskdump, TaskdumpSection::default());
         assert_eq!(production.errors, ErrorsSection::default());
         assert_eq!(production.debug, DebugSection::default());
         assert_eq!(production.limits, LimitsSection::default());

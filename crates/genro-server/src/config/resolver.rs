@@ -22,6 +22,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "logging",
     "metrics",
     "watchdog",
+    "taskdump",
     "errors",
     "debug",
     "application",

@@ -1,8 +1,10 @@
 //! The bounded drain: readiness off, listeners closed, connections asked to close, in-flight
 //! requests and executor jobs awaited until `drain_timeout`, then whatever is left aborted and
-//! reported.
+//! reported, each with what its task was waiting on.
 
 use std::time::Duration;
+
+use genro_envelope::taskdump::{TaskDumper, TraceReport};
 
 use super::signals::Signals;
 use crate::{
@@ -45,8 +47,15 @@ pub(crate) async fn drain(
     };
     let mut aborted = 0;
     if !finished {
-        for envelope in shared.registry.snapshot() {
+        let left = shared.registry.snapshot();
+        // What each one is waiting on, from one task dump (bounded by the dumper's timeout).
+        let traces = TaskDumper::global()
+            .waiting_on_all(left.iter().map(|e| &**e))
+            .await;
+        for (envelope, trace) in left.iter().zip(traces) {
             aborted += 1;
+            // A `str` field: one line in text logs, with the trace's line breaks escaped.
+            let trace = TraceReport(trace).to_string();
             tracing::warn!(
                 request_id = %envelope.internal_id().hyphenated(),
                 error_id = %envelope.short_id(),
@@ -54,6 +63,7 @@ pub(crate) async fn drain(
                 path = %genro_envelope::plumbing::truncated(envelope.path(), genro_notify::MAX_REPORTED_PATH),
                 age_s = envelope.age().as_secs_f64(),
                 phase = %envelope.phase(),
+                trace = trace.as_str(),
                 "request aborted: it outlived the drain"
             );
         }

@@ -7,6 +7,7 @@ use std::{
     sync::Arc,
 };
 
+use genro_envelope::taskdump::TaskDumper;
 use rustls::sign::CertifiedKey;
 use tokio::sync::oneshot;
 
@@ -27,6 +28,9 @@ pub(crate) const LIVE: &[&str] = &[
     "watchdog.interval",
     "watchdog.timeout",
     "watchdog.critical",
+    "taskdump.min_interval",
+    "taskdump.timeout",
+    "taskdump.max_bytes",
     "errors.show_traceback",
     "cors.allow_origins",
     "debug.allowed_ips",
@@ -75,8 +79,8 @@ pub(crate) fn read(shared: &Shared, tls: bool) -> Option<oneshot::Receiver<Read>
     }
 }
 
-/// Applies what a reload read: the log level, the watchdog's thresholds, `show_traceback`, the
-/// CORS origins and the TLS certificates. A broken file is refused and the running
+/// Applies what a reload read: the log level, the watchdog's thresholds, the task dumps' limits,
+/// `show_traceback`, the CORS origins and the TLS certificates. A broken file is refused and the running
 /// configuration stays; changes that need a restart are logged and not applied.
 pub(crate) fn apply(shared: &Shared, started: &Started, logging: Option<&Logging>, read: Read) {
     let new = match read.config {
@@ -108,6 +112,10 @@ pub(crate) fn apply(shared: &Shared, started: &Started, logging: Option<&Logging
                 Err(e) => tracing::warn!(error = %e, "watchdog thresholds not changed"),
             }
         }
+    }
+    if new.taskdump != old.taskdump {
+        TaskDumper::global().set_limits(new.taskdump.limits());
+        applied.push("taskdump");
     }
     if new.cors.allow_origins != old.cors.allow_origins {
         started
