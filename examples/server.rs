@@ -37,8 +37,16 @@
 //! genro-debug> attach 1f2e3d4c                          # its panic message and annotations
 //! genro-debug> continue                                 # curl gets its 500, same error id
 //! genro-debug> show 5a6b7c8d                            # the slow one: headers, annotations
+//! genro-debug> show 5a6b7c8d --trace                    # what it waits on (see below)
 //! genro-debug> cancel 5a6b7c8d                          # curl gets 503 with an error id
 //! genro-debug> quit
+//! ```
+//!
+//! `show --trace`, the watchdog's critical report and the drain report carry the async stack of
+//! the request's task in a build with task dumps:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg tokio_unstable" cargo run --release --features taskdump --example server -- --config examples/debug.ini
 //! ```
 
 use std::{process::ExitCode, time::Duration};

@@ -706,6 +706,27 @@ async fn the_debug_example_holds_a_panic_for_the_console_and_cancels_a_slow_requ
         .expect("the slow request is listed")
         .id
         .clone();
+    // What it waits on, as the doc comment shows: this build has no task dumps, so the answer
+    // says how to get them (tests/taskdump.rs checks a real trace).
+    let ServerMessage::Request { request } = console
+        .call(&ClientMessage::Show {
+            id: slow_id.clone(),
+            trace: true,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let waiting = request.waiting_on.expect("--trace answers");
+    assert!(
+        waiting.trace.is_some()
+            || waiting
+                .unavailable
+                .as_deref()
+                .is_some_and(|w| w.contains("tokio_unstable")),
+        "{waiting:?}"
+    );
     console
         .call(&ClientMessage::Cancel {
             id: slow_id.clone(),

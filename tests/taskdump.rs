@@ -131,9 +131,14 @@ async fn each_stuck_request_reports_what_it_waits_on_in_every_report() {
     let serving = tokio::spawn(server.serve(app(&never)));
     let bound = handle.bound().await.expect("bound");
     let (addr, console) = (bound.main.unwrap(), bound.debug.expect("console on"));
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    // One request over HTTP/1 (its task is the connection's), two over one HTTP/2 connection
+    // (each stream is a task of its own): three traces, each of its own handler alone.
+    let http1 = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let http2 = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
     let mut requests = Vec::new();
-    for path in ["/alpha", "/beta"] {
+    for (path, client) in [("/alpha", &http1), ("/beta", &http2), ("/alpha", &http2)] {
         let url: http::Uri = format!("http://{addr}{path}").parse().unwrap();
         let client = client.clone();
         requests.push(tokio::spawn(async move { client.get(url).await }));
@@ -141,14 +146,14 @@ async fn each_stuck_request_reports_what_it_waits_on_in_every_report() {
 
     // The watchdog: one critical log line and one notification per request, each with its own
     // trace (one dump for both when they turn critical in the same scan).
-    let notes = eventually("two stuck-request notifications", || {
+    let notes = eventually("three stuck-request notifications", || {
         let received = received.lock().unwrap();
         let stuck: Vec<_> = received
             .iter()
             .filter(|n| n["kind"] == "stuck_request")
             .cloned()
             .collect();
-        (stuck.len() == 2).then_some(stuck)
+        (stuck.len() == 3).then_some(stuck)
     })
     .await;
     for note in &notes {
@@ -159,16 +164,23 @@ async fn each_stuck_request_reports_what_it_waits_on_in_every_report() {
             other => panic!("unexpected {other}"),
         }
     }
-    let lines = logs.lines("request is critically stuck");
-    let line = |path: &str| {
-        lines
-            .iter()
-            .find(|l| l.contains(&format!("path={path} ")))
-            .unwrap_or_else(|| panic!("no critical line for {path}:\n{lines:?}"))
-            .clone()
+    let server_lines = |needle: &str| {
+        let lines = logs.lines(needle);
+        let of = |path: &str| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|l| l.contains(&format!("path={path} ")))
+                .cloned()
+                .collect()
+        };
+        (of("/alpha"), of("/beta"))
     };
-    assert_names(&line("/alpha"), "parked_in_alpha", "parked_in_beta");
-    assert_names(&line("/beta"), "parked_in_beta", "parked_in_alpha");
+    let (alpha, beta) = server_lines("request is critically stuck");
+    assert_eq!((alpha.len(), beta.len()), (2, 1), "{alpha:?}\n{beta:?}");
+    for line in &alpha {
+        assert_names(line, "parked_in_alpha", "parked_in_beta");
+    }
+    assert_names(&beta[0], "parked_in_beta", "parked_in_alpha");
 
     // The console: `show ID --trace`.
     let mut session =
@@ -209,15 +221,14 @@ async fn each_stuck_request_reports_what_it_waits_on_in_every_report() {
         .unwrap()
         .unwrap();
     let aborted = logs.lines("request aborted: it outlived the drain");
-    let abort = |path: &str| {
-        aborted
-            .iter()
-            .find(|l| l.contains(&format!("path={path} ")))
-            .unwrap_or_else(|| panic!("no abort line for {path}:\n{}", logs.contents()))
-            .clone()
-    };
-    assert_names(&abort("/alpha"), "parked_in_alpha", "parked_in_beta");
-    assert_names(&abort("/beta"), "parked_in_beta", "parked_in_alpha");
+    assert_eq!(aborted.len(), 3, "{}", logs.contents());
+    for line in &aborted {
+        if line.contains("path=/alpha ") {
+            assert_names(line, "parked_in_alpha", "parked_in_beta");
+        } else {
+            assert_names(line, "parked_in_beta", "parked_in_alpha");
+        }
+    }
     for request in requests {
         assert!(
             request.await.unwrap().is_err(),

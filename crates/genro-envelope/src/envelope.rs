@@ -172,6 +172,8 @@ impl RequestEnvelope {
         route: Option<RouteName>,
         headers: Option<Box<HeaderMap>>,
     ) -> Self {
+        // A thread-local read: the id of the task polling the service, when there is one.
+        let task = tokio::task::try_id();
         let started = Instant::now();
         let since = since_epoch(started);
         // Not `as_millis`: that divides a u128.
@@ -198,8 +200,7 @@ impl RequestEnvelope {
             annotations: Mutex::new(Vec::new()),
             headers,
             cancel: OnceLock::new(),
-            // A thread-local read: the id of the task polling the service, when there is one.
-            task: tokio::task::try_id(),
+            task,
         }
     }
 
