@@ -147,8 +147,11 @@ pub struct RequestEnvelope {
     headers: Option<Box<HeaderMap>>,
     // Made by the first `cancel` or `CancelLayer` that asks: nothing on a path without one.
     cancel: OnceLock<Box<Cancel>>,
-    // The tokio task that made the envelope: what a task dump is searched for.
+    // The tokio task that made the envelope (shown by the console, to match tokio-console).
     task: Option<tokio::task::Id>,
+    // What a dumper asks the request's future for its trace through.
+    #[cfg(genro_taskdump)]
+    trace: crate::taskdump::Hook,
 }
 
 impl RequestEnvelope {
@@ -201,6 +204,8 @@ impl RequestEnvelope {
             headers,
             cancel: OnceLock::new(),
             task,
+            #[cfg(genro_taskdump)]
+            trace: crate::taskdump::Hook::default(),
         }
     }
 
@@ -420,12 +425,16 @@ impl RequestEnvelope {
     /// The id of the tokio task that serves the request: the one that was running when the
     /// envelope was made, which is when the service was first called. Under hyper that is the
     /// connection's task for HTTP/1 and the stream's task for HTTP/2. `None` outside a tokio
-    /// task (a service called from `block_on`, say).
-    ///
-    /// [`waiting_on`](crate::taskdump::waiting_on) looks for this task in a task dump.
+    /// task (a service called from `block_on`, say). The debug console shows it, to find the
+    /// request's task in tokio-console.
     #[must_use]
     pub fn task_id(&self) -> Option<tokio::task::Id> {
         self.task
+    }
+
+    #[cfg(genro_taskdump)]
+    pub(crate) fn trace_hook(&self) -> &crate::taskdump::Hook {
+        &self.trace
     }
 
     /// The request's headers, when the layer that made the envelope keeps them

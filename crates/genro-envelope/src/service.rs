@@ -6,7 +6,11 @@ use std::{
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::{future::ResponseFuture, settings::Settings};
+use crate::{
+    future::ResponseFuture,
+    settings::Settings,
+    taskdump::{TracePoint, Traced},
+};
 
 /// The service made by [`EnvelopeLayer`](crate::EnvelopeLayer).
 pub struct EnvelopeService<S> {
@@ -22,7 +26,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<Traced<S::Future>>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -31,9 +35,10 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let attached = self.settings.attach(&mut req);
+        let point = TracePoint::new(&attached.envelope);
         let for_response = attached
             .writes_response_id
             .then(|| (self.settings.clone(), attached.envelope));
-        ResponseFuture::new(self.inner.call(req), for_response)
+        ResponseFuture::new(point.wrap(self.inner.call(req)), for_response)
     }
 }

@@ -1,33 +1,39 @@
-//! `taskdump::waiting_on`: the trace of one request's task, and the limits around a dump.
+//! `taskdump::waiting_on`: the trace of one request's future, and the limits around it.
 //!
-//! The traces are only in a build with task dumps:
+//! The traces are only in a build with tracing:
 //! `RUSTFLAGS="--cfg tokio_unstable" cargo test -p genro-envelope --features taskdump --test taskdump`
-//! (`.ci/run` runs it). The default build checks the answer that says how to turn them on.
+//! (`.ci/run` runs it). The default build checks the answer that says how to turn it on.
 
-use std::sync::Arc;
+use std::{convert::Infallible, sync::Arc};
 
 use genro_envelope::{
     taskdump::{self, TaskDumper, TraceUnavailable},
-    RequestEnvelope,
+    EnvelopeLayer, RequestEnvelope,
 };
-use http::Method;
+use http::{Method, Request, Response};
 use tokio::sync::{oneshot, Notify};
+use tower::{service_fn, Layer, ServiceExt};
 
-/// A request whose envelope is made inside its own task, as `EnvelopeLayer` makes it, and whose
-/// handler then parks in `park`.
+/// A request through `EnvelopeLayer` whose handler parks in `park`, served on a task of its own
+/// (as a server does). Returns its envelope once the handler is parked.
 async fn stuck_request<F>(park: impl FnOnce() -> F + Send + 'static) -> Arc<RequestEnvelope>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let envelope = Arc::new(RequestEnvelope::new(Method::GET, "/stuck".parse().unwrap()));
-        tx.send(envelope.clone()).unwrap();
-        park().await;
-        drop(envelope);
-    });
+    let park = std::sync::Mutex::new(Some((park, tx)));
+    let svc = EnvelopeLayer::new().layer(service_fn(move |req: Request<()>| {
+        let (park, tx) = park.lock().unwrap().take().unwrap();
+        let envelope = RequestEnvelope::from_request(&req).unwrap().clone();
+        async move {
+            tx.send(envelope).unwrap();
+            park().await;
+            Ok::<_, Infallible>(Response::new(()))
+        }
+    }));
+    tokio::spawn(svc.oneshot(Request::get("/stuck").body(()).unwrap()));
     let envelope = rx.await.unwrap();
-    // Let the task reach its await.
+    // Let the handler reach its await.
     for _ in 0..3 {
         tokio::task::yield_now().await;
     }
@@ -39,7 +45,7 @@ async fn parked_in_alpha(notify: Arc<Notify>) {
     notify.notified().await;
 }
 
-#[cfg(all(tokio_unstable, feature = "taskdump"))]
+#[cfg(genro_taskdump)]
 #[inline(never)]
 async fn parked_in_beta(notify: Arc<Notify>) {
     notify.notified().await;
@@ -58,9 +64,9 @@ async fn the_envelope_records_the_task_that_made_it() {
     assert_eq!(envelope.task_id(), Some(id));
 }
 
-#[cfg(not(all(tokio_unstable, feature = "taskdump")))]
+#[cfg(not(genro_taskdump))]
 #[tokio::test]
-async fn without_task_dumps_every_answer_says_how_to_turn_them_on() {
+async fn without_tracing_every_answer_says_how_to_turn_it_on() {
     const { assert!(!taskdump::AVAILABLE) };
     let notify = Arc::new(Notify::new());
     let n = notify.clone();
@@ -77,8 +83,8 @@ async fn without_task_dumps_every_answer_says_how_to_turn_them_on() {
     notify.notify_one();
 }
 
-#[cfg(all(tokio_unstable, feature = "taskdump"))]
-mod with_task_dumps {
+#[cfg(genro_taskdump)]
+mod with_tracing {
     use std::time::Duration;
 
     use genro_envelope::taskdump::DumpLimits;
@@ -86,7 +92,7 @@ mod with_task_dumps {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn each_request_gets_its_own_trace_and_dumps_are_rate_limited() {
+    async fn each_request_gets_its_own_trace_and_batches_are_rate_limited() {
         const { assert!(taskdump::AVAILABLE) };
         let dumper = TaskDumper::new(DumpLimits::default().min_interval(Duration::from_secs(10)));
         let (a, b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
@@ -102,7 +108,8 @@ mod with_task_dumps {
         assert!(!alpha_trace.contains("parked_in_beta"), "{alpha_trace}");
         assert!(beta_trace.contains("parked_in_beta"), "{beta_trace}");
         assert!(!beta_trace.contains("parked_in_alpha"), "{beta_trace}");
-        // Innermost first: the tokio future it is parked on comes before the function.
+        // Innermost first: the tokio future it is parked on, then the function; nothing outside
+        // the envelope's layer (tower's `Oneshot`, which drives the service, is not in it).
         let notified = alpha_trace
             .find("Notified")
             .expect("the tokio leaf is named");
@@ -110,13 +117,20 @@ mod with_task_dumps {
             notified < alpha_trace.find("parked_in_alpha").unwrap(),
             "{alpha_trace}"
         );
+        assert!(!alpha_trace.contains("Oneshot"), "{alpha_trace}");
 
-        // Within min_interval: the last dump answers for what it holds...
+        // The traced poll did not disturb the request: it still waits, and ends when told to.
+        assert!(!alpha.is_cancelled());
+
+        // Within min_interval: the last batch answers for what it traced...
         tokio::time::advance(Duration::from_secs(3)).await;
-        let again = dumper.waiting_on(&alpha).await.expect("from the last dump");
+        let again = dumper
+            .waiting_on(&alpha)
+            .await
+            .expect("from the last batch");
         assert_eq!(again.text(), alpha_trace);
         assert!(again.age() >= Duration::from_secs(3), "{:?}", again.age());
-        // ...and a request that started after it waits for the next one.
+        // ...and a request it did not trace waits for the next one.
         let c = Arc::new(Notify::new());
         let n = c.clone();
         let gamma = stuck_request(move || parked_in_alpha(n)).await;
@@ -127,20 +141,30 @@ mod with_task_dumps {
             other => panic!("expected rate-limited, got {other:?}"),
         }
         tokio::time::advance(Duration::from_secs(7)).await;
-        let fresh = dumper.waiting_on(&gamma).await.expect("a new dump");
+        let fresh = dumper.waiting_on(&gamma).await.expect("a new batch");
         assert!(fresh.text().contains("parked_in_alpha"), "{}", fresh.text());
         assert_eq!(fresh.age(), Duration::ZERO);
 
-        // An ended request's task is not in a fresh dump.
+        // An answered request has no future left to trace.
         a.notify_one();
         tokio::task::yield_now().await;
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(
             dumper.waiting_on(&alpha).await,
-            Err(TraceUnavailable::NotFound)
+            Err(TraceUnavailable::Finished)
         );
         b.notify_one();
         c.notify_one();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_envelope_no_layer_made_is_not_traceable() {
+        let dumper = TaskDumper::new(DumpLimits::default());
+        let bare = RequestEnvelope::new(Method::GET, "/".parse().unwrap());
+        assert_eq!(
+            dumper.waiting_on(&bare).await,
+            Err(TraceUnavailable::Unwatched)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -161,7 +185,7 @@ mod with_task_dumps {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_mass_stall_costs_one_dump_and_a_bounded_number_of_traces() {
+    async fn a_mass_stall_costs_one_batch_of_a_bounded_number_of_traces() {
         let dumper = TaskDumper::new(DumpLimits::default());
         let notify = Arc::new(Notify::new());
         let mut stuck = Vec::new();
@@ -171,84 +195,59 @@ mod with_task_dumps {
         }
         let traces = dumper.waiting_on_all(stuck.iter().map(|e| &**e)).await;
         let (traced, omitted) = traces.split_at(taskdump::MAX_TRACES_PER_DUMP);
-        assert!(traced.iter().all(Result::is_ok));
+        assert!(traced.iter().all(Result::is_ok), "{traced:?}");
         assert!(omitted.iter().all(|t| t == &Err(TraceUnavailable::Omitted)));
         notify.notify_waiters();
     }
 
     #[inline(never)]
-    async fn blocks_its_worker() {
-        std::thread::sleep(Duration::from_millis(1500));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_blocked_worker_is_reported_instead_of_stalling_the_runtime() {
-        let dumper = TaskDumper::new(DumpLimits::default().min_interval(Duration::ZERO));
-        let notify = Arc::new(Notify::new());
-        let n = notify.clone();
-        let envelope = stuck_request(move || parked_in_alpha(n)).await;
-        let blocker = tokio::spawn(blocks_its_worker());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // The other worker keeps serving while the dumper looks.
-        let ticks = tokio::spawn(async {
-            let mut ticks = 0u32;
-            let end = tokio::time::Instant::now() + Duration::from_millis(400);
-            while tokio::time::Instant::now() < end {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                ticks += 1;
-            }
-            ticks
-        });
-        match dumper.waiting_on(&envelope).await {
-            Err(TraceUnavailable::WorkerBlocked { .. }) => {}
-            other => panic!("expected a blocked worker, got {other:?}"),
+    async fn blocks_its_worker(release: Arc<std::sync::atomic::AtomicBool>) {
+        while !release.load(std::sync::atomic::Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(ticks.await.unwrap() > 10, "the runtime kept serving");
-        blocker.await.unwrap();
-        let trace = dumper
-            .waiting_on(&envelope)
-            .await
-            .expect("traced once unblocked");
-        assert!(trace.text().contains("parked_in_alpha"), "{}", trace.text());
-        notify.notify_one();
     }
 
+    /// A handler that blocks its worker thread is never polled: its trace times out, the answer
+    /// says why, another batch waits meanwhile, and the other requests and the runtime go on.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_dump_past_its_timeout_is_reported_and_blocks_the_next_until_it_ends() {
-        // No dump of a multi-thread runtime (a thread, a barrier, every task re-polled) takes a
-        // microsecond.
+    async fn a_request_blocking_its_worker_times_out_and_nothing_else_stalls() {
         let dumper = TaskDumper::new(
             DumpLimits::default()
                 .min_interval(Duration::ZERO)
-                .timeout(Duration::from_micros(1)),
+                .timeout(Duration::from_millis(300)),
         );
+        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = release.clone();
+        let blocked = stuck_request(move || blocks_its_worker(r)).await;
         let notify = Arc::new(Notify::new());
         let n = notify.clone();
-        let envelope = stuck_request(move || parked_in_alpha(n)).await;
-        let started = std::time::Instant::now();
-        let first = dumper.waiting_on(&envelope).await;
+        let parked = stuck_request(move || parked_in_alpha(n)).await;
+
+        let batch = {
+            let dumper = dumper.clone();
+            let blocked = blocked.clone();
+            tokio::spawn(async move { dumper.waiting_on(&blocked).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(
-            first,
-            Err(TraceUnavailable::TimedOut {
-                after: Duration::from_micros(1)
-            })
-        );
-        assert!(started.elapsed() < Duration::from_secs(2));
-        assert_eq!(
-            dumper.waiting_on(&envelope).await,
+            dumper.waiting_on(&parked).await,
             Err(TraceUnavailable::Busy)
         );
-        // Once that dump ends, a dumper with room to wait answers.
-        dumper.set_limits(DumpLimits::default().min_interval(Duration::ZERO));
-        let mut answer = dumper.waiting_on(&envelope).await;
-        for _ in 0..50 {
-            if answer != Err(TraceUnavailable::Busy) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            answer = dumper.waiting_on(&envelope).await;
-        }
-        assert!(answer.expect("traced").text().contains("parked_in_alpha"));
+        let answer = batch.await.unwrap();
+        assert_eq!(
+            answer,
+            Err(TraceUnavailable::TimedOut {
+                after: Duration::from_millis(300)
+            })
+        );
+        assert!(answer
+            .unwrap_err()
+            .to_string()
+            .contains("blocking its worker thread"));
+        // The other request is traced at once, with the blocked worker still blocked.
+        let trace = dumper.waiting_on(&parked).await.expect("traced");
+        assert!(trace.text().contains("parked_in_alpha"), "{}", trace.text());
+        release.store(true, std::sync::atomic::Ordering::Release);
         notify.notify_one();
     }
 }

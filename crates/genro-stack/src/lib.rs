@@ -57,6 +57,7 @@ use std::{
 
 use genro_envelope::{
     plumbing::{self as envelope, ResponseWatch, WatchedBody, WatchedFuture},
+    taskdump::{TracePoint, Traced},
     EnvelopeLayer,
 };
 use genro_errors::{ErrorLayer, ErrorService};
@@ -189,7 +190,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<Traced<S::Future>>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -199,6 +200,8 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let parts = &*self.parts;
         let attached = envelope::attach(&parts.envelope, &mut req);
+        // Nothing at all in a build without task traces (see `genro_envelope::taskdump`).
+        let point = TracePoint::new(&attached.envelope);
         let measurement = metrics::begin_enveloped(&parts.metrics, &req, &attached.envelope);
         let tracking = registry::begin(&parts.registry, &mut req, attached.envelope);
         let state = RequestState {
@@ -208,7 +211,7 @@ where
         };
         // If `call` panics, `state` is dropped while unwinding: the request leaves the in-flight
         // gauge and the registry.
-        ResponseFuture::new(self.inner.call(req), state)
+        ResponseFuture::new(point.wrap(self.inner.call(req)), state)
     }
 }
 

@@ -1,100 +1,86 @@
-//! "What is this request waiting on?": the async stack of one in-flight request, from a tokio
-//! task dump.
+//! "What is this request waiting on?": the async stack of one in-flight request, from tokio's
+//! task tracing.
 //!
-//! Every [`RequestEnvelope`] records the id of the tokio task that serves it
-//! ([`RequestEnvelope::task_id`]). [`waiting_on`] takes one dump of the runtime
-//! (tokio's `Handle::dump`) and returns the trace of that task alone: the chain of
-//! `async fn`s from the task's root to the tokio future it is parked on (a lock, a channel, a
-//! timer, a socket), innermost first. The watchdog puts it in its critical report, the debug
-//! console shows it on `show ID --trace`, and the server's drain report gives it for each
-//! request it aborts.
+//! [`waiting_on`] asks the request's own future for its trace: the request's task is woken, and
+//! its next poll runs in tokio's tracing mode (`Trace::capture`), rooted at the layer that made
+//! the envelope. The answer is the chain of `async fn`s from that layer down to the tokio future
+//! the request is parked on (a lock, a channel, a timer, a socket), innermost first, cut to a
+//! bounded size. The watchdog puts it in its critical report, the debug console shows it on
+//! `show ID --trace`, and the server's drain report gives it for each request it aborts.
 //!
 //! ```text
-//!   tokio::sync::notify::NotifiedProject::poll_notified at tokio-1.54.1/src/sync/notify.rs:1228
 //!   tokio::sync::notify::Notified::poll_notified at tokio-1.54.1/src/sync/notify.rs:1026
 //!   <tokio::sync::notify::Notified as core::future::future::Future>::poll at tokio-1.54.1/src/sync/notify.rs:1034
 //!   my_app::load_account::{{closure}} at src/accounts.rs:88
 //!   my_app::handler::{{closure}} at src/main.rs:41
+//!   <axum::handler::…>::call::{{closure}} at axum-0.8.9/src/handler/mod.rs:217
 //!   …
+//!   <genro_errors::future::ResponseFuture as core::future::future::Future>::poll at …
 //! ```
+//!
+//! # Why not a dump of the whole runtime
+//!
+//! tokio's `Handle::dump` pauses every worker and re-polls every task, and on a multi-thread
+//! runtime with more than about 128 tasks queued its leader worker spins forever in
+//! `steal_all` while the others wait at a barrier (tokio-rs/tokio#7478, reproduced here with
+//! 1,000 requests in flight): one watchdog report would stop the server. A request's own trace
+//! pauses nothing: it costs one poll of that request's future, on its own task, and the other
+//! requests never notice. It also holds the request's frames only, not those of its connection.
 //!
 //! # Turning it on
 //!
-//! Task dumps are an unstable tokio feature. They need all of:
+//! Tracing is an unstable tokio feature. It needs all of:
 //! - the `taskdump` feature of this crate (or of `genro-server`, or `genro-asgi`);
 //! - `RUSTFLAGS="--cfg tokio_unstable"` for the whole build (in `.cargo/config.toml`:
 //!   `[build] rustflags = ["--cfg", "tokio_unstable"]`);
 //! - Linux on x86_64, aarch64, x86 or s390x;
-//! - symbols in the binary: a release build keeps them unless stripped; `debug =
-//!   "line-tables-only"` in the release profile adds file and line, and `split-debuginfo`
-//!   must stay `"off"`.
+//! - symbols in the binary; for the names of inlined frames (a handler inlined into axum's
+//!   `Handler::call`), `debug = "line-tables-only"` in the release profile, with
+//!   `split-debuginfo` left `"off"`.
 //!
-//! Without them everything compiles and works, and each answer is
-//! [`TraceUnavailable::NotBuilt`], whose message says which of the above is missing. The
-//! request path is the same either way: the envelope reads the task id from a thread-local.
+//! Without them everything compiles and works, each answer is [`TraceUnavailable::NotBuilt`]
+//! (whose message says which of the above is missing), and [`TracePoint`] is nothing at all: the
+//! request path is the same as without this module. With them, a [`TracePoint`] costs a relaxed
+//! load per poll and a waker registration per `Pending`.
 //!
 //! # Safety first
 //!
-//! A dump pauses every worker of the runtime while it re-polls every task in a tracing mode, so
-//! a [`TaskDumper`]:
-//! - is never called on the request path: the watchdog's task, a console session and the drain
-//!   call it;
-//! - takes at most one dump at a time ([`TraceUnavailable::Busy`]);
-//! - takes at most one dump per `min_interval` (10 s by default). Within that interval it answers
-//!   from the last dump (each trace says how old it is), and a request that the last dump does
-//!   not hold gets [`TraceUnavailable::RateLimited`];
-//! - first checks that no worker is stuck in one poll (blocking code): tokio's dump waits for
-//!   every worker, and while one is blocked the others would stall in 250 ms pauses. It then
-//!   answers [`TraceUnavailable::WorkerBlocked`], which is itself the answer to "why is it
-//!   stuck";
-//! - waits at most `timeout` for the dump and as long again to resolve the symbols, then answers
-//!   [`TraceUnavailable::TimedOut`] (the caller's report goes out without the trace; a dump
-//!   still running keeps the next one from starting);
-//! - catches a panic inside the dump or the symbol resolution
-//!   ([`TraceUnavailable::Failed`]);
-//! - resolves at most [`MAX_TRACES_PER_DUMP`] traces per call, so a mass stall (10,000 stuck
-//!   requests in one watchdog scan) costs one dump and 32 traces.
+//! A [`TaskDumper`]:
+//! - never runs on the request path: the watchdog's task, a console session and the drain call
+//!   it;
+//! - takes one batch of traces at a time ([`TraceUnavailable::Busy`]), of at most
+//!   [`MAX_TRACES_PER_DUMP`] requests (a mass stall of 10,000 costs 32 traces);
+//! - takes at most one batch per `min_interval` (10 s by default); within it, it answers from the
+//!   last batch (each trace says how old it is), and a request the last batch did not trace gets
+//!   [`TraceUnavailable::RateLimited`];
+//! - waits at most `timeout` for the traces and as long again to resolve their symbols (on a
+//!   blocking thread), then answers [`TraceUnavailable::TimedOut`]: a request whose handler
+//!   blocks its worker thread is never polled, and that answer is itself the diagnosis;
+//! - catches a panic in the tracing ([`TraceUnavailable::Failed`]).
 //!
 //! What a trace can show: the `async fn`s down to the tokio future (timer, I/O, `sync`
-//! primitive, channel, `JoinHandle`) the task last parked on. A future that parks without any
-//! tokio leaf (a hand-written `poll` returning `Pending`, a non-tokio channel) shows as an
-//! empty trace. A request whose handler blocks a worker thread cannot be traced at all: that is
-//! [`TraceUnavailable::WorkerBlocked`].
+//! primitive, channel, `JoinHandle`) the request is parked on. A future that parks without any
+//! tokio leaf (a hand-written `poll` returning `Pending`, a non-tokio channel) shows as an empty
+//! trace. Once the handler has answered and only the response body streams, there is no future
+//! left to trace ([`TraceUnavailable::Finished`]).
 
 // Used by task dumps alone; its unit tests run in every build.
-#[cfg_attr(
-    not(all(tokio_unstable, feature = "taskdump", target_os = "linux")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(genro_taskdump), allow(dead_code))]
 mod render;
 
-#[cfg(all(
-    tokio_unstable,
-    feature = "taskdump",
-    target_os = "linux",
-    any(
-        target_arch = "aarch64",
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "s390x"
-    )
-))]
+#[cfg(genro_taskdump)]
+mod hook;
+#[cfg(genro_taskdump)]
 #[path = "tokio.rs"]
 mod imp;
-
-#[cfg(not(all(
-    tokio_unstable,
-    feature = "taskdump",
-    target_os = "linux",
-    any(
-        target_arch = "aarch64",
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "s390x"
-    )
-)))]
+#[cfg(not(genro_taskdump))]
 #[path = "off.rs"]
 mod imp;
+mod point;
+
+#[cfg(genro_taskdump)]
+pub(crate) use hook::Hook;
+pub use point::{TracePoint, Traced};
 
 use std::{
     fmt,
@@ -104,26 +90,26 @@ use std::{
 
 use crate::RequestEnvelope;
 
-/// Traces one call resolves at most; the others get [`TraceUnavailable::Omitted`].
+/// Requests one call traces at most; the others get [`TraceUnavailable::Omitted`].
 pub const MAX_TRACES_PER_DUMP: usize = 32;
 
-/// Whether this build can take task dumps (see the [module docs](self) to turn them on).
+/// Whether this build can trace requests (see the [module docs](self) to turn it on).
 pub const AVAILABLE: bool = imp::AVAILABLE;
 
-/// How often, how long and how much a [`TaskDumper`] may dump.
+/// How often, how long and how much a [`TaskDumper`] may trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DumpLimits {
-    /// The least time between two dumps; within it, answers come from the last dump.
+    /// The least time between two batches of traces; within it, answers come from the last.
     pub min_interval: Duration,
-    /// The longest wait for a dump, and again for resolving its symbols.
+    /// The longest wait for the traces, and again for resolving their symbols.
     pub timeout: Duration,
     /// The most bytes of one trace; outer frames are cut first.
     pub max_bytes: usize,
 }
 
 impl Default for DumpLimits {
-    /// One dump per 10 s at most, 2 s to take it, 8 KiB per trace.
+    /// One batch per 10 s at most, 2 s to take it, 8 KiB per trace.
     fn default() -> Self {
         Self {
             min_interval: Duration::from_secs(10),
@@ -156,7 +142,7 @@ impl DumpLimits {
     }
 }
 
-/// The async stack of one request's task, innermost frame first.
+/// The async stack of one request's future, innermost frame first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskTrace {
     text: String,
@@ -165,14 +151,15 @@ pub struct TaskTrace {
 }
 
 impl TaskTrace {
-    /// The frames, one per line, innermost (what the task is parked on) first. Empty when the
-    /// task is parked on no tokio future.
+    /// The frames, one per line, innermost (what the request is parked on) first. Empty when it
+    /// is parked on no tokio future.
     #[must_use]
     pub fn text(&self) -> &str {
         &self.text
     }
 
-    /// How old the dump it comes from was when the trace was returned.
+    /// How old the trace was when it was returned (within `min_interval`, answers come from the
+    /// last batch).
     #[must_use]
     pub fn age(&self) -> Duration {
         self.age
@@ -199,34 +186,31 @@ impl fmt::Display for TaskTrace {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TraceUnavailable {
-    /// This build cannot take task dumps; the message says what is missing.
+    /// This build cannot trace; the message says what is missing.
     NotBuilt,
-    /// The request was not served by a tokio task.
-    NoTask,
     /// Called outside a tokio runtime.
     NoRuntime,
-    /// The dump does not hold the request's task: the request has ended, or runs on another
-    /// runtime.
-    NotFound,
-    /// The last dump is recent and does not hold the request; the next may be taken after this.
+    /// No [`TracePoint`] wraps the request's future: its envelope was not made by
+    /// `EnvelopeLayer` or `GenroLayer`.
+    Unwatched,
+    /// The handler has answered (only the response body may still stream), or the request has
+    /// ended.
+    Finished,
+    /// The last batch of traces is recent and did not trace this request; the next may be taken
+    /// after this.
     RateLimited {
-        /// Time until the next dump may be taken.
+        /// Time until the next batch may be taken.
         retry_in: Duration,
     },
-    /// A dump is already being taken (perhaps one that timed out and is still running).
+    /// Another batch of traces is being taken.
     Busy,
-    /// A runtime worker has been busy in one poll for over a quarter of a second: blocking code
-    /// on the runtime. A dump would stall every other worker, so none is taken.
-    WorkerBlocked {
-        /// The worker's index.
-        worker: usize,
-    },
-    /// The dump or the symbol resolution took longer than `timeout`.
+    /// The request's future was not polled within `timeout` (its handler may be blocking its
+    /// worker thread), or its symbols took longer than that to resolve.
     TimedOut {
         /// The limit that passed.
         after: Duration,
     },
-    /// The dump or the symbol resolution panicked.
+    /// The tracing or the symbol resolution panicked.
     Failed,
     /// The call asked for more traces than [`MAX_TRACES_PER_DUMP`].
     Omitted,
@@ -236,29 +220,30 @@ impl fmt::Display for TraceUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotBuilt => f.write_str(imp::NOT_BUILT),
-            Self::NoTask => f.write_str("the request is not served by a tokio task"),
-            Self::NoRuntime => f.write_str("no tokio runtime to dump"),
-            Self::NotFound => f.write_str(
-                "its task is not in the dump: the request has ended, or runs on another runtime",
+            Self::NoRuntime => f.write_str("no tokio runtime to trace on"),
+            Self::Unwatched => f.write_str(
+                "its future is not traceable: no EnvelopeLayer or GenroLayer made its envelope",
             ),
+            Self::Finished => {
+                f.write_str("its handler has answered (only the response body may still stream)")
+            }
             Self::RateLimited { retry_in } => write!(
                 f,
-                "rate-limited: one task dump per min_interval; the next in {:.1}s",
+                "rate-limited: one batch of traces per min_interval; the next in {:.1}s",
                 retry_in.as_secs_f64()
             ),
-            Self::Busy => f.write_str("another task dump is still being taken"),
-            Self::WorkerBlocked { worker } => write!(
-                f,
-                "runtime worker {worker} has been in one poll for over 250 ms (blocking code on \
-                 the runtime?); no dump taken, since it would stall every other worker"
-            ),
+            Self::Busy => f.write_str("another batch of traces is being taken"),
             Self::TimedOut { after } => write!(
                 f,
-                "the task dump did not finish within {:.1}s",
+                "no trace within {:.1}s: its task was not polled (is its handler blocking its \
+                 worker thread?)",
                 after.as_secs_f64()
             ),
-            Self::Failed => f.write_str("the task dump panicked"),
-            Self::Omitted => write!(f, "only {MAX_TRACES_PER_DUMP} traces are resolved per dump"),
+            Self::Failed => f.write_str("the tracing panicked"),
+            Self::Omitted => write!(
+                f,
+                "only {MAX_TRACES_PER_DUMP} requests are traced per batch"
+            ),
         }
     }
 }
@@ -278,7 +263,7 @@ impl fmt::Display for TraceReport {
     }
 }
 
-/// Takes task dumps within [`DumpLimits`], and finds requests' tasks in them.
+/// Traces requests within [`DumpLimits`].
 ///
 /// A process should use one, [`TaskDumper::global`]: the limits hold per dumper. Cloning shares
 /// the dumper.
@@ -326,8 +311,8 @@ impl TaskDumper {
         *self.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
     }
 
-    /// The trace of the task serving `envelope`'s request, from one dump (or the last one, within
-    /// `min_interval`).
+    /// What `envelope`'s request is waiting on: the trace of its future's next poll (or the last
+    /// batch's, within `min_interval`).
     ///
     /// # Errors
     ///
@@ -336,40 +321,31 @@ impl TaskDumper {
         &self,
         envelope: &RequestEnvelope,
     ) -> Result<TaskTrace, TraceUnavailable> {
-        let mut traces = self.trace_tasks(vec![task_of(envelope)]).await;
-        traces.pop().unwrap_or(Err(TraceUnavailable::NotFound))
+        let mut traces = self.trace(vec![envelope]).await;
+        traces.pop().unwrap_or(Err(TraceUnavailable::Finished))
     }
 
-    /// The traces of several requests from one dump, in their order: what the watchdog asks for
+    /// The traces of several requests as one batch, in their order: what the watchdog asks for
     /// all the requests that turn critical in one scan.
     pub async fn waiting_on_all<'a>(
         &self,
         envelopes: impl IntoIterator<Item = &'a RequestEnvelope>,
     ) -> Vec<Result<TaskTrace, TraceUnavailable>> {
-        let tasks = envelopes.into_iter().map(task_of).collect();
-        self.trace_tasks(tasks).await
+        self.trace(envelopes.into_iter().collect()).await
     }
 
-    async fn trace_tasks(
+    async fn trace(
         &self,
-        tasks: Vec<(Option<tokio::task::Id>, tokio::time::Instant)>,
+        envelopes: Vec<&RequestEnvelope>,
     ) -> Vec<Result<TaskTrace, TraceUnavailable>> {
-        if !AVAILABLE {
-            return vec![Err(TraceUnavailable::NotBuilt); tasks.len()];
+        if !AVAILABLE || envelopes.is_empty() {
+            return vec![Err(TraceUnavailable::NotBuilt); envelopes.len()];
         }
-        if tasks.iter().all(|(task, _)| task.is_none()) {
-            return vec![Err(TraceUnavailable::NoTask); tasks.len()];
-        }
-        self.gate.traces(self.limits(), tasks).await
+        self.gate.traces(self.limits(), envelopes).await
     }
 }
 
-/// What a dump is searched for: the request's task, and when the request started.
-fn task_of(envelope: &RequestEnvelope) -> (Option<tokio::task::Id>, tokio::time::Instant) {
-    (envelope.task_id(), envelope.started())
-}
-
-/// The trace of the task serving `envelope`'s request, taken by [`TaskDumper::global`].
+/// What `envelope`'s request is waiting on, traced by [`TaskDumper::global`].
 ///
 /// # Errors
 ///

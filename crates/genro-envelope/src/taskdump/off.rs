@@ -1,4 +1,4 @@
-//! A build without task dumps: every answer says how to turn them on.
+//! A build without tracing: every answer says how to turn it on.
 
 use super::{DumpLimits, TaskTrace, TraceUnavailable};
 
@@ -31,8 +31,8 @@ impl Gate {
     pub(super) async fn traces(
         &self,
         _: DumpLimits,
-        tasks: Vec<(Option<tokio::task::Id>, tokio::time::Instant)>,
+        envelopes: Vec<&crate::RequestEnvelope>,
     ) -> Vec<Result<TaskTrace, TraceUnavailable>> {
-        vec![Err(TraceUnavailable::NotBuilt); tasks.len()]
+        vec![Err(TraceUnavailable::NotBuilt); envelopes.len()]
     }
 }

@@ -13,55 +13,24 @@ pub(crate) struct Frame<'a> {
 /// The marker that ends a trace cut to size; its room is kept free.
 const CUT_ROOM: usize = 64;
 
-/// The frames of genro's layers (the envelope's future, or a stack that fuses it) have names in
-/// this crate: a leaf that passes through one is the request's; the others are the server's own
-/// awaits on the same task (the connection's socket, its timers).
-const REQUEST_MARK: &str = "genro_envelope::";
-
-fn in_request(frame: &Frame<'_>) -> bool {
-    frame.name.is_some_and(|name| name.contains(REQUEST_MARK))
-}
-
-/// Renders `leaves` (one per tokio future the task awaits: several under `join!`, or when the
-/// task is a connection that also watches its socket), each innermost frame first, in at most
-/// `max_bytes`.
-///
-/// When some leaves pass through genro's layers, those come first and stop at the outermost
-/// layer: what lies outside it is the server's machinery, the same for every request. The other
-/// leaves get one line each. Frames are cut from the outer end first: the innermost ones answer
-/// "what is it waiting on". Returns the text and whether frames were cut.
+/// Renders `leaves` (one per tokio future the request awaits: several under `join!`), each
+/// innermost frame first, in at most `max_bytes`. Frames are cut from the outer end first: the
+/// innermost ones answer "what is it waiting on". Returns the text and whether frames were cut.
 pub(crate) fn render(leaves: &[Vec<Frame<'_>>], max_bytes: usize) -> (String, bool) {
     let budget = max_bytes.saturating_sub(CUT_ROOM);
-    let request: Vec<&[Frame<'_>]> = leaves
-        .iter()
-        .filter_map(|leaf| {
-            let outermost = leaf.iter().rposition(in_request)?;
-            Some(&leaf[..=outermost])
-        })
-        .collect();
-    let (shown, others): (Vec<&[Frame<'_>]>, Vec<&[Frame<'_>]>) = if request.is_empty() {
-        (leaves.iter().map(Vec::as_slice).collect(), Vec::new())
-    } else {
-        let others = leaves
-            .iter()
-            .filter(|leaf| !leaf.iter().any(in_request))
-            .map(Vec::as_slice)
-            .collect();
-        (request, others)
-    };
-    let total: usize = shown.iter().map(|leaf| leaf.len()).sum();
+    let total: usize = leaves.iter().map(Vec::len).sum();
     let mut text = String::new();
     let mut written = 0;
     let mut line = String::new();
-    'leaves: for (i, leaf) in shown.iter().enumerate() {
-        if shown.len() > 1 {
+    'leaves: for (i, leaf) in leaves.iter().enumerate() {
+        if leaves.len() > 1 {
             line.clear();
-            let _ = write!(line, "await {} of {}:", i + 1, shown.len());
+            let _ = write!(line, "await {} of {}:", i + 1, leaves.len());
             if !push(&mut text, &line, budget) {
                 break 'leaves;
             }
         }
-        for frame in *leaf {
+        for frame in leaf {
             line.clear();
             frame_line(&mut line, frame);
             if !push(&mut text, &line, budget) {
@@ -71,19 +40,6 @@ pub(crate) fn render(leaves: &[Vec<Frame<'_>>], max_bytes: usize) -> (String, bo
         }
     }
     let cut = written < total;
-    if !cut {
-        for leaf in &others {
-            let Some(innermost) = leaf.first() else {
-                continue;
-            };
-            line.clear();
-            line.push_str("also awaited by the task, outside the request: ");
-            frame_text(&mut line, innermost);
-            if !push(&mut text, &line, budget) {
-                break;
-            }
-        }
-    }
     if cut {
         let _ = write!(
             text,
@@ -107,11 +63,10 @@ fn push(text: &mut String, line: &str, budget: usize) -> bool {
 
 fn frame_line(out: &mut String, frame: &Frame<'_>) {
     out.push_str("  ");
-    frame_text(out, frame);
-}
-
-fn frame_text(out: &mut String, frame: &Frame<'_>) {
-    out.push_str(frame.name.map_or("<unknown>", without_hash));
+    match frame.name {
+        Some(name) => out.push_str(&without_generics(without_hash(name))),
+        None => out.push_str("<unknown>"),
+    }
     if let Some(file) = frame.file {
         let _ = write!(out, " at {}", short_path(&file.to_string_lossy()));
         if let Some(line) = frame.line {
@@ -128,6 +83,34 @@ fn without_hash(name: &str) -> &str {
         }
         _ => name,
     }
+}
+
+/// `a::B<T, U>::f<V>` as `a::B::f`: type arguments make a line of a layered service's future run
+/// to kilobytes and say little. A qualified path (`<T as Trait>::f`) keeps its brackets, without
+/// the arguments inside them.
+fn without_generics(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.contains('<') {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut skipping = 0usize;
+    let mut previous = ' ';
+    for c in name.chars() {
+        if skipping > 0 {
+            match c {
+                '<' => skipping += 1,
+                // `->` in a `fn(A) -> B` argument is no bracket.
+                '>' if previous != '-' => skipping -= 1,
+                _ => {}
+            }
+        } else if c == '<' && (previous.is_alphanumeric() || previous == '_') {
+            skipping = 1;
+        } else {
+            out.push(c);
+        }
+        previous = c;
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A dependency's source path from its crate directory on (`tokio-1.54.1/src/…`), and the
@@ -214,30 +197,20 @@ mod tests {
     }
 
     #[test]
-    fn the_request_comes_first_and_stops_at_genro_s_layers() {
-        let socket = vec![
-            frame("tokio::io::Registration::poll_ready", "io.rs", 1),
-            frame("hyper::proto::h1::Dispatcher::poll", "dispatch.rs", 2),
-        ];
-        let request = vec![
-            frame("tokio::sync::Notified::poll", "notify.rs", 3),
-            frame("app::handler::{{closure}}", "src/main.rs", 4),
-            frame(
-                "<genro_envelope::watch::WatchedFuture<F> as Future>::poll",
-                "watch.rs",
-                5,
-            ),
-            frame("hyper::proto::h1::Dispatcher::poll", "dispatch.rs", 6),
-        ];
-        let (text, cut) = render(&[socket, request], 4096);
-        assert!(!cut);
+    fn type_arguments_are_left_out_and_qualified_paths_kept() {
         assert_eq!(
-            text,
-            "  tokio::sync::Notified::poll at notify.rs:3\n  \
-             app::handler::{{closure}} at src/main.rs:4\n  \
-             <genro_envelope::watch::WatchedFuture<F> as Future>::poll at watch.rs:5\n\
-             also awaited by the task, outside the request: tokio::io::Registration::poll_ready at io.rs:1"
+            without_generics("hyper::proto::h1::Dispatcher<D,Bs,I,T>::poll_catch"),
+            "hyper::proto::h1::Dispatcher::poll_catch"
         );
+        assert_eq!(
+            without_generics("<F as axum::handler::Handler<(M,T1,T2),S>>::call::{{closure}}"),
+            "<F as axum::handler::Handler>::call::{{closure}}"
+        );
+        assert_eq!(
+            without_generics("poll<Map<Fut, fn(Response<Body>) -> Result<Response<Body>, E>>>"),
+            "poll"
+        );
+        assert_eq!(without_generics("{async_fn#0}"), "{async_fn#0}");
     }
 
     #[test]

@@ -1,266 +1,200 @@
-//! Task dumps taken with tokio's `Handle::dump`, within the dumper's limits.
+//! Batches of request traces, within the dumper's limits: each request's future answers on its
+//! own task (see [`Hook`](super::Hook)); the symbols are resolved on a blocking thread.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
 };
 
-use tokio::{
-    runtime::{Dump, Handle, RuntimeFlavor},
-    task::Id,
-    time::Instant,
-};
+use tokio::{runtime::dump::Trace, time::Instant};
+use uuid::Uuid;
 
 use super::{
     render::{render, Frame},
     DumpLimits, TaskTrace, TraceUnavailable, MAX_TRACES_PER_DUMP,
 };
+use crate::RequestEnvelope;
 
 pub(super) const AVAILABLE: bool = true;
 
-pub(super) const NOT_BUILT: &str = "task dumps are in this build";
+pub(super) const NOT_BUILT: &str = "tracing is in this build";
 
-/// How long a worker may go without progress before it counts as blocked: a little over the
-/// 250 ms that tokio's dump waits for each worker.
-const PROBE: Duration = Duration::from_millis(300);
-
-/// A dump and when it was taken.
-#[derive(Clone)]
-struct Taken {
+/// One batch's answers, kept for `min_interval`.
+struct Batch {
     at: Instant,
-    dump: Arc<Dump>,
+    answers: HashMap<Uuid, Result<(String, bool), TraceUnavailable>>,
 }
 
 #[derive(Default)]
 struct State {
-    /// A dump is being taken (perhaps one a caller stopped waiting for).
+    /// A batch is being taken.
     running: bool,
-    last_start: Option<Instant>,
-    /// The last dump, kept for `min_interval`.
-    last: Option<Taken>,
+    last: Option<Arc<Batch>>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Clears `running` when the dump's task ends, however it ends.
-struct Running(Arc<Mutex<State>>);
+/// Clears `running` when the batch ends, however it ends (its caller may stop waiting).
+struct Running<'a>(&'a Mutex<State>);
 
-impl Drop for Running {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
-        lock(&self.0).running = false;
+        lock(self.0).running = false;
     }
 }
 
 #[derive(Default)]
 pub(super) struct Gate {
     state: Arc<Mutex<State>>,
-    /// One symbol resolution at a time: it parses debug info on a blocking thread.
-    resolving: tokio::sync::Mutex<()>,
 }
 
 impl Gate {
     pub(super) async fn traces(
         &self,
         limits: DumpLimits,
-        tasks: Vec<(Option<Id>, Instant)>,
+        envelopes: Vec<&RequestEnvelope>,
     ) -> Vec<Result<TaskTrace, TraceUnavailable>> {
-        let mut out: Vec<_> = tasks
+        if tokio::runtime::Handle::try_current().is_err() {
+            return vec![Err(TraceUnavailable::NoRuntime); envelopes.len()];
+        }
+        let now = Instant::now();
+        let batch = {
+            let mut state = lock(&self.state);
+            match &state.last {
+                Some(last) if now.duration_since(last.at) < limits.min_interval => {
+                    Some(last.clone())
+                }
+                _ if state.running => return vec![Err(TraceUnavailable::Busy); envelopes.len()],
+                _ => {
+                    state.running = true;
+                    None
+                }
+            }
+        };
+        let (batch, fresh) = if let Some(last) = batch {
+            (last, false)
+        } else {
+            let _running = Running(&self.state);
+            let batch = Arc::new(take(&envelopes, limits).await);
+            lock(&self.state).last = Some(batch.clone());
+            forget_later(self.state.clone(), &batch, limits);
+            (batch, true)
+        };
+        let age = batch.at.elapsed();
+        envelopes
             .iter()
-            .map(|(task, _)| {
-                Err(task.map_or(TraceUnavailable::NoTask, |_| TraceUnavailable::NotFound))
-            })
-            .collect();
-        let Ok(runtime) = Handle::try_current() else {
-            fill(&mut out, &TraceUnavailable::NoRuntime);
-            return out;
-        };
-        let (taken, fresh) = match self.dump(&runtime, limits).await {
-            Ok(taken) => taken,
-            Err(why) => {
-                fill(&mut out, &why);
-                return out;
-            }
-        };
-        // The tasks to look for. A task in a dump taken before its request started was serving
-        // an earlier request on the same connection: that dump says nothing of this one.
-        let mut wanted = Vec::new();
-        for (i, (task, started)) in tasks.iter().enumerate() {
-            let Some(task) = *task else { continue };
-            if *started > taken.at {
-                out[i] = Err(later(limits, &taken));
-            } else if wanted.len() < MAX_TRACES_PER_DUMP {
-                wanted.push((i, task));
-            } else {
-                out[i] = Err(TraceUnavailable::Omitted);
-            }
-        }
-        if wanted.is_empty() {
-            return out;
-        }
-        let _one = self.resolving.lock().await;
-        let ids: Vec<Id> = wanted.iter().map(|(_, id)| *id).collect();
-        let dump = taken.dump.clone();
-        let max_bytes = limits.max_bytes;
-        let resolving = tokio::task::spawn_blocking(move || resolve(&dump, &ids, max_bytes));
-        let found = match tokio::time::timeout(limits.timeout, resolving).await {
-            Ok(Ok(found)) => Ok(found),
-            Ok(Err(_)) => Err(TraceUnavailable::Failed),
-            Err(_) => Err(TraceUnavailable::TimedOut {
-                after: limits.timeout,
-            }),
-        };
-        let age = taken.at.elapsed();
-        for (n, (i, _)) in wanted.into_iter().enumerate() {
-            out[i] = match &found {
-                Ok(found) => match &found[n] {
-                    Some((text, cut)) => Ok(TaskTrace {
+            .map(
+                |envelope| match batch.answers.get(&envelope.internal_id()) {
+                    Some(Ok((text, cut))) => Ok(TaskTrace {
                         text: text.clone(),
                         age,
                         cut: *cut,
                     }),
-                    None if fresh => Err(TraceUnavailable::NotFound),
-                    None => Err(later(limits, &taken)),
+                    Some(Err(why)) => Err(why.clone()),
+                    None if fresh => Err(TraceUnavailable::Omitted),
+                    None => Err(TraceUnavailable::RateLimited {
+                        retry_in: limits.min_interval.saturating_sub(age),
+                    }),
                 },
-                Err(why) => Err(why.clone()),
-            };
-        }
-        out
+            )
+            .collect()
     }
+}
 
-    /// A dump to search: the last one within `min_interval` (`false`), or a new one (`true`).
-    async fn dump(
-        &self,
-        runtime: &Handle,
-        limits: DumpLimits,
-    ) -> Result<(Taken, bool), TraceUnavailable> {
-        let now = Instant::now();
-        {
-            let mut state = lock(&self.state);
-            if let Some(last) = &state.last {
-                if now.duration_since(last.at) < limits.min_interval {
-                    return Ok((last.clone(), false));
-                }
+/// Asks each request (the first [`MAX_TRACES_PER_DUMP`]) for its trace, waits for the answers
+/// until `timeout`, then resolves their symbols on a blocking thread within `timeout` again.
+async fn take(envelopes: &[&RequestEnvelope], limits: DumpLimits) -> Batch {
+    let mut answers = HashMap::new();
+    let mut asked = Vec::new();
+    for envelope in envelopes.iter().take(MAX_TRACES_PER_DUMP) {
+        let id = envelope.internal_id();
+        match envelope.trace_hook().ask() {
+            Ok(reply) => asked.push((id, reply)),
+            Err(why) => {
+                answers.insert(id, Err(why));
             }
-            if state.running {
-                return Err(TraceUnavailable::Busy);
-            }
-            if let Some(start) = state.last_start {
-                let since = now.duration_since(start);
-                if since < limits.min_interval {
-                    return Err(TraceUnavailable::RateLimited {
-                        retry_in: limits.min_interval - since,
-                    });
-                }
-            }
-            state.running = true;
-            state.last_start = Some(now);
         }
-        let probe = if runtime.runtime_flavor() == RuntimeFlavor::CurrentThread {
-            Duration::ZERO
-        } else {
-            PROBE
-        };
-        let state = self.state.clone();
-        let handle = runtime.clone();
-        // Its own task: a caller that stops waiting (the timeout below) leaves it to finish, and
-        // `running` stays set until it does.
-        let job = runtime.spawn(async move {
-            let _running = Running(state.clone());
-            if let Some(worker) = blocked_worker(&handle, probe).await {
-                return Err(TraceUnavailable::WorkerBlocked { worker });
+    }
+    let deadline = Instant::now() + limits.timeout;
+    let mut traces = Vec::new();
+    for (id, reply) in asked {
+        match tokio::time::timeout_at(deadline, reply).await {
+            Ok(Ok(Ok(trace))) => traces.push((id, trace)),
+            Ok(Ok(Err(why))) => {
+                answers.insert(id, Err(why));
             }
-            let dump = handle.dump().await;
-            let taken = Taken {
-                at: Instant::now(),
-                dump: Arc::new(dump),
-            };
-            lock(&state).last = Some(taken.clone());
-            // Forgotten after `min_interval`: an idle server keeps no dump of every task.
-            let at = taken.at;
-            tokio::spawn(async move {
-                tokio::time::sleep_until(at + limits.min_interval).await;
-                let mut state = lock(&state);
-                if state.last.as_ref().is_some_and(|last| last.at == at) {
-                    state.last = None;
-                }
-            });
-            Ok(taken)
+            // The future went away without answering.
+            Ok(Err(_)) => {
+                answers.insert(id, Err(TraceUnavailable::Finished));
+            }
+            Err(_) => {
+                answers.insert(
+                    id,
+                    Err(TraceUnavailable::TimedOut {
+                        after: limits.timeout,
+                    }),
+                );
+            }
+        }
+    }
+    let at = Instant::now();
+    if !traces.is_empty() {
+        let ids: Vec<Uuid> = traces.iter().map(|(id, _)| *id).collect();
+        let max_bytes = limits.max_bytes;
+        let resolving = tokio::task::spawn_blocking(move || {
+            traces
+                .iter()
+                .map(|(_, trace)| rendered(trace, max_bytes))
+                .collect::<Vec<_>>()
         });
-        match tokio::time::timeout(probe + limits.timeout, job).await {
-            Ok(Ok(Ok(taken))) => Ok((taken, true)),
-            Ok(Ok(Err(why))) => Err(why),
+        let resolved = match tokio::time::timeout(limits.timeout, resolving).await {
+            Ok(Ok(texts)) => Ok(texts),
             Ok(Err(_)) => Err(TraceUnavailable::Failed),
             Err(_) => Err(TraceUnavailable::TimedOut {
                 after: limits.timeout,
             }),
+        };
+        for (n, id) in ids.into_iter().enumerate() {
+            let answer = match &resolved {
+                Ok(texts) => Ok(texts[n].clone()),
+                Err(why) => Err(why.clone()),
+            };
+            answers.insert(id, answer);
         }
     }
+    Batch { at, answers }
 }
 
-fn fill(out: &mut [Result<TaskTrace, TraceUnavailable>], why: &TraceUnavailable) {
-    for slot in out {
-        if slot != &Err(TraceUnavailable::NoTask) {
-            *slot = Err(why.clone());
+/// Drops `batch` from the cache after `min_interval`, so an idle server keeps no traces.
+fn forget_later(state: Arc<Mutex<State>>, batch: &Arc<Batch>, limits: DumpLimits) {
+    let at = batch.at;
+    tokio::spawn(async move {
+        tokio::time::sleep_until(at + limits.min_interval).await;
+        let mut state = lock(&state);
+        if state.last.as_ref().is_some_and(|last| last.at == at) {
+            state.last = None;
         }
-    }
+    });
 }
 
-/// For a task the last dump cannot answer for: when the next dump may be taken.
-fn later(limits: DumpLimits, taken: &Taken) -> TraceUnavailable {
-    TraceUnavailable::RateLimited {
-        retry_in: limits.min_interval.saturating_sub(taken.at.elapsed()),
-    }
-}
-
-/// A worker of a multi-thread runtime that made no progress for `probe` while not parked: it is
-/// inside one poll. tokio's dump would wait for it, and meanwhile pause the others again and
-/// again, so no dump is taken.
-async fn blocked_worker(runtime: &Handle, probe: Duration) -> Option<usize> {
-    if probe.is_zero() {
-        return None;
-    }
-    let metrics = runtime.metrics();
-    // A worker publishes both at each maintenance pass (every few dozen polls) and each park.
-    let sample = |w| {
-        (
-            metrics.worker_park_unpark_count(w),
-            metrics.worker_total_busy_duration(w),
-        )
-    };
-    let before: Vec<_> = (0..metrics.num_workers()).map(sample).collect();
-    tokio::time::sleep(probe).await;
-    before
+/// Resolves `trace`'s symbols (slow: it reads debug info) and renders it.
+fn rendered(trace: &Trace, max_bytes: usize) -> (String, bool) {
+    let backtraces = trace.resolve_backtraces();
+    let leaves: Vec<Vec<Frame<'_>>> = backtraces
         .iter()
-        .enumerate()
-        // An odd count means parked.
-        .find(|&(w, &(count, busy))| count % 2 == 0 && sample(w) == (count, busy))
-        .map(|(w, _)| w)
-}
-
-/// Finds each task in `dump` and renders its trace (resolving symbols: slow, so on a blocking
-/// thread).
-fn resolve(dump: &Dump, ids: &[Id], max_bytes: usize) -> Vec<Option<(String, bool)>> {
-    ids.iter()
-        .map(|id| {
-            let task = dump.tasks().iter().find(|task| task.id() == *id)?;
-            let backtraces = task.trace().resolve_backtraces();
-            let leaves: Vec<Vec<Frame<'_>>> = backtraces
-                .iter()
-                .map(|backtrace| {
-                    backtrace
-                        .frames()
-                        .flat_map(|frame| frame.symbols())
-                        .map(|symbol| Frame {
-                            name: symbol.name_demangled(),
-                            file: symbol.filename(),
-                            line: symbol.lineno(),
-                        })
-                        .collect()
+        .map(|backtrace| {
+            backtrace
+                .frames()
+                .flat_map(|frame| frame.symbols())
+                .map(|symbol| Frame {
+                    name: symbol.name_demangled(),
+                    file: symbol.filename(),
+                    line: symbol.lineno(),
                 })
-                .collect();
-            Some(render(&leaves, max_bytes))
+                .collect()
         })
-        .collect()
+        .collect();
+    render(&leaves, max_bytes)
 }
