@@ -20,7 +20,7 @@
 //! | `webhook` (default) | — | [`WebhookNotifier`] |
 //! | `axum` (default) | — | the envelope extractor, route templates from `MatchedPath`, `IntoResponse` for [`Error`] |
 //! | `tonic` | — | the error layer under tonic (`RenderedBody` for tonic's body) |
-//! | `taskdump` | — | what a stuck request is waiting on, from tokio task dumps ([`taskdump`]; needs `RUSTFLAGS="--cfg tokio_unstable"`) |
+//! | `taskdump` | — | what a stuck request is waiting on, from tokio's task tracing ([`taskdump`]; needs `RUSTFLAGS="--cfg tokio_unstable"`) |
 //!
 //! The seed's typical use:
 //!

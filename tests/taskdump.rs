@@ -2,8 +2,8 @@
 //! critical log line and webhook payload, the debug console's `show --trace`, and the drain
 //! report of a request aborted at its deadline.
 //!
-//! The same test runs in both builds. In the default one, each report says how to turn task
-//! dumps on. With them on, each names the function its handler is parked in, and not the other
+//! The same test runs in both builds. In the default one, each report says how to turn tracing
+//! on. With it on, each names the function its handler is parked in, and not the other
 //! handler's:
 //!
 //! ```text

@@ -1,5 +1,5 @@
 //! Sets `cfg(genro_taskdump)` when this build can trace a request's future with tokio's task
-//! dumps: the `taskdump` feature, `RUSTFLAGS="--cfg tokio_unstable"`, and a platform tokio
+//! tracing: the `taskdump` feature, `RUSTFLAGS="--cfg tokio_unstable"`, and a platform tokio
 //! supports (see `src/taskdump/mod.rs`).
 
 fn main() {

@@ -7,7 +7,7 @@
 //! on) and what handlers annotated.
 //!
 //! And it answers "what is this request waiting on": `show ID --trace` (a `trace` button in the
-//! web page) returns the async stack of the request's tokio task, from one task dump taken by
+//! web page) returns the async stack of the request's future, traced by
 //! [`genro_envelope::taskdump`] within its limits (an opt-in build; without it the answer says
 //! how to turn it on).
 //!

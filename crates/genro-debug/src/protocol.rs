@@ -26,8 +26,8 @@ pub enum ClientMessage {
     Show {
         /// Its short, internal or external id.
         id: String,
-        /// Also what its task is waiting on ([`RequestDetail::waiting_on`]): this takes a task
-        /// dump, within the server's limits.
+        /// Also what it is waiting on ([`RequestDetail::waiting_on`]): this traces its future,
+        /// within the server's limits.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         trace: bool,
     },
@@ -208,15 +208,15 @@ pub struct RequestDetail {
     pub waiting_on: Option<WaitingOn>,
 }
 
-/// What an in-flight request's task is waiting on: its async stack from a tokio task dump.
+/// What an in-flight request is waiting on: the async stack of its future, from tokio's tracing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WaitingOn {
     /// The frames, one per line, innermost (the tokio future it is parked on) first; `None`
     /// when there is no trace.
     pub trace: Option<String>,
-    /// Why there is no trace; in a build without task dumps, how to turn them on.
+    /// Why there is no trace; in a build without tracing, how to turn it on.
     pub unavailable: Option<String>,
-    /// Seconds since the dump the trace comes from was taken (dumps are rate-limited).
+    /// Seconds since the trace was taken (traces are rate-limited: a recent one is reused).
     pub age_s: Option<f64>,
 }
 

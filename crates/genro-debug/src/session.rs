@@ -252,9 +252,9 @@ fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) -> Ser
     }
 }
 
-/// `show ID --trace`: the request in full, and what its task waits on, from a task dump (at most
-/// one at a time, rate-limited and timed out by the dumper; this session waits, the others and
-/// the requests do not).
+/// `show ID --trace`: the request in full, and what it waits on, traced on its own task (one batch
+/// at a time, rate-limited and timed out by the dumper; this session waits, the others and the
+/// requests do not).
 async fn traced(state: &State, peer: SocketAddr, id: &str) -> ServerMessage {
     let Some(envelope) = state.registry.find(id) else {
         return no_request(id);

@@ -9,8 +9,8 @@
 //! `Registry` through [`Watchdog::register_metrics`].
 //!
 //! A critical report also answers "what is it waiting on": its `trace` field (the log line's,
-//! and the notification's `details.trace`) holds the async stack of the request's task, from
-//! one task dump per scan ([`genro_envelope::taskdump`], an opt-in build), or a sentence saying
+//! and the notification's `details.trace`) holds the async stack of the request's future, from
+//! one batch of traces per scan ([`genro_envelope::taskdump`], an opt-in build), or a sentence saying
 //! why there is none and, without the build, how to turn it on. See
 //! [`Watchdog::task_dumper`].
 //!

@@ -210,7 +210,8 @@ impl Watchdog {
 
     /// Where critical reports get their traces (what the request's task waits on): by default
     /// [`TaskDumper::global`], within its limits; `None` leaves the trace out. The running
-    /// watchdog takes at most one dump per scan, for every request that turned critical in it;
+    /// watchdog takes at most one batch of traces per scan, for the requests that turned critical
+    /// in it;
     /// [`scan`](Self::scan) takes none.
     #[must_use]
     pub fn task_dumper(mut self, dumper: Option<TaskDumper>) -> Self {
@@ -293,8 +294,8 @@ impl Watchdog {
         self.finish(scan, traces)
     }
 
-    /// The traces of the requests this scan reports as critical for the first time: one dump for
-    /// all of them, within the dumper's limits (its timeout bounds the wait).
+    /// The traces of the requests this scan reports as critical for the first time: one batch
+    /// for all of them, within the dumper's limits (its timeout bounds the wait).
     async fn traces(&self, scan: &Scan) -> HashMap<Uuid, TraceReport> {
         let Some(dumper) = &self.dumper else {
             return HashMap::new();

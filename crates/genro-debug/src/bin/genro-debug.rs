@@ -25,7 +25,7 @@ commands:
   ls                    the requests in flight, oldest first
   watch                 ls, refreshed every second until Ctrl-C
   show ID               one request: envelope, annotations, headers (secrets masked)
-  show ID --trace       and what its task is waiting on (its async stack, from a task dump)
+  show ID --trace       and what it is waiting on (the async stack of its future)
   cancel ID             end a request with 503 (its handler is dropped)
   held                  the requests held on error
   attach ID             a held request: error, source chain, backtrace, annotations
@@ -364,9 +364,9 @@ fn detail(r: &RequestDetail) -> String {
     if let Some(waiting) = &r.waiting_on {
         match (&waiting.trace, &waiting.unavailable) {
             (Some(trace), _) => {
-                let age = waiting.age_s.map_or_else(String::new, |s| {
-                    format!(" (task dump taken {} ago)", seconds(s))
-                });
+                let age = waiting
+                    .age_s
+                    .map_or_else(String::new, |s| format!(" (traced {} ago)", seconds(s)));
                 out.push_str(&format!("waiting on{age}:\n{trace}\n"));
             }
             (None, why) => out.push_str(&format!(

@@ -60,9 +60,9 @@ async function show(id) {
     ? JSON.stringify(reply.request, null, 2) : reply.message;
 }
 
-// The async stack of the request's task: the server takes a task dump (rate-limited).
+// The async stack of the request's future: the server traces it (rate-limited).
 async function trace(id) {
-  $('detail').textContent = `taking a task dump for ${id}…`;
+  $('detail').textContent = `tracing ${id}…`;
   const reply = await call({ type: 'show', id, trace: true });
   if (reply.type !== 'request') { $('detail').textContent = reply.message; return; }
   const r = reply.request;
@@ -71,7 +71,7 @@ async function trace(id) {
     `${r.method} ${r.path}, ${seconds(r.age_s)}, ${r.phase}, error id ${r.id}`,
     '',
     w.trace !== null && w.trace !== undefined
-      ? `waiting on (task dump taken ${seconds(w.age_s)} ago):\n${w.trace}`
+      ? `waiting on (traced ${seconds(w.age_s)} ago):\n${w.trace}`
       : `waiting on: unavailable: ${w.unavailable}`,
   ].join('\n');
 }

@@ -1,4 +1,4 @@
-//! The envelope's side of a trace, in a build with task dumps: the waker of the request's future
+//! The envelope's side of a trace, in a build with tracing: the waker of the request's future
 //! and the question a dumper puts to it.
 
 use std::sync::{

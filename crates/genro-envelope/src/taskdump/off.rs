@@ -14,7 +14,7 @@ pub(super) const NOT_BUILT: &str = if !cfg!(all(
         target_arch = "s390x"
     )
 )) {
-    "task dumps are not available: tokio takes them only on Linux (x86_64, aarch64, x86, s390x)"
+    "task dumps are not available: tokio traces tasks only on Linux (x86_64, aarch64, x86, s390x)"
 } else if !cfg!(feature = "taskdump") {
     "task dumps are not in this build: turn on the `taskdump` feature (of genro-envelope, \
      genro-server or genro-asgi) and build with RUSTFLAGS=\"--cfg tokio_unstable\""

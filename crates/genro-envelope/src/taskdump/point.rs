@@ -1,22 +1,22 @@
 //! [`TracePoint`]: where a request's future can be traced. The layers that make the envelope
-//! wrap the inner service's future with it; in a build without task dumps it is nothing at all.
+//! wrap the inner service's future with it; in a build without tracing it is nothing at all.
 
 use std::sync::Arc;
 
 use crate::RequestEnvelope;
 
-/// The future a [`TracePoint`] makes of `F`: `F` itself in a build without task dumps.
+/// The future a [`TracePoint`] makes of `F`: `F` itself in a build without tracing.
 #[cfg(not(genro_taskdump))]
 pub type Traced<F> = F;
 
-/// The future a [`TracePoint`] makes of `F`: `F` itself in a build without task dumps.
+/// The future a [`TracePoint`] makes of `F`: `F` itself in a build without tracing.
 #[cfg(genro_taskdump)]
 pub type Traced<F> = traced::TracedFuture<F>;
 
 /// Where a request's future can be traced: made from its envelope before the inner service is
 /// called, then wrapped around the future that service returns. `EnvelopeLayer` and
 /// `GenroLayer` do it; a service that makes envelopes itself should too. In a build without
-/// task dumps it holds nothing and [`wrap`](Self::wrap) returns the future unchanged.
+/// tracing it holds nothing and [`wrap`](Self::wrap) returns the future unchanged.
 #[derive(Debug)]
 #[must_use = "wrap the inner service's future with it"]
 pub struct TracePoint {

@@ -13,12 +13,40 @@ pub(crate) struct Frame<'a> {
 /// The marker that ends a trace cut to size; its room is kept free.
 const CUT_ROOM: usize = 64;
 
+/// Whether `frame` is in `file` (by its path), or, without one, has `name` in its name.
+fn from(frame: &Frame<'_>, file: &str, name: &str) -> bool {
+    match frame.file {
+        Some(path) => path.to_string_lossy().contains(file),
+        None => frame.name.is_some_and(|n| n.contains(name)),
+    }
+}
+
+/// tokio's own tracing: `Trace::capture` and what it calls.
+fn tokio_tracing(frame: &Frame<'_>) -> bool {
+    from(
+        frame,
+        "/runtime/task/trace/",
+        "tokio::runtime::task::trace::",
+    )
+}
+
+/// `leaf` without the tracing's own frames at its outer end: tokio's first tracing frame and
+/// everything out of it, and the trace point's closure just inside it.
+fn request_frames<'l, 'a>(leaf: &'l [Frame<'a>]) -> &'l [Frame<'a>] {
+    let mut end = leaf.iter().position(tokio_tracing).unwrap_or(leaf.len());
+    while end > 0 && from(&leaf[end - 1], "taskdump/point.rs", "taskdump::point::") {
+        end -= 1;
+    }
+    &leaf[..end]
+}
+
 /// Renders `leaves` (one per tokio future the request awaits: several under `join!`), each
 /// innermost frame first, in at most `max_bytes`. Frames are cut from the outer end first: the
 /// innermost ones answer "what is it waiting on". Returns the text and whether frames were cut.
 pub(crate) fn render(leaves: &[Vec<Frame<'_>>], max_bytes: usize) -> (String, bool) {
+    let leaves: Vec<&[Frame<'_>]> = leaves.iter().map(|leaf| request_frames(leaf)).collect();
     let budget = max_bytes.saturating_sub(CUT_ROOM);
-    let total: usize = leaves.iter().map(Vec::len).sum();
+    let total: usize = leaves.iter().map(|leaf| leaf.len()).sum();
     let mut text = String::new();
     let mut written = 0;
     let mut line = String::new();
@@ -30,7 +58,7 @@ pub(crate) fn render(leaves: &[Vec<Frame<'_>>], max_bytes: usize) -> (String, bo
                 break 'leaves;
             }
         }
-        for frame in leaf {
+        for frame in *leaf {
             line.clear();
             frame_line(&mut line, frame);
             if !push(&mut text, &line, budget) {
@@ -103,7 +131,7 @@ fn without_generics(name: &str) -> std::borrow::Cow<'_, str> {
                 '>' if previous != '-' => skipping -= 1,
                 _ => {}
             }
-        } else if c == '<' && (previous.is_alphanumeric() || previous == '_') {
+        } else if c == '<' && (previous.is_alphanumeric() || previous == '_' || previous == '}') {
             skipping = 1;
         } else {
             out.push(c);
@@ -211,6 +239,32 @@ mod tests {
             "poll"
         );
         assert_eq!(without_generics("{async_fn#0}"), "{async_fn#0}");
+        assert_eq!(without_generics("{closure#1}<Either, Body>"), "{closure#1}");
+    }
+
+    #[test]
+    fn the_tracing_s_own_frames_are_left_out() {
+        let leaf = vec![
+            frame("poll_elapsed", "tokio-1.54.1/src/time/sleep.rs", 384),
+            frame("{async_fn#0}", "examples/server.rs", 125),
+            frame(
+                "{closure#0}",
+                "/src/crates/genro-envelope/src/taskdump/point.rs",
+                150,
+            ),
+            frame(
+                "trace_with",
+                "tokio-1.54.1/src/runtime/task/trace/mod.rs",
+                256,
+            ),
+            frame("capture", "tokio-1.54.1/src/runtime/task/trace/mod.rs", 268),
+            frame("poll", "library/core/src/future/poll_fn.rs", 151),
+        ];
+        let (text, _) = render(&[leaf], 4096);
+        assert_eq!(
+            text,
+            "  poll_elapsed at tokio-1.54.1/src/time/sleep.rs:384\n  {async_fn#0} at examples/server.rs:125"
+        );
     }
 
     #[test]

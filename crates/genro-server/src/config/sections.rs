@@ -289,15 +289,16 @@ impl WatchdogSection {
     }
 }
 
-/// `[taskdump]`: the limits of the task dumps that say what a stuck request is waiting on (the
-/// watchdog's critical report, the console's `show --trace`, the drain report). Dumps are only
-/// taken in a build with task dumps (feature `taskdump` and `--cfg tokio_unstable`).
+/// `[taskdump]`: the limits of the traces that say what a stuck request is waiting on (the
+/// watchdog's critical report, the console's `show --trace`, the drain report). Traces are only
+/// taken in a build with them (feature `taskdump` and `--cfg tokio_unstable`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TaskdumpSection {
-    /// The least time between two dumps (`min_interval`); within it, answers come from the last.
+    /// The least time between two batches of traces (`min_interval`); within it, answers come
+    /// from the last.
     pub min_interval: Duration,
-    /// The longest wait for a dump, and again for its symbols (`timeout`).
+    /// The longest wait for the traces, and again for their symbols (`timeout`).
     pub timeout: Duration,
     /// The most bytes of one trace (`max_bytes`); outer frames are cut first.
     pub max_bytes: u64,

@@ -48,7 +48,7 @@ pub(crate) async fn drain(
     let mut aborted = 0;
     if !finished {
         let left = shared.registry.snapshot();
-        // What each one is waiting on, from one task dump (bounded by the dumper's timeout).
+        // What each one is waiting on, as one batch of traces (bounded by the dumper's timeout).
         let traces = TaskDumper::global()
             .waiting_on_all(left.iter().map(|e| &**e))
             .await;

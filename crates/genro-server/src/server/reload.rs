@@ -79,7 +79,7 @@ pub(crate) fn read(shared: &Shared, tls: bool) -> Option<oneshot::Receiver<Read>
     }
 }
 
-/// Applies what a reload read: the log level, the watchdog's thresholds, the task dumps' limits,
+/// Applies what a reload read: the log level, the watchdog's thresholds, the traces' limits,
 /// `show_traceback`, the CORS origins and the TLS certificates. A broken file is refused and the running
 /// configuration stays; changes that need a restart are logged and not applied.
 pub(crate) fn apply(shared: &Shared, started: &Started, logging: Option<&Logging>, read: Read) {

@@ -197,7 +197,7 @@ impl Started {
         if config.metrics.process {
             metrics.register_process_metrics();
         }
-        // The one dumper of the process: the watchdog, the console and the drain share its limits.
+        // The process's one dumper: the watchdog, the console and the drain share its limits.
         genro_envelope::taskdump::TaskDumper::global().set_limits(config.taskdump.limits());
         let watchdog = if config.watchdog.enabled {
             let watchdog = Watchdog::new(shared.registry.clone(), config.watchdog.thresholds())
