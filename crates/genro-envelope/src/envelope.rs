@@ -151,7 +151,7 @@ pub struct RequestEnvelope {
     task: Option<tokio::task::Id>,
     // What a dumper asks the request's future for its trace through.
     #[cfg(genro_taskdump)]
-    trace: crate::taskdump::Hook,
+    trace: crate::trace_hook::Hook,
 }
 
 impl RequestEnvelope {
@@ -205,7 +205,7 @@ impl RequestEnvelope {
             cancel: OnceLock::new(),
             task,
             #[cfg(genro_taskdump)]
-            trace: crate::taskdump::Hook::default(),
+            trace: crate::trace_hook::Hook::default(),
         }
     }
 
@@ -433,7 +433,7 @@ impl RequestEnvelope {
     }
 
     #[cfg(genro_taskdump)]
-    pub(crate) fn trace_hook(&self) -> &crate::taskdump::Hook {
+    pub(crate) fn trace_hook(&self) -> &crate::trace_hook::Hook {
         &self.trace
     }
 

@@ -87,6 +87,8 @@ mod service;
 mod settings;
 mod signal;
 pub mod taskdump;
+#[cfg(genro_taskdump)]
+mod trace_hook;
 mod watch;
 
 pub use cancel::{CancelFuture, CancelLayer, CancelService, Cancelled};

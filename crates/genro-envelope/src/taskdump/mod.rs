@@ -64,12 +64,10 @@
 //! trace. Once the handler has answered and only the response body streams, there is no future
 //! left to trace ([`TraceUnavailable::Finished`]).
 
-// Used by task dumps alone; its unit tests run in every build.
+// Used by tracing alone; its unit tests run in every build.
 #[cfg_attr(not(genro_taskdump), allow(dead_code))]
 mod render;
 
-#[cfg(genro_taskdump)]
-mod hook;
 #[cfg(genro_taskdump)]
 #[path = "tokio.rs"]
 mod imp;
@@ -78,8 +76,6 @@ mod imp;
 mod imp;
 mod point;
 
-#[cfg(genro_taskdump)]
-pub(crate) use hook::Hook;
 pub use point::{TracePoint, Traced};
 
 use std::{

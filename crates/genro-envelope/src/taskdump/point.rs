@@ -70,7 +70,7 @@ mod traced {
     use pin_project_lite::pin_project;
     use tokio::runtime::dump::Trace;
 
-    use crate::{taskdump::TraceUnavailable, RequestEnvelope};
+    use crate::RequestEnvelope;
 
     /// Tells the hook the future is gone, however it goes.
     struct Finish(Arc<RequestEnvelope>);
@@ -117,11 +117,11 @@ mod traced {
                 let inner = this.inner;
                 match catch_unwind(AssertUnwindSafe(|| traced_poll(inner, cx))) {
                     Ok((poll, trace)) => {
-                        hook.answer(Ok(trace));
+                        hook.answer(Some(trace));
                         poll
                     }
                     Err(panic) => {
-                        hook.answer(Err(TraceUnavailable::Failed));
+                        hook.answer(None);
                         resume_unwind(panic)
                     }
                 }

@@ -1,5 +1,5 @@
 //! Batches of request traces, within the dumper's limits: each request's future answers on its
-//! own task (see [`Hook`](super::Hook)); the symbols are resolved on a blocking thread.
+//! own task (through the envelope's trace hook); the symbols are resolved on a blocking thread.
 
 use std::{
     collections::HashMap,
@@ -13,7 +13,7 @@ use super::{
     render::{render, Frame},
     DumpLimits, TaskTrace, TraceUnavailable, MAX_TRACES_PER_DUMP,
 };
-use crate::RequestEnvelope;
+use crate::{trace_hook::Refused, RequestEnvelope};
 
 pub(super) const AVAILABLE: bool = true;
 
@@ -112,8 +112,11 @@ async fn take(envelopes: &[&RequestEnvelope], limits: DumpLimits) -> Batch {
         let id = envelope.internal_id();
         match envelope.trace_hook().ask() {
             Ok(reply) => asked.push((id, reply)),
-            Err(why) => {
-                answers.insert(id, Err(why));
+            Err(Refused::Unwatched) => {
+                answers.insert(id, Err(TraceUnavailable::Unwatched));
+            }
+            Err(Refused::Finished) => {
+                answers.insert(id, Err(TraceUnavailable::Finished));
             }
         }
     }
@@ -121,9 +124,9 @@ async fn take(envelopes: &[&RequestEnvelope], limits: DumpLimits) -> Batch {
     let mut traces = Vec::new();
     for (id, reply) in asked {
         match tokio::time::timeout_at(deadline, reply).await {
-            Ok(Ok(Ok(trace))) => traces.push((id, trace)),
-            Ok(Ok(Err(why))) => {
-                answers.insert(id, Err(why));
+            Ok(Ok(Some(trace))) => traces.push((id, trace)),
+            Ok(Ok(None)) => {
+                answers.insert(id, Err(TraceUnavailable::Failed));
             }
             // The future went away without answering.
             Ok(Err(_)) => {

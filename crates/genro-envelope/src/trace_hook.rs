@@ -1,5 +1,6 @@
-//! The envelope's side of a trace, in a build with tracing: the waker of the request's future
-//! and the question a dumper puts to it.
+//! The envelope's side of a request's trace, in a build with tracing: the waker of the request's
+//! future and the question a dumper puts to it. Below both the envelope, which holds it, and the
+//! `taskdump` module, which asks through it.
 
 use std::sync::{
     atomic::{AtomicU8, Ordering},
@@ -9,18 +10,26 @@ use std::sync::{
 use atomic_waker::AtomicWaker;
 use tokio::{runtime::dump::Trace, sync::oneshot};
 
-use super::TraceUnavailable;
-
-/// A [`TracePoint`](super::TracePoint) polls the request's future.
+/// A `TracePoint` polls the request's future.
 const WATCHED: u8 = 1;
 /// A dumper waits for a trace.
 const ASKED: u8 = 2;
 /// The future returned or was dropped: there is nothing left to trace.
 const DONE: u8 = 4;
 
-pub(crate) type Reply = Result<Trace, TraceUnavailable>;
+/// The trace of one poll; `None` when that poll panicked while traced.
+pub(crate) type Reply = Option<Trace>;
 
-/// What a dumper and the request's [`TracePoint`](super::TracePoint) share.
+/// Why a question cannot be put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// No `TracePoint` wraps the request's future.
+    Unwatched,
+    /// The future returned or was dropped.
+    Finished,
+}
+
+/// What a dumper and the request's `TracePoint` share.
 #[derive(Debug, Default)]
 pub(crate) struct Hook {
     state: AtomicU8,
@@ -35,20 +44,20 @@ impl Hook {
     }
 
     /// The dumper's question: the request's task is woken, and its next poll answers.
-    pub(crate) fn ask(&self) -> Result<oneshot::Receiver<Reply>, TraceUnavailable> {
+    pub(crate) fn ask(&self) -> Result<oneshot::Receiver<Reply>, Refused> {
         let state = self.state.load(Ordering::Acquire);
         if state & WATCHED == 0 {
-            return Err(TraceUnavailable::Unwatched);
+            return Err(Refused::Unwatched);
         }
         if state & DONE != 0 {
-            return Err(TraceUnavailable::Finished);
+            return Err(Refused::Finished);
         }
         let (tx, rx) = oneshot::channel();
         *self.slot() = Some(tx);
         // A future that ended between the check and here saw no question: take it back.
         if self.state.fetch_or(ASKED, Ordering::AcqRel) & DONE != 0 {
             drop(self.slot().take());
-            return Err(TraceUnavailable::Finished);
+            return Err(Refused::Finished);
         }
         self.waker.wake();
         Ok(rx)
