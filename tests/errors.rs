@@ -336,21 +336,7 @@ async fn critical_errors_reach_the_webhook_notifier() {
 
     quiet_expected_panics();
     // The webhook endpoint: a real HTTP server recording what it receives.
-    let received: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let hook = Router::new().route(
-        "/hook",
-        axum::routing::post({
-            let received = received.clone();
-            move |body: Bytes| async move {
-                received
-                    .lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(&body).unwrap());
-                "ok"
-            }
-        }),
-    );
-    let hook_addr = common::serve(hook).await;
+    let (hook_addr, received) = common::webhook().await;
     let webhook = WebhookNotifier::builder(&format!("http://{hook_addr}/hook"))
         .unwrap()
         .build()

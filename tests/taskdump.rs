@@ -12,17 +12,14 @@
 //!
 //! (`.ci/run` runs both, the second with its own target directory.)
 
+mod common;
+
 use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use axum::{
-    body::Bytes,
-    routing::{get, post},
-    Router,
-};
+use axum::{body::Bytes, routing::get, Router};
 use genro_debug::protocol::{ClientMessage, ServerMessage};
 use genro_envelope::taskdump;
 use genro_server::{AsgiServer, Config};
@@ -63,28 +60,6 @@ fn app(never: &Arc<Notify>) -> Router {
         )
 }
 
-/// A webhook that keeps every notification it receives.
-async fn webhook() -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let hook = Router::new().route(
-        "/hook",
-        post({
-            let received = received.clone();
-            move |body: Bytes| async move {
-                received
-                    .lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(&body).unwrap());
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, hook).await });
-    (addr, received)
-}
-
 async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -116,7 +91,7 @@ fn assert_names(text: &str, own: &str, other: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stuck_request_reports_what_it_waits_on_in_every_report() {
     let logs = LogBuffer::global();
-    let (hook, received) = webhook().await;
+    let (hook, received) = common::webhook().await;
     let ini = format!(
         "[server]\nport = 0\n\
          [errors]\nnotify_critical = true\nnotify_webhook = http://{hook}/hook\n\

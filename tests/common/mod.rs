@@ -26,6 +26,29 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
 #[allow(unused_imports)]
 pub use genro_test_support::LogBuffer;
 
+/// Everything a [`webhook`] received, each body parsed as JSON.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// A real webhook endpoint on loopback, `POST /hook`, that keeps every notification it receives.
+/// Returns its address and what it received.
+pub async fn webhook() -> (SocketAddr, Received) {
+    let received = Received::default();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let received = received.clone();
+            move |body: bytes::Bytes| async move {
+                received
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    (serve(hook).await, received)
+}
+
 /// Starts a real tonic server on loopback serving tonic-health (its generated code needs no
 /// protoc) behind `$layer`, with service `genro.Test` reported as serving, and connects a real
 /// tonic client. Evaluates to `(addr, client)`.
