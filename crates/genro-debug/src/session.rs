@@ -156,8 +156,7 @@ pub(crate) async fn run(mut ws: Socket, peer: SocketAddr, host: String, state: A
             Ok(Next::Text(text)) => text,
         };
         let reply = match serde_json::from_str::<ClientMessage>(&text) {
-            Ok(ClientMessage::Show { id, trace: true }) => traced(&state, peer, &id).await,
-            Ok(command) => command_reply(&state, peer, command),
+            Ok(command) => command_reply(&state, peer, command).await,
             Err(e) => ServerMessage::Error {
                 message: format!("not a command of protocol {VERSION}: {e}"),
             },
@@ -182,7 +181,7 @@ fn no_request(id: &str) -> ServerMessage {
 
 const NOT_HOLDING: &str = "holding on error is off (debug.remote_pdb = false)";
 
-fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) -> ServerMessage {
+async fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) -> ServerMessage {
     let masked = &state.config.masked_headers;
     match command {
         ClientMessage::Login { .. } => error("already logged in".into()),
@@ -195,15 +194,7 @@ fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) -> Ser
                 requests: requests.iter().map(|e| view::summary(e)).collect(),
             }
         }
-        ClientMessage::Show { id, .. } => match state.registry.find(&id) {
-            Some(envelope) => {
-                tracing::info!(target: "genro_debug::audit", peer = %peer, error_id = %envelope.short_id(), "command: show");
-                ServerMessage::Request {
-                    request: view::detail(&envelope, masked),
-                }
-            }
-            None => no_request(&id),
-        },
+        ClientMessage::Show { id, trace } => show(state, peer, &id, trace).await,
         ClientMessage::Cancel { id } => match state.registry.find(&id) {
             Some(envelope) => {
                 let short = envelope.short_id();
@@ -252,28 +243,34 @@ fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) -> Ser
     }
 }
 
-/// `show ID --trace`: the request in full, and what it waits on, traced on its own task (one batch
-/// at a time, rate-limited and timed out by the dumper; this session waits, the others and the
-/// requests do not).
-async fn traced(state: &State, peer: SocketAddr, id: &str) -> ServerMessage {
+/// `show ID`: the request in full; with `--trace`, also what it waits on, traced on its own task
+/// (one batch at a time, rate-limited and timed out by the dumper: this session waits, the others
+/// and the requests do not).
+async fn show(state: &State, peer: SocketAddr, id: &str, trace: bool) -> ServerMessage {
     let Some(envelope) = state.registry.find(id) else {
         return no_request(id);
     };
-    tracing::info!(target: "genro_debug::audit", peer = %peer, error_id = %envelope.short_id(), "command: show --trace");
-    let waiting_on = match TaskDumper::global().waiting_on(&envelope).await {
-        Ok(trace) => WaitingOn {
-            trace: Some(trace.to_string()),
-            unavailable: None,
-            age_s: Some(trace.age().as_secs_f64()),
-        },
-        Err(why) => WaitingOn {
-            trace: None,
-            unavailable: Some(why.to_string()),
-            age_s: None,
-        },
+    let command = if trace {
+        "command: show --trace"
+    } else {
+        "command: show"
     };
+    tracing::info!(target: "genro_debug::audit", peer = %peer, error_id = %envelope.short_id(), "{command}");
     let mut request = view::detail(&envelope, &state.config.masked_headers);
-    request.waiting_on = Some(waiting_on);
+    if trace {
+        request.waiting_on = Some(match TaskDumper::global().waiting_on(&envelope).await {
+            Ok(trace) => WaitingOn {
+                trace: Some(trace.to_string()),
+                unavailable: None,
+                age_s: Some(trace.age().as_secs_f64()),
+            },
+            Err(why) => WaitingOn {
+                trace: None,
+                unavailable: Some(why.to_string()),
+                age_s: None,
+            },
+        });
+    }
     ServerMessage::Request { request }
 }
 

@@ -304,8 +304,7 @@ impl Watchdog {
             .stuck
             .iter()
             .filter(|(envelope, severity)| {
-                *severity == Severity::Critical
-                    && self.reported.get(&envelope.internal_id()) != Some(&Severity::Critical)
+                *severity == Severity::Critical && self.is_new(envelope, *severity)
             })
             .map(|(envelope, _)| &**envelope)
             .collect();
@@ -317,6 +316,11 @@ impl Watchdog {
             .map(|envelope| envelope.internal_id())
             .zip(traces.into_iter().map(TraceReport))
             .collect()
+    }
+
+    /// Whether a report of `envelope` at `severity` would be its first at that level or above.
+    fn is_new(&self, envelope: &RequestEnvelope, severity: Severity) -> bool {
+        self.reported.get(&envelope.internal_id()).copied() < Some(severity)
     }
 
     fn finish(&mut self, scan: Scan, mut traces: HashMap<Uuid, TraceReport>) -> ScanSummary {
@@ -331,7 +335,7 @@ impl Watchdog {
             }
             let id = envelope.internal_id();
             let before = self.reported.get(&id).copied();
-            if before < Some(severity) {
+            if self.is_new(&envelope, severity) {
                 self.report(&envelope, severity, traces.remove(&id));
                 match severity {
                     Severity::Warning => summary.reported_warning += 1,

@@ -334,9 +334,10 @@ impl TaskDumper {
         &self,
         envelopes: Vec<&RequestEnvelope>,
     ) -> Vec<Result<TaskTrace, TraceUnavailable>> {
-        if !AVAILABLE || envelopes.is_empty() {
-            return vec![Err(TraceUnavailable::NotBuilt); envelopes.len()];
+        if envelopes.is_empty() {
+            return Vec::new();
         }
+        // A build without tracing answers `NotBuilt` from its own gate.
         self.gate.traces(self.limits(), envelopes).await
     }
 }

@@ -152,19 +152,18 @@ async fn take(envelopes: &[&RequestEnvelope], limits: DumpLimits) -> Batch {
                 .map(|(_, trace)| rendered(trace, max_bytes))
                 .collect::<Vec<_>>()
         });
-        let resolved = match tokio::time::timeout(limits.timeout, resolving).await {
-            Ok(Ok(texts)) => Ok(texts),
-            Ok(Err(_)) => Err(TraceUnavailable::Failed),
-            Err(_) => Err(TraceUnavailable::TimedOut {
-                after: limits.timeout,
-            }),
-        };
-        for (n, id) in ids.into_iter().enumerate() {
-            let answer = match &resolved {
-                Ok(texts) => Ok(texts[n].clone()),
-                Err(why) => Err(why.clone()),
-            };
-            answers.insert(id, answer);
+        match tokio::time::timeout(limits.timeout, resolving).await {
+            Ok(Ok(texts)) => answers.extend(ids.into_iter().zip(texts.into_iter().map(Ok))),
+            failed => {
+                let why = if failed.is_ok() {
+                    TraceUnavailable::Failed
+                } else {
+                    TraceUnavailable::TimedOut {
+                        after: limits.timeout,
+                    }
+                };
+                answers.extend(ids.into_iter().map(|id| (id, Err(why.clone()))));
+            }
         }
     }
     Batch { at, answers }
