@@ -12,7 +12,18 @@
 //! curl localhost:8000/slow?ms=15000 &                   # the watchdog warns after 10 s ...
 //! curl localhost:8000/inflight                          # ... and it is listed while it runs
 //! curl -N 'localhost:8000/stream?chunks=5&delay_ms=500' # streamed; tracked to its last chunk
-//! curl -i --data-binary @big.file localhost:8000/upload # over 1 MiB: 413
+//! curl -i --data-binary @big.file localhost:8000/upload # over 1 MiB: 413 problem+json
+//!
+//! # The framework's own errors answer like the application's: problem+json (or HTML, or text,
+//! # by Accept), an error id in the body and in x-error-id, a request id, a trace id, a log line
+//! # and a count in errors_total.
+//! curl -i localhost:8000/nope                           # 404 (no route)
+//! curl -i -X DELETE localhost:8000/                     # 405, with its allow header
+//! curl -i 'localhost:8000/slow?ms=abc'                  # 400: axum's rejection is the detail
+//! curl -i -H 'accept: text/html' localhost:8000/nope    # the same 404 as a page
+//! curl -i localhost:8000/users/7                        # the app's own JSON 404: untouched
+//! curl -i -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \
+//!      localhost:8000/nope                              # trace_id 4bf92f35... in the body
 //! curl localhost:8000/metrics                           # Prometheus text
 //! curl -i localhost:8000/health/ready                   # 503 once a drain has begun
 //! websocat ws://localhost:8000/ws                       # echo; closed with 1001 on shutdown
@@ -151,6 +162,23 @@ async fn upload(body: Bytes) -> String {
     format!("received {} bytes\n", body.len())
 }
 
+/// The application's own 404, with a JSON body of its own: passed as it is, never rewritten.
+async fn user(Path(id): Path<u32>) -> Response {
+    let (status, body) = if id == 1 {
+        (StatusCode::OK, r#"{"id":1,"name":"ada"}"#.to_owned())
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            format!(r#"{{"message":"no user {id}"}}"#),
+        )
+    };
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("a valid response")
+}
+
 async fn inflight(server: ServerContext) -> String {
     let mut out = String::new();
     for e in server.registry().snapshot() {
@@ -254,6 +282,7 @@ fn app() -> Router {
         .route("/slow", get(slow))
         .route("/stream", get(stream))
         .route("/upload", post(upload))
+        .route("/users/{id}", get(user))
         .route("/inflight", get(inflight))
         .route("/ws", any(ws))
         .route("/blocking", get(blocking))

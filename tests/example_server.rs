@@ -2,59 +2,18 @@
 //! signals. `cargo test` builds the example before running the tests.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
 
+mod common;
+
 use bytes::Bytes;
-use genro_test_support::process::{temp_dir, ServerProcess as Server};
+use common::example::{example, get, start, start_from, Server};
+use genro_test_support::process::temp_dir;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join("examples").join("server");
-    assert!(
-        path.exists(),
-        "the example is built by `cargo test`: {}",
-        path.display()
-    );
-    path
-}
-
-/// One of the example's own configurations (`examples/server.ini`, `examples/debug.ini`), with
-/// these keys changed.
-fn config_with(dir: &Path, base: &str, changes: &[(&str, &str, &str)]) -> PathBuf {
-    let mut text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(base)).unwrap();
-    for (section, key, value) in changes {
-        let header = format!("[{section}]\n");
-        let at = text.find(&header).expect("section exists") + header.len();
-        text.insert_str(at, &format!("{key} = {value}\n"));
-        // The original line of the key, if any, is commented out.
-        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        let mut seen = false;
-        let mut in_section = false;
-        for line in &mut lines {
-            if line.starts_with('[') {
-                in_section = line == &format!("[{section}]");
-                continue;
-            }
-            if in_section && line.split('=').next().map(str::trim) == Some(*key) {
-                if seen {
-                    *line = format!("# {line}");
-                }
-                seen = true;
-            }
-        }
-        text = lines.join("\n") + "\n";
-    }
-    let path = dir.join("server.ini");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 #[test]
 fn check_config_exits_zero_when_valid_and_names_every_problem_otherwise() {
@@ -113,46 +72,6 @@ fn check_config_exits_zero_when_valid_and_names_every_problem_otherwise() {
     assert!(text.contains("secret_key = ********"), "{text}");
 }
 
-/// The example on a free port, logging to a file beside its configuration, with `changes`.
-fn start(name: &str, changes: &[(&str, &str, &str)]) -> Server {
-    start_from("examples/server.ini", name, changes, &[])
-}
-
-/// As [`start`], from the configuration `base`, with these environment variables.
-fn start_from(
-    base: &str,
-    name: &str,
-    changes: &[(&str, &str, &str)],
-    env: &[(&str, &str)],
-) -> Server {
-    let dir = temp_dir(name);
-    let log = dir.join("server.log");
-    let log_value = log.display().to_string();
-    let mut all = vec![
-        ("server", "port", "0"),
-        ("logging", "file", log_value.as_str()),
-        ("logging", "level", "INFO"),
-    ];
-    all.extend_from_slice(changes);
-    let config = config_with(&dir, base, &all);
-    let mut command = Command::new(example());
-    command
-        .arg("--config")
-        .arg(&config)
-        .envs(env.iter().copied());
-    // The example prints where it listens on stdout, whatever the log level.
-    Server::spawn(command, log)
-}
-
-async fn get(url: &str) -> (http::StatusCode, http::HeaderMap, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let res = client.get(url.parse().unwrap()).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_serves_logs_ids_to_its_file_and_drains_on_sigterm() {
     use futures_util::StreamExt;
@@ -172,12 +91,17 @@ async fn the_example_serves_logs_ids_to_its_file_and_drains_on_sigterm() {
         .find(|l| l.contains(&format!("error_id={error_id}")))
         .unwrap();
     assert!(line.contains(" - ERROR - request failed"), "{line}");
-    // The panic itself is in the log too, in its format, with the request's id.
-    let panic = log
-        .lines()
-        .find(|l| l.contains(" - panic - ERROR - panicked: "))
-        .unwrap_or_else(|| panic!("no panic line:\n{log}"));
-    assert!(panic.contains("examples/server.rs"), "{panic}");
+    // The panic is that one line, in the log's format: its message, where it happened, and the
+    // request's ids (from the span), each once.
+    assert!(line.contains("examples/server.rs:"), "{line}");
+    assert!(line.contains("location="), "{line}");
+    assert!(
+        !log.contains("panicked: "),
+        "the panic was logged twice:\n{log}"
+    );
+    assert_eq!(line.matches("request_id=").count(), 1, "{line}");
+    assert_eq!(line.matches("method=").count(), 1, "{line}");
+    assert_eq!(line.matches("path=").count(), 1, "{line}");
     assert!(line.contains(&format!("request_id={request_id}")), "{line}");
     let (_, _, metrics) = get(&server.url("/metrics")).await;
     assert!(
@@ -573,12 +497,15 @@ async fn status_of(url: String) -> Result<http::StatusCode, hyper_util::client::
     client.get(url.parse().unwrap()).await.map(|r| r.status())
 }
 
-/// A request that outlives the drain is aborted at the deadline, and its id, path and age are
-/// logged; a second signal ends the drain at once.
+/// A request that outlives the drain is aborted at the deadline: answered 503 in the error
+/// format, and its id, path and age are logged; a second signal ends the drain at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_deadline_aborts_and_logs_and_a_second_signal_ends_it_at_once() {
     let mut server = start("forced", &[("shutdown", "drain_timeout", "1s")]);
-    let stuck = tokio::spawn(status_of(server.url("/slow?ms=30000")));
+    let stuck = tokio::spawn({
+        let url = server.url("/slow?ms=30000");
+        async move { get(&url).await }
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let began = Instant::now();
     server.signal("TERM");
@@ -589,10 +516,15 @@ async fn the_drain_deadline_aborts_and_logs_and_a_second_signal_ends_it_at_once(
         took >= Duration::from_millis(900) && took < Duration::from_secs(2),
         "{took:?}"
     );
+    let (status, headers, body) = stuck.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let error_id = headers["x-error-id"].to_str().unwrap();
     assert!(
-        stuck.await.unwrap().is_err(),
-        "the aborted request's connection was closed"
+        body.contains(&format!("\"error_id\":\"{error_id}\"")),
+        "{body}"
     );
+    assert!(headers.contains_key("x-request-id"));
     let log = server.log();
     let line = log
         .lines()

@@ -205,9 +205,14 @@ async fn each_stuck_request_reports_what_it_waits_on_in_every_report() {
         }
     }
     for request in requests {
-        assert!(
-            request.await.unwrap().is_err(),
-            "aborted: the connection closed"
+        let status = request
+            .await
+            .unwrap()
+            .expect("an aborted request is answered")
+            .status();
+        assert_eq!(
+            status, 503,
+            "aborted: cancelled, answered 503 with an error id"
         );
     }
 }

@@ -1,6 +1,8 @@
 //! Shared helpers of the root integration tests: real TCP servers on loopback.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod example;
+
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
@@ -29,7 +31,8 @@ pub use genro_test_support::LogBuffer;
 /// Everything a [`webhook`] received, each body parsed as JSON.
 pub type Received = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
 
-/// A real webhook endpoint on loopback, `POST /hook`, that keeps every notification it receives.
+/// A real webhook endpoint on loopback, `POST /hook`, that keeps every notification it receives,
+/// with the `traceparent` header it came with (if any) as the key `received_traceparent`.
 /// Returns its address and what it received.
 pub async fn webhook() -> (SocketAddr, Received) {
     let received = Received::default();
@@ -37,11 +40,12 @@ pub async fn webhook() -> (SocketAddr, Received) {
         "/hook",
         axum::routing::post({
             let received = received.clone();
-            move |body: bytes::Bytes| async move {
-                received
-                    .lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(&body).unwrap());
+            move |headers: http::HeaderMap, body: bytes::Bytes| async move {
+                let mut note: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                if let Some(traceparent) = headers.get("traceparent") {
+                    note["received_traceparent"] = traceparent.to_str().unwrap().into();
+                }
+                received.lock().unwrap().push(note);
                 "ok"
             }
         }),

@@ -13,7 +13,14 @@ use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use tokio::time::Instant;
 use uuid::{Builder, Uuid};
 
-use crate::signal::Cancel;
+use crate::{
+    signal::Cancel,
+    trace_context::{TraceContext, Traceparent},
+};
+
+/// What the layer read of a trace: the caller's `traceparent` and `tracestate`, or `(None, None)`
+/// to start a trace.
+pub(crate) type TraceStart = (Option<Traceparent>, Option<HeaderValue>);
 
 /// The wall clock (as time since the Unix epoch) and the monotonic clock, read once together.
 /// Every later wall-clock time is this plus monotonic time elapsed, so a request reads one clock.
@@ -149,9 +156,11 @@ pub struct RequestEnvelope {
     cancel: OnceLock<Box<Cancel>>,
     // The tokio task that made the envelope (shown by the console, to match tokio-console).
     task: Option<tokio::task::Id>,
+    // Where the request stands in a W3C trace, when the layer reads or starts traces.
+    trace: Option<TraceContext>,
     // What a dumper asks the request's future for its trace through.
     #[cfg(genro_taskdump)]
-    trace: crate::trace_hook::Hook,
+    trace_hook: crate::trace_hook::Hook,
 }
 
 impl RequestEnvelope {
@@ -161,11 +170,12 @@ impl RequestEnvelope {
     /// It is public for servers that are not tower-based and for tests.
     #[must_use]
     pub fn new(method: Method, uri: Uri) -> Self {
-        Self::assemble(method, uri, Version::HTTP_11, None, None, None, None)
+        Self::assemble(method, uri, Version::HTTP_11, None, None, None, None, None)
     }
 
     /// Builds the envelope in one expression so that it can be written straight into its `Arc`.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn assemble(
         method: Method,
         uri: Uri,
@@ -174,6 +184,7 @@ impl RequestEnvelope {
         external_id: Option<HeaderValue>,
         route: Option<RouteName>,
         headers: Option<Box<HeaderMap>>,
+        trace: Option<TraceStart>,
     ) -> Self {
         // A thread-local read: the id of the task polling the service, when there is one.
         let task = tokio::task::try_id();
@@ -189,6 +200,7 @@ impl RequestEnvelope {
         let mut tail = [0u8; 10];
         tail.copy_from_slice(&random[..10]);
         let internal_id = Builder::from_unix_timestamp_millis(unix_ms, &tail).into_uuid();
+        let trace = trace.map(|(parent, state)| TraceContext::new(&internal_id, parent, state));
         Self {
             internal_id,
             external_id,
@@ -204,8 +216,9 @@ impl RequestEnvelope {
             headers,
             cancel: OnceLock::new(),
             task,
+            trace,
             #[cfg(genro_taskdump)]
-            trace: crate::trace_hook::Hook::default(),
+            trace_hook: crate::trace_hook::Hook::default(),
         }
     }
 
@@ -218,6 +231,7 @@ impl RequestEnvelope {
             req.uri().clone(),
             req.version(),
             client_from(req.extensions()),
+            None,
             None,
             None,
             None,
@@ -265,6 +279,14 @@ impl RequestEnvelope {
 
     pub(crate) fn external_id_header(&self) -> Option<&HeaderValue> {
         self.external_id.as_ref()
+    }
+
+    /// Where the request stands in a W3C trace: the caller's trace when it sent a valid
+    /// `traceparent`, a trace started here when the layer starts them
+    /// ([`EnvelopeLayer::start_traces`](crate::EnvelopeLayer::start_traces)), else `None`.
+    #[must_use]
+    pub fn trace_context(&self) -> Option<&TraceContext> {
+        self.trace.as_ref()
     }
 
     /// Eight lowercase hex characters: the error id shown to users and written in logs.
@@ -434,7 +456,7 @@ impl RequestEnvelope {
 
     #[cfg(genro_taskdump)]
     pub(crate) fn trace_hook(&self) -> &crate::trace_hook::Hook {
-        &self.trace
+        &self.trace_hook
     }
 
     /// The request's headers, when the layer that made the envelope keeps them

@@ -36,6 +36,9 @@ impl EnvelopeLayer {
                 response_id: ResponseId::EchoExternal,
                 invalid: Counter::default(),
                 keep_headers: false,
+                read_traceparent: true,
+                start_traces: false,
+                invalid_traceparent: Counter::default(),
             }),
         }
     }
@@ -69,6 +72,35 @@ impl EnvelopeLayer {
         self
     }
 
+    /// Whether the envelope reads the W3C `traceparent` (and keeps `tracestate`) a request
+    /// arrives with ([`RequestEnvelope::trace_context`](crate::RequestEnvelope::trace_context)).
+    /// On by default. A value the spec refuses (version `ff`, an all-zero id, a wrong length,
+    /// upper-case hex) is dropped and counted in `traceparent_invalid_total`, and the request is
+    /// treated as if it had none.
+    ///
+    /// The trace id is then recorded on the current span's `trace_id` field (for spans that
+    /// declare one), and the error layer writes it in error bodies next to the error id.
+    #[must_use]
+    pub fn read_traceparent(mut self, read: bool) -> Self {
+        self.settings_mut().read_traceparent = read;
+        self
+    }
+
+    /// Whether a request without a valid `traceparent` starts a trace of its own: its trace id
+    /// is then its internal id's sixteen bytes, so the two name each other. Off by default;
+    /// the `AsgiServer` turns it on (`[logging] trace_context`).
+    #[must_use]
+    pub fn start_traces(mut self, start: bool) -> Self {
+        self.settings_mut().start_traces = start;
+        self
+    }
+
+    /// How many `traceparent` headers this layer and its clones refused.
+    #[must_use]
+    pub fn invalid_traceparents(&self) -> u64 {
+        self.settings.invalid_traceparent.get()
+    }
+
     /// How many external ids have been refused by this layer and its clones.
     #[must_use]
     pub fn invalid_external_ids(&self) -> u64 {
@@ -82,6 +114,11 @@ impl EnvelopeLayer {
             "request_id_invalid",
             "External request ids refused for not matching ^[A-Za-z0-9._:-]{1,128}$",
             self.settings.invalid.clone(),
+        );
+        registry.register(
+            "traceparent_invalid",
+            "traceparent headers refused for breaking the W3C Trace Context format",
+            self.settings.invalid_traceparent.clone(),
         );
     }
 }
@@ -98,6 +135,8 @@ impl fmt::Debug for EnvelopeLayer {
             .field("header", &self.settings.header)
             .field("response_id", &self.settings.response_id)
             .field("keep_headers", &self.settings.keep_headers)
+            .field("read_traceparent", &self.settings.read_traceparent)
+            .field("start_traces", &self.settings.start_traces)
             .finish()
     }
 }

@@ -87,6 +87,7 @@ mod service;
 mod settings;
 mod signal;
 pub mod taskdump;
+mod trace_context;
 #[cfg(genro_taskdump)]
 mod trace_hook;
 mod watch;
@@ -103,3 +104,7 @@ pub use id::{is_valid_external_id, MAX_EXTERNAL_ID_LEN};
 pub use layer::EnvelopeLayer;
 pub use service::EnvelopeService;
 pub use settings::{ResponseId, DEFAULT_HEADER};
+pub use trace_context::{
+    InvalidTraceparent, SpanId, TraceContext, TraceId, Traceparent, MAX_TRACESTATE_LEN,
+    TRACEPARENT, TRACESTATE,
+};

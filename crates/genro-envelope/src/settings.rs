@@ -7,8 +7,9 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::{
-    envelope::{client_from, RouteName},
+    envelope::{client_from, RouteName, TraceStart},
     id::Refusal,
+    trace_context::{Traceparent, MAX_TRACESTATE_LEN, TRACEPARENT, TRACESTATE},
     RequestEnvelope,
 };
 
@@ -49,6 +50,9 @@ pub(crate) struct Settings {
     pub(crate) response_id: ResponseId,
     pub(crate) invalid: Counter,
     pub(crate) keep_headers: bool,
+    pub(crate) read_traceparent: bool,
+    pub(crate) start_traces: bool,
+    pub(crate) invalid_traceparent: Counter,
 }
 
 impl Settings {
@@ -66,6 +70,28 @@ impl Settings {
                     "dropped an invalid external request id"
                 );
                 None
+            }
+        }
+    }
+
+    /// The trace `req` continues (its valid `traceparent`), or starts, or none.
+    fn trace<B>(&self, req: &Request<B>) -> Option<TraceStart> {
+        if !self.read_traceparent {
+            return self.start_traces.then_some((None, None));
+        }
+        let Some(value) = req.headers().get(TRACEPARENT) else {
+            return self.start_traces.then_some((None, None));
+        };
+        match Traceparent::parse(value.as_bytes()) {
+            Ok(parent) => Some((Some(parent), tracestate(req.headers()))),
+            Err(why) => {
+                self.invalid_traceparent.inc();
+                tracing::debug!(
+                    len = value.len(),
+                    reason = why.reason(),
+                    "dropped an invalid traceparent"
+                );
+                self.start_traces.then_some((None, None))
             }
         }
     }
@@ -88,6 +114,7 @@ impl Settings {
             self.external_id(req),
             RouteName::from_extensions(req.extensions()),
             self.keep_headers.then(|| Box::new(req.headers().clone())),
+            self.trace(req),
         ));
         record_on_span(&envelope);
         req.extensions_mut().insert(envelope.clone());
@@ -144,6 +171,28 @@ fn record_on_span(envelope: &RequestEnvelope) {
     if let Some(external) = envelope.external_id() {
         span.record("external_id", external);
     }
+    if let Some(trace) = envelope.trace_context() {
+        span.record("trace_id", tracing::field::display(trace.trace_id()));
+    }
+}
+
+/// The `tracestate` that goes with a valid `traceparent`: several headers are one list (the
+/// spec's rule); one longer than [`MAX_TRACESTATE_LEN`] is dropped whole.
+fn tracestate(headers: &http::HeaderMap) -> Option<HeaderValue> {
+    let mut values = headers.get_all(TRACESTATE).iter();
+    let first = values.next()?;
+    let joined = match values.next() {
+        None => first.clone(),
+        Some(second) => {
+            let mut text = first.as_bytes().to_vec();
+            for value in std::iter::once(second).chain(values) {
+                text.push(b',');
+                text.extend_from_slice(value.as_bytes());
+            }
+            HeaderValue::from_bytes(&text).ok()?
+        }
+    };
+    (joined.len() <= MAX_TRACESTATE_LEN).then_some(joined)
 }
 
 fn internal_header_value(envelope: &RequestEnvelope) -> HeaderValue {

@@ -7,8 +7,9 @@ use http_body_util::{combinators::BoxBody, combinators::UnsyncBoxBody, BodyExt, 
 /// wrapping it, so a success costs no extra body layer (and axum does not re-box the body). An
 /// error response is made with `from_rendered`. Implemented for axum's `Body` (feature `axum`),
 /// tonic's `Body` (feature `tonic`), `Full<Bytes>`, `String`, and the boxed bodies of
-/// http-body-util; implement it for your own body type if you use another.
-pub trait RenderedBody: Sized + 'static {
+/// http-body-util; implement it for your own body type if you use another. It is a body, so the
+/// layer can tell a bodiless error response from one with a body of the application's own.
+pub trait RenderedBody: http_body::Body<Data = Bytes> + Sized + 'static {
     /// A body holding exactly `bytes` (empty for gRPC trailers-only responses).
     fn from_rendered(bytes: Bytes) -> Self;
 }

@@ -7,13 +7,16 @@ use std::{
     task::{Context, Poll},
 };
 
+use bytes::BytesMut;
 use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::{
     body::RenderedBody,
     error::{BoxError, Carried},
+    framework::{self, Shape},
     handle::{fallback, handle, panic_text, Ctx, Failure, Handling},
+    panic::Catching,
     report::OTHER,
     ErrorKind,
 };
@@ -22,6 +25,14 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Running { #[pin] future: F },
+        // A small text/plain error response read whole, to tell a framework rejection from the
+        // application's own answer.
+        Reading {
+            #[pin]
+            body: B,
+            parts: Option<http::response::Parts>,
+            read: BytesMut,
+        },
         Handling { future: Handling<B> },
     }
 }
@@ -59,6 +70,54 @@ impl<F, B> fmt::Debug for ResponseFuture<F, B> {
     }
 }
 
+/// What a response the inner service answered becomes.
+enum Answer<B> {
+    /// Sent as it is.
+    Pass(Response<B>),
+    /// Handled on the error path.
+    Fail(Failure),
+    /// Read first: it may be a framework rejection.
+    Read(Response<B>),
+}
+
+/// The common case costs the status check: extensions of a plain response are empty, and a
+/// status under 400 is never an error.
+#[inline(always)]
+fn answer<B: RenderedBody>(response: Response<B>, ctx: Option<&Ctx>) -> Answer<B> {
+    let carried = if response.extensions().is_empty() {
+        None
+    } else {
+        response
+            .extensions()
+            .get::<Carried>()
+            .and_then(Carried::take)
+    };
+    if let Some(error) = carried {
+        return Answer::Fail(Failure::App(error));
+    }
+    if response.status().as_u16() < 400 {
+        return Answer::Pass(response);
+    }
+    let Some(ctx) = ctx else {
+        return Answer::Pass(response);
+    };
+    match ctx
+        .settings
+        .framework
+        .then(|| framework::shape(&response))
+        .flatten()
+    {
+        Some(Shape::Bodiless) => Answer::Fail(framework::bodiless(response)),
+        Some(Shape::Text) => Answer::Read(response),
+        None => {
+            if response.status().is_server_error() {
+                ctx.settings.count(ErrorKind::Status, OTHER);
+            }
+            Answer::Pass(response)
+        }
+    }
+}
+
 impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
@@ -75,34 +134,52 @@ where
                 StateProj::Handling { future } => {
                     // The error path runs user code (handlers, rendering into the user's body
                     // type): a panic there still answers, with a plain 500.
+                    let _catching = Catching::enter();
                     return match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                         Ok(poll) => poll.map(Ok),
                         Err(payload) => Poll::Ready(Ok(fallback(future, &panic_text(&*payload)))),
                     };
                 }
+                StateProj::Reading { body, parts, read } => {
+                    match std::task::ready!(framework::read(body, read, cx)) {
+                        Ok(()) => {
+                            let parts = parts.take().expect("a response is read once");
+                            let text = std::mem::take(read).freeze();
+                            match framework::rejection(&parts, &text) {
+                                Some(failure) => failure,
+                                // The application's own answer: sent back byte for byte.
+                                None => {
+                                    return Poll::Ready(Ok(Response::from_parts(
+                                        parts,
+                                        B::from_rendered(text),
+                                    )));
+                                }
+                            }
+                        }
+                        Err(error) => Failure::Service(error),
+                    }
+                }
                 StateProj::Running { future } => {
-                    match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                    let polled = {
+                        let _catching = Catching::enter();
+                        catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
+                    };
+                    match polled {
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(Ok(response))) => {
-                            // The common case: no carried error. Extensions of a plain response
-                            // are empty, so this costs one check.
-                            let carried = if response.extensions().is_empty() {
-                                None
-                            } else {
-                                response
-                                    .extensions()
-                                    .get::<Carried>()
-                                    .and_then(Carried::take)
-                            };
-                            let Some(error) = carried else {
-                                if response.status().is_server_error() {
-                                    if let Some(ctx) = this.ctx.as_ref() {
-                                        ctx.settings.count(ErrorKind::Status, OTHER);
-                                    }
+                            match answer(response, this.ctx.as_ref()) {
+                                Answer::Pass(response) => return Poll::Ready(Ok(response)),
+                                Answer::Fail(failure) => failure,
+                                Answer::Read(response) => {
+                                    let (parts, body) = response.into_parts();
+                                    self.as_mut().project().state.set(State::Reading {
+                                        body,
+                                        parts: Some(parts),
+                                        read: BytesMut::new(),
+                                    });
+                                    continue;
                                 }
-                                return Poll::Ready(Ok(response));
-                            };
-                            Failure::App(error)
+                            }
                         }
                         Ok(Poll::Ready(Err(error))) => Failure::Service(error.into()),
                         Err(payload) => Failure::panic(&*payload),

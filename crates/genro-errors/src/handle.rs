@@ -10,9 +10,9 @@ use std::{
     task::{Context, Poll},
 };
 
-use genro_envelope::{plumbing::Synthesized, RequestEnvelope, ShortId};
+use genro_envelope::{plumbing::Synthesized, RequestEnvelope};
 use genro_notify::{Notification, RequestInfo, Severity};
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::{
     body::RenderedBody,
@@ -53,27 +53,30 @@ pub(crate) enum Failure {
     Service(BoxError),
     Panic {
         message: String,
+        location: Option<String>,
         backtrace: Option<String>,
+    },
+    /// An error response the framework made without an error value (see `framework`).
+    Status {
+        status: StatusCode,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        detail: Option<String>,
     },
 }
 
 impl Failure {
-    /// A panic caught on this thread, with the backtrace its hook left, if any.
+    /// A panic caught on this thread, with the location and backtrace its hook left, if any.
     pub(crate) fn panic(payload: &(dyn Any + Send)) -> Self {
+        let caught = crate::panic::take();
         Self::Panic {
             message: panic_text(payload),
-            backtrace: crate::backtrace::take(),
+            location: caught.as_ref().and_then(|c| c.location.clone()),
+            backtrace: caught.and_then(|c| c.backtrace),
         }
     }
 }
 
-pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".to_owned())
-}
+pub(crate) use crate::panic::payload_text as panic_text;
 
 /// The error path of one request in progress, and what is needed to answer anyway if it panics.
 pub(crate) struct Handling<B> {
@@ -128,7 +131,7 @@ pub(crate) fn fallback<B: RenderedBody>(handling: &Handling<B>, panic: &str) -> 
     rendered(
         &Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
         handling.format,
-        envelope.short_id(),
+        envelope,
         None,
         None,
     )
@@ -217,7 +220,8 @@ async fn respond<B: RenderedBody>(
     failure: Failure,
 ) -> Response<B> {
     let settings = &*settings;
-    let (resolved, kind, chain, backtrace) = match &failure {
+    let mut location = None;
+    let (resolved, kind, chain, backtrace) = match failure {
         Failure::App(error) => (
             resolve_guarded(settings, error.get_ref(), error.status(), &envelope),
             ErrorKind::Error,
@@ -225,23 +229,56 @@ async fn respond<B: RenderedBody>(
             error.backtrace_text(),
         ),
         Failure::Service(error) => (
-            resolve_guarded(settings, &**error, None, &envelope),
+            resolve_guarded(settings, &*error, None, &envelope),
             ErrorKind::Error,
-            chain_list(&**error),
+            chain_list(&*error),
             None,
         ),
-        Failure::Panic { message, backtrace } => (
-            Ok(Resolved {
-                problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
-                error_type: PANIC,
-            }),
-            ErrorKind::Panic,
-            vec![message.clone()],
-            backtrace.clone(),
-        ),
+        Failure::Panic {
+            message,
+            location: at,
+            backtrace,
+        } => {
+            location = at;
+            (
+                Ok(Resolved {
+                    problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
+                    error_type: PANIC,
+                }),
+                ErrorKind::Panic,
+                vec![message],
+                backtrace,
+            )
+        }
+        Failure::Status {
+            status,
+            headers,
+            detail,
+        } => {
+            let message = detail.clone().unwrap_or_else(|| {
+                format!(
+                    "answered {} {} without a body",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                )
+                .trim_end()
+                .to_owned()
+            });
+            let mut problem = Problem::new(status);
+            problem.detail = detail;
+            problem.headers = headers;
+            (
+                Ok(Resolved {
+                    problem,
+                    error_type: crate::framework::label(status),
+                }),
+                ErrorKind::Status,
+                vec![message],
+                None,
+            )
+        }
     };
     let mut message = chain.join(": ");
-    drop(failure);
     let (
         Resolved {
             problem,
@@ -269,6 +306,7 @@ async fn respond<B: RenderedBody>(
         status,
         message,
         chain,
+        location,
         backtrace,
         critical: false,
         answer: std::sync::OnceLock::new(),
@@ -282,7 +320,7 @@ async fn respond<B: RenderedBody>(
             true
         }
     };
-    log(&report);
+    log(&report, settings.client_level);
     settings.count(kind, error_type);
     if report.critical && !settings.notifiers.is_empty() {
         settings.notifiers.send(notification(&report));
@@ -314,17 +352,23 @@ async fn respond<B: RenderedBody>(
         problem.detail.clone()
     };
     let traceback = show.then(|| match (&report.kind, &report.backtrace) {
-        (ErrorKind::Panic, Some(backtrace)) => {
-            format!("panic: {}\n\n{backtrace}", report.message)
+        (ErrorKind::Panic, backtrace) => {
+            let mut text = format!("panic: {}", report.message);
+            if let Some(location) = &report.location {
+                text = format!("{text}\nat {location}");
+            }
+            if let Some(backtrace) = backtrace {
+                text = format!("{text}\n\n{backtrace}");
+            }
+            text
         }
-        (ErrorKind::Panic, None) => format!("panic: {}", report.message),
         (_, Some(backtrace)) => backtrace.clone(),
         (_, None) => report.message.clone(),
     });
     rendered(
         &problem,
         format,
-        envelope.short_id(),
+        &envelope,
         detail.as_deref(),
         traceback.as_deref(),
     )
@@ -333,15 +377,17 @@ async fn respond<B: RenderedBody>(
 fn rendered<B: RenderedBody>(
     problem: &Problem,
     format: Format,
-    short_id: ShortId,
+    envelope: &RequestEnvelope,
     detail: Option<&str>,
     traceback: Option<&str>,
 ) -> Response<B> {
+    let trace_id = envelope.trace_context().map(|t| t.trace_id().to_string());
     let rendered = render(
         problem,
         format,
         &Extra {
-            error_id: &short_id,
+            error_id: &envelope.short_id(),
+            trace_id: trace_id.as_deref(),
             detail,
             traceback,
         },
@@ -380,15 +426,15 @@ fn notification(report: &ErrorReport) -> Notification {
         ))
 }
 
-fn log(report: &ErrorReport) {
+fn log(report: &ErrorReport, client_level: Option<tracing::Level>) {
     let envelope = &*report.envelope;
-    // A backtrace tells where a server error came from; for a client error it is noise. A
-    // panic's was logged by the panic hook that captured it.
-    let backtrace = if report.status.is_server_error() && report.kind != ErrorKind::Panic {
+    // A backtrace tells where a server error came from; for a client error it is noise.
+    let backtrace = if report.status.is_server_error() {
         report.backtrace.as_deref()
     } else {
         None
     };
+    let location = report.location.as_deref();
     macro_rules! event {
         ($level:ident) => {
             genro_notify::request_event!(
@@ -399,14 +445,25 @@ fn log(report: &ErrorReport) {
                 status = report.status.as_u16(),
                 critical = report.critical,
                 error = %report.message,
+                location,
                 backtrace,
                 "request failed"
             )
         };
     }
-    if report.status.is_server_error() {
-        event!(error);
+    let level = if report.status.is_server_error() {
+        tracing::Level::ERROR
     } else {
-        event!(warn);
+        match client_level {
+            Some(level) => level,
+            None => return,
+        }
+    };
+    match level {
+        tracing::Level::ERROR => event!(error),
+        tracing::Level::WARN => event!(warn),
+        tracing::Level::INFO => event!(info),
+        tracing::Level::DEBUG => event!(debug),
+        tracing::Level::TRACE => event!(trace),
     }
 }

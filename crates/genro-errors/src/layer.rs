@@ -44,6 +44,8 @@ pub(crate) struct Settings {
     pub(crate) notifiers: Notifiers,
     pub(crate) critical_when: Arc<Critical>,
     pub(crate) errors: Family<ErrorLabels, Counter>,
+    pub(crate) framework: bool,
+    pub(crate) client_level: Option<tracing::Level>,
 }
 
 impl Settings {
@@ -103,6 +105,8 @@ impl ErrorLayer {
                         || (r.error_type == OTHER && r.status.is_server_error())
                 }),
                 errors: Family::default(),
+                framework: false,
+                client_level: Some(tracing::Level::WARN),
             }),
         }
     }
@@ -221,9 +225,40 @@ impl ErrorLayer {
         self
     }
 
+    /// Renders the errors the framework answers by itself like every other error: the router's
+    /// 404 and 405, axum's extractor rejections (400, 411, 413, 415, 422), tower-http's body
+    /// limit, and any bodiless 4xx or 5xx a handler returned (`StatusCode::UNAUTHORIZED`). Each
+    /// then gets an error id, `x-error-id`, the negotiated format, a log event and a count, with
+    /// `kind="status"` and a `type` named after its status (`not_found`, `method_not_allowed`,
+    /// `bad_request`, `body_limit`, …). Off by default; the `AsgiServer` turns it on.
+    ///
+    /// An application's own answers are never rewritten. Only a response with no body, or a
+    /// short `text/plain` one that begins as one of axum's rejection messages
+    /// ([`REJECTIONS`](crate::REJECTIONS)), is; a JSON 404 of the application's passes byte for
+    /// byte. The response's headers are kept (the `allow` of a 405, the `retry-after` of a 503),
+    /// and a rejection's text, which axum writes for clients, is the problem's `detail`.
+    ///
+    /// A response that is not an error pays one status check for this.
+    #[must_use]
+    pub fn framework_errors(mut self, on: bool) -> Self {
+        self.settings_mut().framework = on;
+        self
+    }
+
+    /// The level client errors (4xx) are logged at: `WARN` by default, `INFO`, `DEBUG` or
+    /// `TRACE` for a service whose clients err often, or `None` to count them without a log
+    /// line. Server errors are always logged at `ERROR`. A level above `WARN` is taken as
+    /// `WARN`: a client's mistake is never the server's error.
+    #[must_use]
+    pub fn client_error_level(mut self, level: Option<tracing::Level>) -> Self {
+        self.settings_mut().client_level = level.map(|l| l.max(tracing::Level::WARN));
+        self
+    }
+
     /// Registers `errors_total{kind,type}` in a prometheus-client registry. `type` takes only
-    /// the labels of registered handlers, `timeout`, `body_limit`, `overloaded`, `cancelled`, `panic`,
-    /// `error_path_panic` and `other`, so the series stay bounded.
+    /// the labels of registered handlers, `timeout`, `body_limit`, `overloaded`, `cancelled`,
+    /// `panic`, `error_path_panic`, `other`, and with [`framework_errors`](Self::framework_errors)
+    /// one label per status a framework answers, so the series stay bounded.
     pub fn register_metrics(&self, registry: &mut Registry) {
         registry.register(
             "errors",
@@ -252,6 +287,8 @@ impl fmt::Debug for ErrorLayer {
                     .collect::<Vec<_>>(),
             )
             .field("show_traceback", &self.settings.traceback.get())
+            .field("framework_errors", &self.settings.framework)
+            .field("client_error_level", &self.settings.client_level)
             .field("observers", &self.settings.observers.len())
             .field("notifiers", &self.settings.notifiers)
             .finish_non_exhaustive()

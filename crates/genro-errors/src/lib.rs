@@ -72,23 +72,25 @@
 //!
 //! 1.89.
 
-mod backtrace;
 mod body;
 mod error;
+mod framework;
 mod future;
 mod handle;
 mod layer;
 mod observer;
+mod panic;
 mod problem;
 mod report;
 mod service;
 
-pub use backtrace::{install_panic_hook, remember_panic_backtrace};
 pub use body::RenderedBody;
 pub use error::{BoxError, Error};
+pub use framework::{MAX_REJECTION, REJECTIONS};
 pub use future::ResponseFuture;
 pub use layer::{ErrorLayer, TracebackSwitch};
 pub use observer::{ObserveFuture, Observer};
+pub use panic::{install_panic_hook, log_panic, remember_panic_backtrace};
 pub use problem::{Problem, MAX_GRPC_MESSAGE};
 pub use report::{ErrorKind, ErrorReport, CANCELLED, ERROR_PATH_PANIC, OTHER, PANIC};
 pub use service::ErrorService;

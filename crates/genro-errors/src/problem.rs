@@ -129,6 +129,7 @@ pub(crate) struct Rendered {
 
 pub(crate) struct Extra<'a> {
     pub(crate) error_id: &'a str,
+    pub(crate) trace_id: Option<&'a str>,
     pub(crate) detail: Option<&'a str>,
     pub(crate) traceback: Option<&'a str>,
 }
@@ -179,6 +180,9 @@ fn json(problem: &Problem, extra: &Extra<'_>) -> String {
     doc.insert("title".into(), problem.title.clone().into());
     doc.insert("status".into(), problem.status.as_u16().into());
     doc.insert("error_id".into(), extra.error_id.into());
+    if let Some(trace_id) = extra.trace_id {
+        doc.insert("trace_id".into(), trace_id.into());
+    }
     if let Some(detail) = extra.detail {
         doc.insert("detail".into(), detail.into());
     }
@@ -211,6 +215,13 @@ fn html(problem: &Problem, extra: &Extra<'_>) -> String {
         status = problem.status.as_u16(),
         id = escape_html(extra.error_id),
     );
+    if let Some(trace_id) = extra.trace_id {
+        let _ = writeln!(
+            page,
+            "<p>Trace id: <code>{}</code></p>",
+            escape_html(trace_id)
+        );
+    }
     if let Some(detail) = extra.detail {
         let _ = writeln!(page, "<p>{}</p>", escape_html(detail));
     }
@@ -228,6 +239,9 @@ fn text(problem: &Problem, extra: &Extra<'_>) -> String {
         problem.title,
         extra.error_id
     );
+    if let Some(trace_id) = extra.trace_id {
+        let _ = writeln!(out, "trace id: {trace_id}");
+    }
     if let Some(detail) = extra.detail {
         let _ = writeln!(out, "{detail}");
     }
@@ -351,6 +365,7 @@ mod tests {
             Format::Grpc,
             &Extra {
                 error_id: "abc12345",
+                trace_id: None,
                 detail: Some(&detail),
                 traceback: None,
             },
@@ -375,6 +390,7 @@ mod tests {
             Format::Html,
             &Extra {
                 error_id: "abc",
+                trace_id: None,
                 detail: Some("a & b"),
                 traceback: None,
             },
@@ -391,6 +407,7 @@ mod tests {
             Format::Grpc,
             &Extra {
                 error_id: "abc",
+                trace_id: None,
                 detail: None,
                 traceback: None,
             },

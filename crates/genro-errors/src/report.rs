@@ -12,7 +12,10 @@ pub enum ErrorKind {
     /// The handler panicked, in `call` or while its future ran; or code on the error path
     /// itself (an error handler, a `critical_when` rule) panicked.
     Panic,
-    /// The inner service answered with a 5xx status by itself (counted, not rendered).
+    /// The inner service answered with an error status by itself: with
+    /// [`framework_errors`](crate::ErrorLayer::framework_errors) on, a bodiless error response
+    /// or a known rejection (rendered like any error); otherwise, or with a body of the
+    /// application's own, a 5xx (counted, not rendered).
     Status,
 }
 
@@ -60,6 +63,9 @@ pub struct ErrorReport {
     pub message: String,
     /// Each error of the `source()` chain, outermost first (a panic: its message alone).
     pub chain: Vec<String>,
+    /// Where a panic happened (`file:line:column`), when the panic hook
+    /// ([`install_panic_hook`](crate::install_panic_hook)) saw it.
+    pub location: Option<String>,
     /// The backtrace, when one was captured.
     pub backtrace: Option<String>,
     /// Whether the `critical_when` rule flagged it.

@@ -636,7 +636,7 @@ async fn a_panic_report_carries_the_backtrace_its_hook_captured() {
     // Captured whatever the environment says, as `RUST_BACKTRACE=1` would.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        genro_errors::remember_panic_backtrace(std::backtrace::Backtrace::force_capture());
+        genro_errors::remember_panic_backtrace(&std::backtrace::Backtrace::force_capture());
         hook(info);
     }));
     let a = get_with(&app, "/panic", None).await;

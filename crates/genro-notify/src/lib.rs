@@ -72,4 +72,6 @@ pub use webhook::{
 pub mod __private {
     pub use genro_envelope::{plumbing::truncated, RequestEnvelope};
     pub use tracing;
+
+    pub use crate::log::SpanFields;
 }

@@ -61,6 +61,13 @@ pub struct RequestInfo {
     pub client: Option<String>,
     /// What the handler annotated the envelope with.
     pub annotations: BTreeMap<String, String>,
+    /// The W3C trace the request is part of (32 hex digits), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The `traceparent` of a call made about the request (the webhook's POST): its trace,
+    /// with the request's span as the parent. Not part of the JSON body.
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 impl RequestInfo {
@@ -78,6 +85,10 @@ impl RequestInfo {
             phase: envelope.phase().to_string(),
             client: envelope.client().map(|c| c.to_string()),
             annotations: envelope.annotations().into_iter().collect(),
+            trace_id: envelope.trace_context().map(|t| t.trace_id().to_string()),
+            traceparent: envelope
+                .trace_context()
+                .and_then(|t| t.child_traceparent().to_str().ok().map(str::to_owned)),
         }
     }
 }

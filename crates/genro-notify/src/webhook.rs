@@ -425,14 +425,20 @@ impl Delivery {
                     continue;
                 }
             };
-            self.deliver(body, &notification.kind).await;
+            let traceparent = notification
+                .request
+                .as_ref()
+                .and_then(|r| r.traceparent.as_deref())
+                .and_then(|t| HeaderValue::from_str(t).ok());
+            self.deliver(body, &notification.kind, traceparent.as_ref())
+                .await;
         }
     }
 
-    async fn deliver(&self, body: Bytes, kind: &str) {
+    async fn deliver(&self, body: Bytes, kind: &str, traceparent: Option<&HeaderValue>) {
         let mut wait = self.backoff;
         for attempt in 0..=self.retries {
-            let why = match self.attempt(body.clone()).await {
+            let why = match self.attempt(body.clone(), traceparent).await {
                 Attempt::Sent => {
                     self.count(Outcome::Sent);
                     return;
@@ -456,7 +462,7 @@ impl Delivery {
         }
     }
 
-    async fn attempt(&self, body: Bytes) -> Attempt {
+    async fn attempt(&self, body: Bytes, traceparent: Option<&HeaderValue>) -> Attempt {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.url.clone())
@@ -467,6 +473,9 @@ impl Delivery {
             );
         for (name, value) in &self.headers {
             request = request.header(name, value);
+        }
+        if let Some(traceparent) = traceparent {
+            request = request.header(genro_envelope::TRACEPARENT, traceparent);
         }
         let request = match request.body(Full::new(body)) {
             Ok(request) => request,

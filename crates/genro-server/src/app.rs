@@ -18,46 +18,53 @@ use genro_stack::GenroLayer;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{
-    limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer, timeout::TimeoutLayer,
-    util::option_layer, Layer, Service, ServiceBuilder,
+    filter::{Filter, FilterLayer, Predicate},
+    limit::GlobalConcurrencyLimitLayer,
+    load_shed::LoadShedLayer,
+    timeout::TimeoutLayer,
+    util::option_layer,
+    Layer, Service, ServiceBuilder,
 };
 
 pub use crate::body::{BodyReadTimeout, IncomingBody};
 use crate::config::LimitsSection;
 
 /// The request body an application receives: the client's, with the body read timeout
-/// (`[limits] body_read_timeout`) and the body limit (`[limits] body_limit`, 413 past it).
-pub type RequestBody = tower_http::body::Limited<IncomingBody>;
+/// (`[limits] body_read_timeout`) and the body limit (`[limits] body_limit`: reading past it
+/// fails with http-body-util's `LengthLimitError`, which axum's extractors answer with 413).
+pub type RequestBody = http_body_util::Limited<IncomingBody>;
 
 /// The layers every request of the application passes, as the configuration sets them: the
 /// genro stack (envelope, registry, metrics, errors) outside, and inside the error layer the
-/// request timeout and the concurrency limit, so that their refusals are rendered (504, 503)
-/// with an error id; and, with the debug console on, the cancellation it asks for.
+/// cancellation (the debug console's, and the drain's for what outlives it), the body limit by
+/// `Content-Length`, the request timeout and the concurrency limit, so that each refusal is
+/// rendered (503, 413, 504, 503) with an error id and a request id.
 #[derive(Clone, Debug)]
 pub struct RequestLayers {
     pub(crate) genro: GenroLayer,
+    pub(crate) body_limit: u64,
     pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) concurrency: Option<GlobalConcurrencyLimitLayer>,
-    pub(crate) cancel: bool,
 }
 
 impl RequestLayers {
-    /// The genro stack, with the request timeout and concurrency limit `limits` sets; with
-    /// `cancel` (the debug console is on), requests can be cancelled through their envelope.
-    pub(crate) fn new(genro: GenroLayer, limits: &LimitsSection, cancel: bool) -> Self {
+    /// The genro stack, with the body limit, request timeout and concurrency limit `limits`
+    /// sets.
+    pub(crate) fn new(genro: GenroLayer, limits: &LimitsSection) -> Self {
         Self {
             genro,
+            body_limit: limits.body_limit,
             timeout: limits.request_timeout,
             concurrency: (limits.concurrency_limit > 0)
                 .then(|| GlobalConcurrencyLimitLayer::new(limits.concurrency_limit)),
-            cancel,
         }
     }
 
     /// Wraps `service` in the request layers.
     pub fn wrap<S>(&self, service: S) -> Wrapped<S> {
         let inner = ServiceBuilder::new()
-            .layer(option_layer(self.cancel.then(CancelLayer::new)))
+            .layer(CancelLayer::new())
+            .layer(FilterLayer::new(BodyLimit(self.body_limit)))
             .layer(option_layer(self.timeout.map(TimeoutLayer::new)))
             .layer(option_layer(self.concurrency.clone().map(|c| {
                 ServiceBuilder::new().layer(LoadShedLayer::new()).layer(c)
@@ -66,6 +73,52 @@ impl RequestLayers {
         self.genro.layer(inner)
     }
 }
+
+/// Refuses a request whose `Content-Length` is over `[limits] body_limit` before the handler
+/// runs, with [`BodyTooLarge`] (413). A body that says nothing of its length, or says less
+/// than it sends, is cut by [`RequestBody`] instead.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(u64);
+
+impl<B> Predicate<Request<B>> for BodyLimit {
+    type Request = Request<B>;
+
+    #[inline]
+    fn check(&mut self, req: Request<B>) -> Result<Request<B>, BoxError> {
+        let Some(length) = req.headers().get(http::header::CONTENT_LENGTH) else {
+            return Ok(req);
+        };
+        match length.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
+            Some(length) if length > self.0 => Err(Box::new(BodyTooLarge {
+                length,
+                limit: self.0,
+            })),
+            _ => Ok(req),
+        }
+    }
+}
+
+/// The error of a request whose `Content-Length` is over `[limits] body_limit`: answered 413,
+/// counted as `errors_total{kind="error",type="body_limit"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTooLarge {
+    /// The length the request declared.
+    pub length: u64,
+    /// The limit.
+    pub limit: u64,
+}
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body is {} bytes, over the limit of {} bytes",
+            self.length, self.limit
+        )
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
 
 /// A service whose errors are boxed, so that the optional layers around it share one error
 /// type.
@@ -123,9 +176,9 @@ type Limits<S> = tower::util::Either<
 
 type Timed<S> = tower::util::Either<tower::timeout::Timeout<Limits<S>>, Limits<S>>;
 
-/// The service inside the error layer: the user's, behind the optional cancellation (debug
-/// console), request timeout and concurrency limit.
-pub type Inner<S> = tower::util::Either<CancelService<Timed<S>>, Timed<S>>;
+/// The service inside the error layer: the user's, behind the cancellation, the body limit, and
+/// the optional request timeout and concurrency limit.
+pub type Inner<S> = CancelService<Filter<Timed<S>, BodyLimit>>;
 
 /// A service inside the whole request path.
 pub type Wrapped<S> = <GenroLayer as Layer<Inner<S>>>::Service;

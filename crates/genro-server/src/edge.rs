@@ -1,5 +1,7 @@
-//! The layers around the whole application, tower-http's own: the body limit (`[limits]
-//! body_limit`), CORS (`[cors]`) and compression (`[compression]`), put on by one [`wrap`].
+//! The layers around the whole application, tower-http's own: CORS (`[cors]`) and compression
+//! (`[compression]`), put on by one [`wrap`], with the body limit (`[limits] body_limit`) on
+//! the request body. A `Content-Length` over the limit is refused inside the envelope
+//! ([`RequestLayers`](crate::app::RequestLayers)), so that its 413 has a request id.
 
 use std::{convert::Infallible, pin::Pin, sync::Arc};
 
@@ -7,15 +9,14 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use genro_errors::BoxError;
 use http::{HeaderValue, Request, Response};
+use http_body_util::Limited;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::{
-    body::Limited,
     compression::{
         predicate::{NotForContentType, Predicate, SizeAbove},
         CompressionLayer,
     },
     cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer},
-    limit::{RequestBodyLimitLayer, ResponseBody},
 };
 
 use crate::{
@@ -31,7 +32,7 @@ pub(crate) fn wrap<S, B>(
     origins: &LiveOrigins,
 ) -> impl Service<
     Request<IncomingBody>,
-    Response = Response<ResponseBody<EdgeBody<B>>>,
+    Response = Response<EdgeBody<B>>,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone
@@ -64,7 +65,7 @@ where
         tower::util::Either::Right(app)
     };
     let body_limit = usize::try_from(config.limits.body_limit).unwrap_or(usize::MAX);
-    RequestBodyLimitLayer::new(body_limit).layer(app)
+    app.map_request(move |req: Request<IncomingBody>| req.map(|b| Limited::new(b, body_limit)))
 }
 
 /// Compresses only responses whose size is known before they are sent. tower-http's encoders

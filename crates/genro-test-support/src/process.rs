@@ -18,6 +18,12 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+fn stderr_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".stderr");
+    PathBuf::from(name)
+}
+
 /// A running server process; killed when dropped.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -28,12 +34,14 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `command` and waits (up to 20 s) for the first line on its stdout that names an
-    /// `http://` or `https://` address. `log` is the file the server logs to.
+    /// `http://` or `https://` address. `log` is the file the server logs to; its stderr goes
+    /// beside it, to `<log>.stderr` ([`stderr`](Self::stderr)).
     #[must_use]
     pub fn spawn(mut command: Command, log: PathBuf) -> Self {
+        let stderr = std::fs::File::create(stderr_path(&log)).unwrap();
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -90,6 +98,12 @@ impl ServerProcess {
     #[must_use]
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What it wrote on stderr so far.
+    #[must_use]
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(stderr_path(&self.log)).unwrap_or_default()
     }
 
     /// Sends the signal `name` (`TERM`, `INT`, `HUP`) with `kill`.

@@ -136,7 +136,7 @@ pub fn capture_backtraces() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            genro_errors::remember_panic_backtrace(std::backtrace::Backtrace::force_capture());
+            genro_errors::remember_panic_backtrace(&std::backtrace::Backtrace::force_capture());
             previous(info);
         }));
     });

@@ -10,9 +10,9 @@ use super::{
     resolver::Resolver,
     source::Secret,
     value::{
-        self, humanize, Allow, AllowList, Encoding, ALLOW_LIST, BOOLEAN, COUNT, DURATION,
-        ENCODINGS, ENDPOINT, HEADERS, HEADER_NAMES, HOST, METHODS, NAMES, OPTIONAL_DURATION,
-        OPTIONAL_PORT, OPTIONAL_TEXT, ORIGINS, PATH, PORT, SIZE, SMALL_SIZE,
+        self, humanize, Allow, AllowList, Encoding, ALLOW_LIST, BOOLEAN, CLIENT_LEVEL, COUNT,
+        DURATION, ENCODINGS, ENDPOINT, HEADERS, HEADER_NAMES, HOST, METHODS, NAMES,
+        OPTIONAL_DURATION, OPTIONAL_PORT, OPTIONAL_TEXT, ORIGINS, PATH, PORT, SIZE, SMALL_SIZE,
     },
 };
 use crate::logging::format::{LogFormat, LogLevel};
@@ -140,6 +140,10 @@ pub struct LoggingSection {
     pub format: LogFormat,
     /// Append to this file instead of writing to stderr (`file`).
     pub file: Option<PathBuf>,
+    /// A request without a valid W3C `traceparent` starts a trace of its own, so every request
+    /// has a `trace_id` in its log lines and error bodies (`start_traces`). A valid
+    /// `traceparent` is always continued.
+    pub start_traces: bool,
 }
 
 impl Default for LoggingSection {
@@ -149,6 +153,7 @@ impl Default for LoggingSection {
             level: "INFO".parse().expect("a level"),
             format: LogFormat::Json,
             file: None,
+            start_traces: true,
         }
     }
 }
@@ -175,6 +180,7 @@ impl LoggingSection {
             level: r.get(s, "level", d.level, &value::parsed::<LogLevel>()),
             format: r.get(s, "format", d.format, &value::parsed::<LogFormat>()),
             file: r.get(s, "file", d.file, &PATH),
+            start_traces: r.get(s, "start_traces", d.start_traces, &BOOLEAN),
         }
     }
 }
@@ -353,7 +359,7 @@ impl TaskdumpSection {
 }
 
 /// `[errors]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ErrorsSection {
     /// Error bodies include detail and traceback (`show_traceback`).
@@ -362,6 +368,27 @@ pub struct ErrorsSection {
     pub notify_critical: bool,
     /// The webhook (`notify_webhook`).
     pub notify_webhook: Option<String>,
+    /// The framework's own error answers (the router's 404 and 405, extractor rejections, a
+    /// bodiless 4xx or 5xx) get the error format and an error id (`framework_errors`); see
+    /// [`ErrorLayer::framework_errors`](genro_errors::ErrorLayer::framework_errors).
+    pub framework_errors: bool,
+    /// The level 4xx errors are logged at, `None` for none (`client_error_level`: `warning`,
+    /// `info`, `debug`, `trace` or `off`).
+    pub client_error_level: Option<tracing::Level>,
+}
+
+impl Default for ErrorsSection {
+    /// Production: no tracebacks, no notifications, the framework's errors in the error format,
+    /// client errors at WARNING.
+    fn default() -> Self {
+        Self {
+            show_traceback: false,
+            notify_critical: false,
+            notify_webhook: None,
+            framework_errors: true,
+            client_error_level: Some(tracing::Level::WARN),
+        }
+    }
 }
 
 impl ErrorsSection {
@@ -404,6 +431,8 @@ impl ErrorsSection {
             show_traceback,
             notify_critical,
             notify_webhook: webhook,
+            framework_errors: r.get(s, "framework_errors", d.framework_errors, &BOOLEAN),
+            client_error_level: r.get(s, "client_error_level", d.client_error_level, &CLIENT_LEVEL),
         }
     }
 }

@@ -55,6 +55,31 @@ pub(crate) const SMALL_SIZE: Kind<u16> = Kind {
     },
     render: |n| render_size(u64::from(*n)),
 };
+/// The level of a log line that reports a client's mistake: at most WARNING, or off.
+pub(crate) const CLIENT_LEVEL: Kind<Option<tracing::Level>> = Kind {
+    parse: client_level,
+    render: |level| match level {
+        None => "off".to_owned(),
+        Some(tracing::Level::WARN) => "warning".to_owned(),
+        Some(level) => level.as_str().to_ascii_lowercase(),
+    },
+};
+
+fn client_level(text: &str) -> Result<Option<tracing::Level>, Expected> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "warning" | "warn" => Ok(Some(tracing::Level::WARN)),
+        "info" => Ok(Some(tracing::Level::INFO)),
+        "debug" => Ok(Some(tracing::Level::DEBUG)),
+        "trace" => Ok(Some(tracing::Level::TRACE)),
+        "off" | "none" => Ok(None),
+        _ => Err(
+            "a level for client errors: warning, info, debug, trace or off (a client's \
+                  mistake is never logged as an error)"
+                .to_owned(),
+        ),
+    }
+}
+
 /// Text, or nothing (empty).
 pub(crate) const OPTIONAL_TEXT: Kind<Option<String>> = Kind {
     parse: |t| Ok((!t.is_empty()).then(|| t.to_owned())),

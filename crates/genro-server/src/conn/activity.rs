@@ -244,6 +244,7 @@ where
             path = %truncated(req.uri().path(), genro_notify::MAX_REPORTED_PATH),
             request_id = tracing::field::Empty,
             external_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
         );
         Counted {
             inner: self.app.clone().oneshot(req).instrument(span),

@@ -89,41 +89,14 @@ pub(crate) fn install(
         .try_init()
         .is_ok();
     if installed {
-        log_panics();
+        // Panics go to the log, once each, in its format and with the request's ids, instead of
+        // as raw lines on stderr that a log file never sees.
+        genro_errors::install_panic_hook();
     }
     Ok(Logging {
         _guard: guard,
         level: installed.then_some(handle),
     })
-}
-
-/// Panics go to the log, in its format and with the request's span (its ids), instead of as
-/// raw lines on stderr that a log file never sees. The error layer still catches a handler's
-/// panic and answers 500 with an error id; this is the line that says where it happened. A
-/// backtrace is added when `RUST_BACKTRACE` asks for one.
-fn log_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("(a panic with a payload that is not text)");
-        let location = info
-            .location()
-            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
-            .unwrap_or_default();
-        let thread = std::thread::current();
-        let thread = thread.name().unwrap_or("unnamed");
-        let backtrace = std::backtrace::Backtrace::capture();
-        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-            tracing::error!(target: "panic", %location, thread, %backtrace, "panicked: {message}");
-        } else {
-            tracing::error!(target: "panic", %location, thread, "panicked: {message}");
-        }
-        // For the error layer that catches it: its report (and the debug console) shows it.
-        genro_errors::remember_panic_backtrace(backtrace);
-    }));
 }
 
 fn open_append(path: &Path) -> Result<std::fs::File, LoggingError> {

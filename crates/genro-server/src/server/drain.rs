@@ -67,6 +67,14 @@ pub(crate) async fn drain(
                 "request aborted: it outlived the drain"
             );
         }
+        // Each is answered 503 with its error id where its handler is still running; then the
+        // connections drop what is left (a response body still being sent).
+        for envelope in &left {
+            envelope.cancel();
+        }
+        // Their connections, asked to close when the drain began, close once those answers are
+        // written.
+        let _ = tokio::time::timeout(Duration::from_millis(500), connections.closed()).await;
         shared.lifecycle.send_replace(Lifecycle::Aborting);
         // The connections drop their requests now; give their tasks a moment to end.
         let _ = tokio::time::timeout(Duration::from_secs(1), connections.closed()).await;

@@ -323,8 +323,7 @@ impl AsgiServer {
            + Send
            + Sync
            + 'static {
-        let layers =
-            RequestLayers::new(started.genro.clone(), &config.limits, config.debug.enabled);
+        let layers = RequestLayers::new(started.genro.clone(), &config.limits);
         let app = WithBuiltins::new(
             app.into_service(&layers),
             Builtins::main(config, &self.context),

@@ -6,13 +6,14 @@ use std::{fmt, sync::Arc};
 use arc_swap::ArcSwap;
 use genro_debug::{Holds, RemoteDebugServer, RunningDebugServer};
 use genro_envelope::EnvelopeLayer;
-use genro_errors::{BoxError, ErrorLayer, TracebackSwitch};
+use genro_errors::{BoxError, ErrorLayer, Problem, TracebackSwitch};
 use genro_notify::{Notifiers, WebhookNotifier};
 use genro_stack::GenroLayer;
 use genro_watchdog::{Watchdog, WatchdogHandle};
 use tokio::net::TcpListener;
 
 use crate::{
+    app::BodyTooLarge,
     config::Config,
     conn::Connections,
     edge::LiveOrigins,
@@ -171,14 +172,20 @@ impl Started {
         let mut errors = errors
             .clone()
             .traceback_switch(&switch)
-            .notifiers(notifiers.clone());
+            .notifiers(notifiers.clone())
+            .framework_errors(config.errors.framework_errors)
+            .client_error_level(config.errors.client_error_level)
+            .handler("body_limit", |e: &BodyTooLarge, _envelope| {
+                Problem::new(http::StatusCode::PAYLOAD_TOO_LARGE).detail(e.to_string())
+            });
         let debug = &config.debug;
         // The console shows a request's headers: the envelope keeps a copy when it is on (and
         // when the application's own envelope layer asked for it).
+        let envelope = envelope.clone().start_traces(config.logging.start_traces);
         let envelope = if debug.enabled {
-            envelope.clone().keep_headers(true)
+            envelope.keep_headers(true)
         } else {
-            envelope.clone()
+            envelope
         };
         let holds = (debug.enabled && debug.remote_pdb)
             .then(|| Holds::new(debug.hold_timeout, debug.max_held));
