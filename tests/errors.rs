@@ -325,6 +325,10 @@ async fn grpc_clients_get_a_status_with_the_error_id() {
             status.message()
         );
         assert!(!status.message().contains("exploded"));
+        // And in the typed field gRPC clients read: google.rpc.RequestInfo.
+        let info = tonic_types::StatusExt::get_details_request_info(&status)
+            .expect("a RequestInfo detail");
+        assert_eq!(info.request_id, id);
     }
 }
 

@@ -132,6 +132,9 @@ async fn each_stuck_request_reports_what_it_waits_on_in_every_report() {
     })
     .await;
     for note in &notes {
+        // The W3C trace the server started for it (`[logging] start_traces`, on by default).
+        let trace_id = note["request"]["trace_id"].as_str().expect("a trace id");
+        assert_eq!(trace_id.len(), 32, "{trace_id}");
         let trace = note["details"]["trace"].as_str().expect("a trace detail");
         match note["request"]["path"].as_str().unwrap() {
             "/alpha" => assert_names(trace, "parked_in_alpha", "parked_in_beta"),

@@ -185,6 +185,9 @@ pub struct RequestDetail {
     pub internal_id: String,
     /// The client's own id, when it sent a valid one.
     pub external_id: Option<String>,
+    /// The W3C trace the request is part of (32 hex digits), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// The method.
     pub method: String,
     /// The path (the query string is left out: it is where tokens end up).

@@ -49,6 +49,7 @@ pub(crate) fn detail(envelope: &Arc<RequestEnvelope>, masked: &[HeaderName]) -> 
         id: envelope.short_id().to_string(),
         internal_id: envelope.internal_id_string(),
         external_id: envelope.external_id().map(str::to_owned),
+        trace_id: envelope.trace_context().map(|t| t.trace_id().to_string()),
         method: envelope.method().to_string(),
         path: envelope.path().to_owned(),
         route: envelope.route().map(str::to_owned),

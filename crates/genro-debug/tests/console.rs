@@ -516,8 +516,15 @@ async fn a_cancelled_request_ends_with_503_its_handler_dropped_and_leaves_the_re
     logs();
     let f = fixture(|_| {}, HOLD, 4).await;
     let app = f.app;
-    let client =
-        tokio::spawn(async move { fetch(app, "/slow", "cookie: session=s3cr3t\r\n").await });
+    let client = tokio::spawn(async move {
+        fetch(
+            app,
+            "/slow",
+            "cookie: session=s3cr3t\r\n\
+                 traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n",
+        )
+        .await
+    });
     let mut console = login(&f.addr).await;
     let id = wait_until(
         async || match console.call(&ClientMessage::Ls).await.unwrap() {
@@ -540,6 +547,10 @@ async fn a_cancelled_request_ends_with_503_its_handler_dropped_and_leaves_the_re
         panic!()
     };
     assert_eq!(request.waiting_on, None, "only --trace takes a dump");
+    assert_eq!(
+        request.trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
     assert_eq!(
         request.annotations,
         vec![("step".into(), "waiting on the bank".into())]

@@ -66,6 +66,8 @@
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
 //! | `axum`  | yes     | the `Envelope` extractor; the route template from axum's `MatchedPath`; the client address from `ConnectInfo<SocketAddr>` |
+//! | `opentelemetry` | no | [`otel::continue_trace`]: a request's span joins the client's W3C trace in a tracing-opentelemetry subscriber |
+//! | `taskdump` | no | what a stuck request is waiting on ([`taskdump`]), in a build with `--cfg tokio_unstable` |
 //!
 //! tonic and plain hyper users can turn the default off (`default-features = false`); nothing
 //! else changes. Services that fuse layers, and the sibling genro crates, use the building
@@ -82,6 +84,8 @@ mod extract;
 mod future;
 mod id;
 mod layer;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
 pub mod plumbing;
 mod service;
 mod settings;

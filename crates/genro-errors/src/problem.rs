@@ -293,11 +293,32 @@ fn grpc(problem: &Problem, extra: &Extra<'_>, mut headers: HeaderMap) -> Rendere
     if let Ok(value) = HeaderValue::from_str(&percent_encode(&message, MAX_GRPC_MESSAGE)) {
         headers.insert("grpc-message", value);
     }
+    #[cfg(feature = "tonic")]
+    if let Some(details) = request_info(problem, extra) {
+        headers.insert("grpc-status-details-bin", details);
+    }
     Rendered {
         status: StatusCode::OK,
         headers,
         body: Bytes::new(),
     }
+}
+
+/// The `grpc-status-details-bin` of a gRPC error: a `google.rpc.Status` carrying a
+/// `google.rpc.RequestInfo` whose `request_id` is the error id (and whose `serving_data` is the
+/// trace id, when there is one), so that gRPC clients read the id from a typed field
+/// (`tonic_types::StatusExt::get_details_request_info`).
+#[cfg(feature = "tonic")]
+fn request_info(problem: &Problem, extra: &Extra<'_>) -> Option<HeaderValue> {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let status = tonic::Status::with_error_details(
+        tonic::Code::from(i32::from(grpc_code(problem.status))),
+        problem.title.clone(),
+        ErrorDetails::with_request_info(extra.error_id, extra.trace_id.unwrap_or_default()),
+    );
+    let mut headers = HeaderMap::new();
+    status.add_header(&mut headers).ok()?;
+    headers.remove("grpc-status-details-bin")
 }
 
 /// gRPC's grpc-message encoding: printable ASCII except `%` as is, every other byte as `%XX`;

@@ -343,6 +343,7 @@ fn detail(r: &RequestDetail) -> String {
     field("id", &r.id);
     field("internal id", &r.internal_id);
     field("external id", r.external_id.as_deref().unwrap_or("-"));
+    field("trace id", r.trace_id.as_deref().unwrap_or("-"));
     field("request", &format!("{} {} {}", r.method, r.path, r.version));
     field("route", r.route.as_deref().unwrap_or("-"));
     field("client", r.client.as_deref().unwrap_or("-"));

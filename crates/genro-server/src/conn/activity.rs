@@ -246,6 +246,9 @@ where
             external_id = tracing::field::Empty,
             trace_id = tracing::field::Empty,
         );
+        // Before the span is first entered: tracing-opentelemetry starts it then.
+        #[cfg(feature = "opentelemetry")]
+        genro_envelope::otel::continue_trace(&span, req.headers());
         Counted {
             inner: self.app.clone().oneshot(req).instrument(span),
             in_flight: Some(self.activity.request_started()),

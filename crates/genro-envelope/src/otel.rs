@@ -1,0 +1,56 @@
+//! The request's span in an OpenTelemetry trace (feature `opentelemetry`).
+//!
+//! A tracing-opentelemetry subscriber turns each tracing span into an OpenTelemetry span, but
+//! it cannot know that a request came with a `traceparent`: without help, every request starts
+//! a trace of its own and the client's trace stops at the server. [`continue_trace`] gives the
+//! request's span the client's span as its parent, so the server's spans join the client's
+//! trace. It must run before the span is first entered (tracing-opentelemetry starts the span
+//! then); genro-server calls it where it makes each request's span.
+//!
+//! tracing-opentelemetry is the tracing project's own bridge to OpenTelemetry; the
+//! `opentelemetry` crate is the OpenTelemetry project's API. Both come in only with this
+//! feature.
+
+use http::HeaderMap;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::trace_context::{Traceparent, MAX_TRACESTATE_LEN, TRACEPARENT, TRACESTATE};
+
+/// Makes the client's span (the valid `traceparent` in `headers`, with its `tracestate`) the
+/// parent of `span`. Returns whether it did: `false` when there is no valid `traceparent`, no
+/// tracing-opentelemetry layer, or `span` was already entered.
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert(
+///     "traceparent",
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
+/// );
+/// let span = tracing::info_span!("request");
+/// // No tracing-opentelemetry layer is installed here, so nothing is joined.
+/// assert!(!genro_envelope::otel::continue_trace(&span, &headers));
+/// ```
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) -> bool {
+    let Some(parent) = headers
+        .get(TRACEPARENT)
+        .and_then(|v| Traceparent::parse(v.as_bytes()).ok())
+    else {
+        return false;
+    };
+    let state = headers
+        .get(TRACESTATE)
+        .filter(|v| v.len() <= MAX_TRACESTATE_LEN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    let remote = SpanContext::new(
+        TraceId::from_bytes(parent.trace_id.0),
+        SpanId::from_bytes(parent.parent_id.0),
+        TraceFlags::new(parent.flags),
+        true,
+        state,
+    );
+    span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
+        .is_ok()
+}
