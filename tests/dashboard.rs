@@ -38,6 +38,10 @@ const PROMQL: &[&str] = &[
     "e6",
     "label_values",
     "clamp_min",
+    "on",
+    "bool",
+    "changes",
+    "max_over_time",
 ];
 
 fn metric_names(expr: &str) -> BTreeSet<String> {
@@ -82,14 +86,10 @@ fn exprs(value: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
-#[tokio::test]
-async fn every_dashboard_query_uses_exported_metric_names() {
-    let dashboard: serde_json::Value =
-        serde_json::from_str(include_str!("../dashboards/genro-asgi.json")).expect("valid JSON");
-    let mut queries = Vec::new();
-    exprs(&dashboard, &mut queries);
-    assert!(queries.len() >= 8, "the dashboard has its panels");
-
+/// The metric names a real deployment exports: a stack with every crate's metrics and some
+/// traffic (so that every family has series), and a real `AsgiServer`'s own scrape.
+async fn exported_names() -> BTreeSet<String> {
+    let mut exported = server_names().await;
     // A stack with every crate's metrics, and some traffic so that every family has series.
     let collector = MetricsCollector::new();
     let registry = EnvelopeRegistry::new();
@@ -141,18 +141,57 @@ async fn every_dashboard_query_uses_exported_metric_names() {
         webhook.notify(n).await;
     }
 
-    let scrape = collector.render();
-    let exported: BTreeSet<&str> = scrape
+    exported.extend(names_in(&collector.render()));
+    exported
+}
+
+fn names_in(scrape: &str) -> BTreeSet<String> {
+    scrape
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| l.split(['{', ' ']).next())
-        .collect();
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What a real `AsgiServer` exports at `/metrics` (its own `server_*` gauges among them).
+async fn server_names() -> BTreeSet<String> {
+    let config = genro_asgi::server::Config::from_ini_str(
+        "[server]\nport = 0\n[limits]\nconcurrency_limit = 64\n",
+        "dashboard.ini",
+        Vec::new(),
+    )
+    .unwrap();
+    let server = genro_asgi::AsgiServer::from_config(config).without_logging();
+    let handle = server.handle();
+    let serving = tokio::spawn(server.serve(Router::new().route("/", get(|| async { "hi" }))));
+    let addr = handle.bound().await.expect("bound").main.unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let res = client
+        .get(format!("http://{addr}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let scrape = res.into_body().collect().await.unwrap().to_bytes();
+    handle.shutdown();
+    serving.await.unwrap().unwrap();
+    names_in(&String::from_utf8_lossy(&scrape))
+}
+
+#[tokio::test]
+async fn every_dashboard_query_uses_exported_metric_names() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../dashboards/genro-asgi.json")).expect("valid JSON");
+    let mut queries = Vec::new();
+    exprs(&dashboard, &mut queries);
+    assert!(queries.len() >= 8, "the dashboard has its panels");
+    let exported = exported_names().await;
     for query in &queries {
         let names = metric_names(query);
         assert!(!names.is_empty(), "no metric in {query}");
         for name in names {
             assert!(
-                exported.contains(name.as_str()),
+                exported.contains(&name),
                 "dashboard query uses `{name}`, which no genro crate exports:\n{query}\nexported: {exported:?}"
             );
         }
@@ -168,4 +207,68 @@ fn the_name_extractor_finds_names_and_skips_labels() {
         names.into_iter().collect::<Vec<_>>(),
         ["foo_total", "http_x_bucket"]
     );
+}
+
+/// The `expr` of every rule in `dashboards/alerts.yml` (single-line, or folded with `>-`).
+fn alert_exprs(yaml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = yaml.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(rest) = line.trim_start().strip_prefix("expr:") else {
+            continue;
+        };
+        let rest = rest.trim();
+        if rest != ">-" {
+            out.push(rest.to_owned());
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let mut expr = String::new();
+        while let Some(next) = lines.peek() {
+            if next.len() - next.trim_start().len() <= indent {
+                break;
+            }
+            expr.push_str(next.trim());
+            expr.push(' ');
+            lines.next();
+        }
+        out.push(expr);
+    }
+    out
+}
+
+fn promtool(args: &[&str]) {
+    let out = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards"))
+        .output()
+        .expect("promtool is installed (.ci/run installs the Debian package prometheus)");
+    assert!(
+        out.status.success(),
+        "promtool {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The shipped alert rules load, each fires (and stays quiet) as its unit test says, and each
+/// uses only metric names a real deployment exports.
+#[tokio::test]
+async fn the_alert_rules_pass_promtool_and_use_exported_metric_names() {
+    promtool(&["check", "rules", "alerts.yml"]);
+    promtool(&["test", "rules", "alerts.test.yml"]);
+    let yaml = include_str!("../dashboards/alerts.yml");
+    let exprs = alert_exprs(yaml);
+    assert_eq!(exprs.len(), yaml.matches("- alert: ").count(), "{exprs:?}");
+    let exported = exported_names().await;
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "no metric in {expr}");
+        for name in names {
+            assert!(
+                exported.contains(&name),
+                "alert uses `{name}`, which no genro crate exports:\n{expr}\nexported: {exported:?}"
+            );
+        }
+    }
 }

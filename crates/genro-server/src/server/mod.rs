@@ -267,7 +267,7 @@ impl AsgiServer {
             return Err(e);
         }
 
-        let connections = self.count_connections();
+        let connections = self.count_connections(&config);
         let loops = self.accept(listeners, app, &config, &started, &connections);
         let shared = &self.context.shared;
         shared
@@ -352,7 +352,7 @@ impl AsgiServer {
     }
 
     /// The open connections of every port, counted in the server's own metrics.
-    fn count_connections(&self) -> Arc<Connections> {
+    fn count_connections(&self, config: &Config) -> Arc<Connections> {
         let connections = Arc::new(Connections::default());
         let shared = &self.context.shared;
         shared
@@ -361,6 +361,7 @@ impl AsgiServer {
             .register_collector(Box::new(ServerCollector {
                 shared: Arc::downgrade(shared),
                 connections: connections.clone(),
+                concurrency_limit: config.limits.concurrency_limit,
             }));
         connections
     }

@@ -81,6 +81,9 @@ pub(crate) struct ServerCollector {
     // Weak: the collector lives in the metrics registry, which the server state owns.
     pub(crate) shared: std::sync::Weak<Shared>,
     pub(crate) connections: Arc<Connections>,
+    /// `[limits] concurrency_limit`, exported so that an alert can compare the requests in
+    /// flight with it.
+    pub(crate) concurrency_limit: usize,
 }
 
 impl prometheus_client::collector::Collector for ServerCollector {
@@ -124,6 +127,11 @@ impl prometheus_client::collector::Collector for ServerCollector {
                 "server_executor_jobs",
                 "Blocking jobs running or waiting on the thread pool",
                 i64::try_from(shared.executors.threads().busy()).unwrap_or(i64::MAX),
+            ),
+            (
+                "server_concurrency_limit",
+                "Most requests handled at once ([limits] concurrency_limit; 0 for no limit)",
+                i64::try_from(self.concurrency_limit).unwrap_or(i64::MAX),
             ),
         ];
         for (name, help, value) in gauges {
