@@ -62,6 +62,8 @@ const STACKS: &[&str] = &[
     "metrics",
     "user-metrics",
     "errors",
+    "errors-framework",
+    "envelope-start",
     "genro-without-errors",
     "genro",
     "genro-layer",
@@ -233,6 +235,14 @@ fn build(stack: &str) -> Router {
             middleware::from_fn_with_state(user_metrics_state(), user_metrics),
         )),
         "errors" => router().layer(ServiceBuilder::new().layer(genro_asgi::ErrorLayer::new())),
+        // The framework's errors in the error format: the success path pays a status check.
+        "errors-framework" => router().layer(
+            ServiceBuilder::new().layer(genro_asgi::ErrorLayer::new().framework_errors(true)),
+        ),
+        // A trace started for each request without a `traceparent` (the server's default).
+        "envelope-start" => {
+            router().layer(ServiceBuilder::new().layer(EnvelopeLayer::new().start_traces(true)))
+        }
         "genro-without-errors" => router().layer(
             ServiceBuilder::new()
                 .layer(EnvelopeLayer::new())
@@ -351,6 +361,10 @@ async fn run(stack: &str, n: usize) {
     let (stack, headers) = stack
         .strip_suffix("+headers")
         .map_or((stack, false), |s| (s, true));
+    // `STACK+traceparent`: the request carries a valid W3C `traceparent`.
+    let (stack, traceparent) = stack
+        .strip_suffix("+traceparent")
+        .map_or((stack, false), |s| (s, true));
     // Routes made once, as `axum::serve` makes them (see the crate documentation).
     let mut svc = build(stack).with_state::<()>(());
     for _ in 0..n {
@@ -367,6 +381,14 @@ async fn run(stack: &str, n: usize) {
                     http::HeaderValue::from_static("curl/7.88.1"),
                 )
                 .header(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
+        }
+        if traceparent {
+            req = req.header(
+                "traceparent",
+                http::HeaderValue::from_static(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+            );
         }
         let req = req.body(Body::empty()).expect("request");
         let res = ServiceExt::<Request<Body>>::ready(&mut svc)

@@ -185,14 +185,18 @@ async fn every_dashboard_query_uses_exported_metric_names() {
     let mut queries = Vec::new();
     exprs(&dashboard, &mut queries);
     assert!(queries.len() >= 8, "the dashboard has its panels");
-    let exported = exported_names().await;
-    for query in &queries {
+    assert_exported("dashboard query", &queries, &exported_names().await);
+}
+
+/// Every query names at least one metric, and only metrics in `exported`.
+fn assert_exported(what: &str, queries: &[String], exported: &BTreeSet<String>) {
+    for query in queries {
         let names = metric_names(query);
         assert!(!names.is_empty(), "no metric in {query}");
         for name in names {
             assert!(
                 exported.contains(&name),
-                "dashboard query uses `{name}`, which no genro crate exports:\n{query}\nexported: {exported:?}"
+                "{what} uses `{name}`, which no genro crate exports:\n{query}\nexported: {exported:?}"
             );
         }
     }
@@ -260,15 +264,5 @@ async fn the_alert_rules_pass_promtool_and_use_exported_metric_names() {
     let yaml = include_str!("../dashboards/alerts.yml");
     let exprs = alert_exprs(yaml);
     assert_eq!(exprs.len(), yaml.matches("- alert: ").count(), "{exprs:?}");
-    let exported = exported_names().await;
-    for expr in &exprs {
-        let names = metric_names(expr);
-        assert!(!names.is_empty(), "no metric in {expr}");
-        for name in names {
-            assert!(
-                exported.contains(&name),
-                "alert uses `{name}`, which no genro crate exports:\n{expr}\nexported: {exported:?}"
-            );
-        }
-    }
+    assert_exported("alert", &exprs, &exported_names().await);
 }

@@ -87,7 +87,7 @@ pub(crate) fn shape<B: Body>(response: &Response<B>) -> Option<Shape> {
 
 /// The `type` label of a framework error: one per status a framework answers, so the series
 /// stay bounded.
-pub(crate) fn label(status: StatusCode) -> &'static str {
+fn label(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "bad_request",
         401 => "unauthorized",
@@ -127,6 +127,7 @@ pub(crate) fn bodiless<B>(response: Response<B>) -> Failure {
     let (parts, _) = response.into_parts();
     Failure::Status {
         status: parts.status,
+        error_type: label(parts.status),
         headers: kept(&parts),
         detail: None,
     }
@@ -140,6 +141,7 @@ pub(crate) fn rejection(parts: &Parts, text: &[u8]) -> Option<Failure> {
         .filter(|t| REJECTIONS.iter().any(|r| t.starts_with(r)))?;
     Some(Failure::Status {
         status: parts.status,
+        error_type: label(parts.status),
         headers: kept(parts),
         detail: Some(detail.trim_end().to_owned()),
     })

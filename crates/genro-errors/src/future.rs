@@ -145,15 +145,20 @@ where
                         Ok(()) => {
                             let parts = parts.take().expect("a response is read once");
                             let text = std::mem::take(read).freeze();
-                            match framework::rejection(&parts, &text) {
-                                Some(failure) => failure,
-                                // The application's own answer: sent back byte for byte.
-                                None => {
-                                    return Poll::Ready(Ok(Response::from_parts(
-                                        parts,
-                                        B::from_rendered(text),
-                                    )));
+                            if let Some(failure) = framework::rejection(&parts, &text) {
+                                failure
+                            } else {
+                                // The application's own answer: sent back byte for byte (and
+                                // a 5xx counted, as any the layer does not render).
+                                if let (true, Some(ctx)) =
+                                    (parts.status.is_server_error(), this.ctx.as_ref())
+                                {
+                                    ctx.settings.count(ErrorKind::Status, OTHER);
                                 }
+                                return Poll::Ready(Ok(Response::from_parts(
+                                    parts,
+                                    B::from_rendered(text),
+                                )));
                             }
                         }
                         Err(error) => Failure::Service(error),

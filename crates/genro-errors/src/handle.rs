@@ -59,6 +59,8 @@ pub(crate) enum Failure {
     /// An error response the framework made without an error value (see `framework`).
     Status {
         status: StatusCode,
+        /// Its `type` label, one per status.
+        error_type: &'static str,
         headers: Vec<(HeaderName, HeaderValue)>,
         detail: Option<String>,
     },
@@ -252,6 +254,7 @@ async fn respond<B: RenderedBody>(
         }
         Failure::Status {
             status,
+            error_type,
             headers,
             detail,
         } => {
@@ -270,7 +273,7 @@ async fn respond<B: RenderedBody>(
             (
                 Ok(Resolved {
                     problem,
-                    error_type: crate::framework::label(status),
+                    error_type,
                 }),
                 ErrorKind::Status,
                 vec![message],
