@@ -94,7 +94,7 @@ impl RequestInfo {
 }
 
 /// An alert for a [`Notifier`](crate::Notifier): a stuck request, or a critical error reported by
-/// another layer. Serialises to the JSON body that [`WebhookNotifier`](crate::WebhookNotifier)
+/// another layer. Serialises to the JSON body that `WebhookNotifier` (feature `webhook`)
 /// posts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
