@@ -1,6 +1,7 @@
 //! With the `opentelemetry` feature and a tracing-opentelemetry subscriber, the server's request
 //! span joins the client's W3C trace: the exported span has the client's trace id and the
-//! client's span as its parent. A real server on loopback, a real client, OpenTelemetry's
+//! client's span as its parent; a request without one gets the trace OpenTelemetry starts, and
+//! its error body names that trace. A real server on loopback, a real client, OpenTelemetry's
 //! in-memory exporter.
 
 use std::time::Duration;
@@ -34,13 +35,29 @@ async fn the_request_span_joins_the_clients_trace() {
     .unwrap();
     let server = AsgiServer::from_config(config).without_logging();
     let handle = server.handle();
-    let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+    // The handler answers with what its envelope says of the trace.
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(|envelope: genro_asgi::Envelope| async move {
+            let trace = envelope.trace_context().expect("a trace");
+            format!(
+                "{} {} {}",
+                trace.trace_id(),
+                trace.span_id(),
+                trace.parent_id().map(|p| p.to_string()).unwrap_or_default()
+            )
+        }),
+    );
+    let mut bodies = Vec::new();
     let serving = tokio::spawn(server.serve(app));
     let addr = handle.bound().await.expect("bound").main.unwrap();
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    for traceparent in [Some(format!("00-{TRACE}-{PARENT}-01")), None] {
-        let mut request = http::Request::get(format!("http://{addr}/"));
+    for (path, traceparent) in [
+        ("/", Some(format!("00-{TRACE}-{PARENT}-01"))),
+        ("/nope", None),
+    ] {
+        let mut request = http::Request::get(format!("http://{addr}{path}"));
         if let Some(traceparent) = &traceparent {
             request = request.header("traceparent", traceparent);
         }
@@ -48,12 +65,14 @@ async fn the_request_span_joins_the_clients_trace() {
             .request(request.body(Empty::new()).unwrap())
             .await
             .unwrap();
-        assert_eq!(response.status(), 200);
         // The span ends with the response body: read it.
-        http_body_util::BodyExt::collect(response.into_body())
+        let body = http_body_util::BodyExt::collect(response.into_body())
             .await
-            .unwrap();
+            .unwrap()
+            .to_bytes();
+        bodies.push(String::from_utf8_lossy(&body).into_owned());
     }
+
     handle.shutdown();
     tokio::time::timeout(Duration::from_secs(5), serving)
         .await
@@ -71,6 +90,12 @@ async fn the_request_span_joins_the_clients_trace() {
         .unwrap_or_else(|| panic!("no span in the client's trace: {requests:#?}"));
     assert_eq!(joined.parent_span_id.to_string(), PARENT);
     assert!(joined.parent_span_is_remote);
+    // The envelope names the exported span as the request's own: the parent of the calls it
+    // makes (the webhook's child traceparent).
+    assert_eq!(
+        bodies[0],
+        format!("{TRACE} {} {PARENT}", joined.span_context.span_id())
+    );
     // The one without a traceparent is a root of a trace of its own.
     let root = requests
         .iter()
@@ -80,5 +105,12 @@ async fn the_request_span_joins_the_clients_trace() {
         root.parent_span_id,
         opentelemetry::trace::SpanId::INVALID,
         "{root:#?}"
+    );
+    // Its 404 names the trace that was exported, not one of its own.
+    let problem: serde_json::Value = serde_json::from_str(&bodies[1]).unwrap();
+    assert_eq!(
+        problem["trace_id"],
+        root.span_context.trace_id().to_string(),
+        "{problem}"
     );
 }

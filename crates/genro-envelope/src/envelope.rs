@@ -13,14 +13,9 @@ use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use tokio::time::Instant;
 use uuid::{Builder, Uuid};
 
-use crate::{
-    signal::Cancel,
-    trace_context::{TraceContext, Traceparent},
-};
+use crate::{signal::Cancel, trace_context::TraceContext};
 
-/// What the layer read of a trace: the caller's `traceparent` and `tracestate`, or `(None, None)`
-/// to start a trace.
-pub(crate) type TraceStart = (Option<Traceparent>, Option<HeaderValue>);
+pub(crate) use crate::trace_context::TraceStart;
 
 /// The wall clock (as time since the Unix epoch) and the monotonic clock, read once together.
 /// Every later wall-clock time is this plus monotonic time elapsed, so a request reads one clock.
@@ -200,7 +195,7 @@ impl RequestEnvelope {
         let mut tail = [0u8; 10];
         tail.copy_from_slice(&random[..10]);
         let internal_id = Builder::from_unix_timestamp_millis(unix_ms, &tail).into_uuid();
-        let trace = trace.map(|(parent, state)| TraceContext::new(&internal_id, parent, state));
+        let trace = trace.map(|start| TraceContext::new(&internal_id, start));
         Self {
             internal_id,
             external_id,

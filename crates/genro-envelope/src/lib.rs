@@ -66,7 +66,7 @@
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
 //! | `axum`  | yes     | the `Envelope` extractor; the route template from axum's `MatchedPath`; the client address from `ConnectInfo<SocketAddr>` |
-//! | `opentelemetry` | no | `otel::continue_trace`: a request's span joins the client's W3C trace in a tracing-opentelemetry subscriber |
+//! | `opentelemetry` | no | `otel::join_trace`: a request's span joins the client's W3C trace in a tracing-opentelemetry subscriber, and the envelope takes the exported ids |
 //! | `taskdump` | no | what a stuck request is waiting on ([`taskdump`]), in a build with `--cfg tokio_unstable` |
 //!
 //! tonic and plain hyper users can turn the default off (`default-features = false`); nothing

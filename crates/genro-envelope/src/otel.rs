@@ -5,13 +5,15 @@
 //! a trace of its own and the client's trace stops at the server. [`continue_trace`] gives the
 //! request's span the client's span as its parent, so the server's spans join the client's
 //! trace. It must run before the span is first entered (tracing-opentelemetry starts the span
-//! then); genro-server calls it where it makes each request's span.
+//! then). [`join_trace`] does that, and for a request without a `traceparent` it hands the trace
+//! OpenTelemetry starts to the envelope, so that the trace id in logs and error bodies is the
+//! exported one; genro-server calls it where it makes each request's span.
 //!
 //! tracing-opentelemetry is the tracing project's own bridge to OpenTelemetry; the
 //! `opentelemetry` crate is the OpenTelemetry project's API. Both come in only with this
 //! feature.
 
-use http::HeaderMap;
+use http::{HeaderMap, Request};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -53,4 +55,46 @@ pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) -> bool {
     );
     span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
         .is_ok()
+}
+
+/// The span an OpenTelemetry layer started for a request, for its envelope: the trace, the
+/// span's own id (the parent of the calls the request makes), the caller's span when it sent a
+/// valid `traceparent`, and the flags.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JoinedSpan {
+    pub(crate) trace_id: crate::TraceId,
+    pub(crate) span_id: crate::SpanId,
+    pub(crate) parent_id: Option<crate::SpanId>,
+    pub(crate) flags: u8,
+}
+
+/// [`continue_trace`] for `req`'s span, then the span (started here) is handed to the envelope
+/// ([`RequestEnvelope::trace_context`](crate::RequestEnvelope::trace_context)): its trace id and
+/// span id are the exported ones, so logs, error bodies, the webhook's child `traceparent` and
+/// the exported spans name one trace, whether the client sent a `traceparent` or not. Returns
+/// whether `span` is in an OpenTelemetry trace. Call it before `span` is first entered, and
+/// before the envelope layer sees `req`.
+pub fn join_trace<B>(span: &tracing::Span, req: &mut Request<B>) -> bool {
+    let continued = continue_trace(span, req.headers());
+    let context = span.context();
+    let otel = context.span();
+    let started = otel.span_context();
+    if !started.is_valid() {
+        return false;
+    }
+    let parent_id = continued
+        .then(|| {
+            req.headers()
+                .get(TRACEPARENT)
+                .and_then(|v| Traceparent::parse(v.as_bytes()).ok())
+        })
+        .flatten()
+        .map(|p| p.parent_id);
+    req.extensions_mut().insert(JoinedSpan {
+        trace_id: crate::TraceId(started.trace_id().to_bytes()),
+        span_id: crate::SpanId(started.span_id().to_bytes()),
+        parent_id,
+        flags: started.trace_flags().to_u8(),
+    });
+    true
 }

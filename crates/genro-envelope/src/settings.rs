@@ -76,14 +76,20 @@ impl Settings {
 
     /// The trace `req` continues (its valid `traceparent`), or starts, or none.
     fn trace<B>(&self, req: &Request<B>) -> Option<TraceStart> {
+        // The span an OpenTelemetry layer started for the request: its ids are the ones exported.
+        #[cfg(feature = "opentelemetry")]
+        if let Some(joined) = req.extensions().get::<crate::otel::JoinedSpan>() {
+            let state = joined.parent_id.and_then(|_| tracestate(req.headers()));
+            return Some(TraceStart::Joined(*joined, state));
+        }
         if !self.read_traceparent {
-            return self.start_traces.then_some((None, None));
+            return self.start_traces.then_some(TraceStart::Start);
         }
         let Some(value) = req.headers().get(TRACEPARENT) else {
-            return self.start_traces.then_some((None, None));
+            return self.start_traces.then_some(TraceStart::Start);
         };
         match Traceparent::parse(value.as_bytes()) {
-            Ok(parent) => Some((Some(parent), tracestate(req.headers()))),
+            Ok(parent) => Some(TraceStart::Continue(parent, tracestate(req.headers()))),
             Err(why) => {
                 self.invalid_traceparent.inc();
                 tracing::debug!(
@@ -91,7 +97,7 @@ impl Settings {
                     reason = why.reason(),
                     "dropped an invalid traceparent"
                 );
-                self.start_traces.then_some((None, None))
+                self.start_traces.then_some(TraceStart::Start)
             }
         }
     }

@@ -162,11 +162,25 @@ impl Traceparent {
     }
 }
 
+/// What the envelope layer found of a request's trace.
+#[derive(Debug, Clone)]
+pub(crate) enum TraceStart {
+    /// None: the request starts a trace.
+    Start,
+    /// The caller's valid `traceparent`, and its `tracestate`.
+    Continue(Traceparent, Option<HeaderValue>),
+    /// The span an OpenTelemetry layer started for the request (`otel::join_trace`), and the
+    /// caller's `tracestate`.
+    #[cfg(feature = "opentelemetry")]
+    Joined(crate::otel::JoinedSpan, Option<HeaderValue>),
+}
+
 /// How a request stands in a distributed trace: the trace it is part of, its own span id, and
 /// the caller's span when it came with a valid `traceparent`.
 ///
 /// The request's span id is the last eight bytes of its internal id (random bits of the
-/// UUIDv7). A trace the request starts (no `traceparent`, and the layer asked to start one)
+/// UUIDv7), or, under an OpenTelemetry layer (`otel::join_trace`), the id of the span it
+/// exports. A trace the request starts (no `traceparent`, and the layer asked to start one)
 /// has the internal id's sixteen bytes as its trace id, so the trace id and the request id
 /// name each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,30 +193,33 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// The context of a request with internal id `id`: continuing `parent` when given, else a
-    /// new trace.
-    pub(crate) fn new(
-        id: &uuid::Uuid,
-        parent: Option<Traceparent>,
-        tracestate: Option<HeaderValue>,
-    ) -> Self {
+    /// The context of a request with internal id `id`, as `start` says.
+    pub(crate) fn new(id: &uuid::Uuid, start: TraceStart) -> Self {
         let bytes = id.as_bytes();
         let mut span = [0u8; 8];
         span.copy_from_slice(&bytes[8..]);
-        match parent {
-            Some(parent) => Self {
+        match start {
+            TraceStart::Continue(parent, tracestate) => Self {
                 trace_id: parent.trace_id,
                 span_id: SpanId(span),
                 parent_id: Some(parent.parent_id),
                 flags: parent.flags,
                 tracestate,
             },
-            None => Self {
+            TraceStart::Start => Self {
                 trace_id: TraceId(*bytes),
                 span_id: SpanId(span),
                 parent_id: None,
                 flags: 0,
                 tracestate: None,
+            },
+            #[cfg(feature = "opentelemetry")]
+            TraceStart::Joined(joined, tracestate) => Self {
+                trace_id: joined.trace_id,
+                span_id: joined.span_id,
+                parent_id: joined.parent_id,
+                flags: joined.flags,
+                tracestate,
             },
         }
     }
@@ -310,12 +327,12 @@ mod tests {
     fn a_child_keeps_the_trace_and_names_this_span_as_parent() {
         let id = uuid::Uuid::from_bytes([7; 16]);
         let parent = Traceparent::parse(VALID.as_bytes()).unwrap();
-        let ctx = TraceContext::new(&id, Some(parent), None);
+        let ctx = TraceContext::new(&id, TraceStart::Continue(parent, None));
         assert_eq!(
             ctx.child_traceparent(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0707070707070707-01"
         );
-        let started = TraceContext::new(&id, None, None);
+        let started = TraceContext::new(&id, TraceStart::Start);
         assert_eq!(started.trace_id(), TraceId([7; 16]));
         assert_eq!(started.parent_id(), None);
     }

@@ -246,9 +246,10 @@ where
             external_id = tracing::field::Empty,
             trace_id = tracing::field::Empty,
         );
-        // Before the span is first entered: tracing-opentelemetry starts it then.
+        // Before the span is first entered (tracing-opentelemetry starts it then) and before the
+        // envelope is made (it takes the trace OpenTelemetry starts).
         #[cfg(feature = "opentelemetry")]
-        genro_envelope::otel::continue_trace(&span, req.headers());
+        genro_envelope::otel::join_trace(&span, &mut req);
         Counted {
             inner: self.app.clone().oneshot(req).instrument(span),
             in_flight: Some(self.activity.request_started()),
