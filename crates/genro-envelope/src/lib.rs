@@ -52,7 +52,16 @@
 //! fields it declared, so declare them empty where the span is made, for example with tower-http:
 //! `TraceLayer::new_for_http().make_span_with(|_: &_| tracing::info_span!("request",
 //! request_id = tracing::field::Empty, external_id = tracing::field::Empty))`, placed outside
-//! this layer.
+//! this layer. A span that declares `trace_id` gets the request's W3C trace id too.
+//!
+//! # W3C Trace Context
+//!
+//! The layer reads a request's `traceparent` when it is valid per the spec ([`Traceparent`];
+//! refusals are counted in `traceparent_invalid_total`) and keeps its `tracestate`; with
+//! [`EnvelopeLayer::start_traces`], a request without one starts a trace. The envelope's
+//! [`TraceContext`] holds the trace id, the request's own span id, the caller's span, and the
+//! `traceparent` for calls made on the request's behalf
+//! ([`TraceContext::child_traceparent`]).
 //!
 //! # Metrics
 //!

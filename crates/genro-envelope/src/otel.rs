@@ -20,8 +20,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::trace_context::{Traceparent, MAX_TRACESTATE_LEN, TRACEPARENT, TRACESTATE};
 
 /// Makes the client's span (the valid `traceparent` in `headers`, with its `tracestate`) the
-/// parent of `span`. Returns whether it did: `false` when there is no valid `traceparent`, no
-/// tracing-opentelemetry layer, or `span` was already entered.
+/// parent of `span`. Returns the client's trace id when it did; `None` when there is no valid
+/// `traceparent`, no tracing-opentelemetry layer, or `span` was already entered.
 ///
 /// ```
 /// let mut headers = http::HeaderMap::new();
@@ -31,15 +31,12 @@ use crate::trace_context::{Traceparent, MAX_TRACESTATE_LEN, TRACEPARENT, TRACEST
 /// );
 /// let span = tracing::info_span!("request");
 /// // No tracing-opentelemetry layer is installed here, so nothing is joined.
-/// assert!(!genro_envelope::otel::continue_trace(&span, &headers));
+/// assert_eq!(genro_envelope::otel::continue_trace(&span, &headers), None);
 /// ```
-pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) -> bool {
-    let Some(parent) = headers
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) -> Option<crate::TraceId> {
+    let parent = headers
         .get(TRACEPARENT)
-        .and_then(|v| Traceparent::parse(v.as_bytes()).ok())
-    else {
-        return false;
-    };
+        .and_then(|v| Traceparent::parse(v.as_bytes()).ok())?;
     let state = headers
         .get(TRACESTATE)
         .filter(|v| v.len() <= MAX_TRACESTATE_LEN)
@@ -54,7 +51,8 @@ pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) -> bool {
         state,
     );
     span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
-        .is_ok()
+        .ok()
+        .map(|()| parent.trace_id)
 }
 
 /// The span an OpenTelemetry layer started for a request, for its envelope: the trace, the
@@ -72,29 +70,28 @@ pub(crate) struct JoinedSpan {
 /// ([`RequestEnvelope::trace_context`](crate::RequestEnvelope::trace_context)): its trace id and
 /// span id are the exported ones, so logs, error bodies, the webhook's child `traceparent` and
 /// the exported spans name one trace, whether the client sent a `traceparent` or not. Returns
-/// whether `span` is in an OpenTelemetry trace. Call it before `span` is first entered, and
-/// before the envelope layer sees `req`.
-pub fn join_trace<B>(span: &tracing::Span, req: &mut Request<B>) -> bool {
-    let continued = continue_trace(span, req.headers());
-    let context = span.context();
-    let otel = context.span();
-    let started = otel.span_context();
-    if !started.is_valid() {
-        return false;
-    }
-    let parent_id = continued
-        .then(|| {
+/// the trace `span` is in, `None` without a tracing-opentelemetry layer. Call it before `span`
+/// is first entered, and before the envelope layer sees `req`.
+pub fn join_trace<B>(span: &tracing::Span, req: &mut Request<B>) -> Option<crate::TraceId> {
+    let parent_id = continue_trace(span, req.headers())
+        .and_then(|_| {
             req.headers()
                 .get(TRACEPARENT)
                 .and_then(|v| Traceparent::parse(v.as_bytes()).ok())
         })
-        .flatten()
         .map(|p| p.parent_id);
+    let context = span.context();
+    let otel = context.span();
+    let started = otel.span_context();
+    if !started.is_valid() {
+        return None;
+    }
+    let trace_id = crate::TraceId(started.trace_id().to_bytes());
     req.extensions_mut().insert(JoinedSpan {
-        trace_id: crate::TraceId(started.trace_id().to_bytes()),
+        trace_id,
         span_id: crate::SpanId(started.span_id().to_bytes()),
         parent_id,
         flags: started.trace_flags().to_u8(),
     });
-    true
+    Some(trace_id)
 }

@@ -50,6 +50,20 @@
 //! `text/html` get a small page, `text/plain` clients get text, and gRPC clients get a
 //! trailers-only response with the mapped `grpc-status`.
 //!
+//! # The framework's own errors
+//!
+//! With [`ErrorLayer::framework_errors`] on, the errors the framework answers by itself (the
+//! router's 404 and 405, axum's extractor rejections, a bodiless status a handler returned) take
+//! the same path. Only a response with no body or one of axum's rejection texts
+//! ([`REJECTIONS`], at most [`MAX_REJECTION`] bytes) is rewritten; the application's own bodies
+//! never are.
+//!
+//! # Panics in the log
+//!
+//! [`install_panic_hook`] makes each panic one tracing event in the log's format: the layer's
+//! "request failed" event for a panic it catches (with the location and backtrace), an event of
+//! its own for any other ([`log_panic`], [`PanicLogged`] for a hook of your own).
+//!
 //! # Telling someone, holding the response
 //!
 //! Critical errors (panics and unclaimed 5xx by default; see [`ErrorLayer::critical_when`]) go
@@ -90,7 +104,7 @@ pub use framework::{MAX_REJECTION, REJECTIONS};
 pub use future::ResponseFuture;
 pub use layer::{ErrorLayer, TracebackSwitch};
 pub use observer::{ObserveFuture, Observer};
-pub use panic::{install_panic_hook, log_panic, remember_panic_backtrace};
+pub use panic::{install_panic_hook, log_panic, remember_panic_backtrace, PanicLogged};
 pub use problem::{Problem, MAX_GRPC_MESSAGE};
 pub use report::{ErrorKind, ErrorReport, CANCELLED, ERROR_PATH_PANIC, OTHER, PANIC};
 pub use service::ErrorService;

@@ -61,13 +61,24 @@ pub fn remember_panic_backtrace(backtrace: &Backtrace) {
     });
 }
 
+/// What [`log_panic`] did with a panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PanicLogged {
+    /// An error layer on this thread catches it; the layer's event carries it.
+    ByLayer,
+    /// Logged as an event of its own.
+    Logged,
+    /// Not logged: no tracing subscriber was ever installed. A hook then calls the previous
+    /// one, so that the panic is not lost.
+    NoSubscriber,
+}
+
 /// What [`install_panic_hook`]'s hook does with one panic, for a hook of your own: inside an
 /// [`ErrorLayer`](crate::ErrorLayer) it leaves the location and backtrace to the layer's one
 /// event; elsewhere it logs one `ERROR` event (target `panic`) with the message, `location`,
-/// `thread` and, when capture is on, `backtrace`. Returns `false` when it did neither because
-/// no tracing subscriber was ever installed: a hook then calls the previous one, so that the
-/// panic is not lost.
-pub fn log_panic(info: &PanicHookInfo<'_>) -> bool {
+/// `thread` and, when capture is on, `backtrace`.
+pub fn log_panic(info: &PanicHookInfo<'_>) -> PanicLogged {
     let location = info
         .location()
         .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
@@ -81,10 +92,10 @@ pub fn log_panic(info: &PanicHookInfo<'_>) -> bool {
                 backtrace,
             });
         });
-        return true;
+        return PanicLogged::ByLayer;
     }
     if !tracing::dispatcher::has_been_set() {
-        return false;
+        return PanicLogged::NoSubscriber;
     }
     let message = payload_text(info.payload());
     let thread = std::thread::current();
@@ -95,7 +106,7 @@ pub fn log_panic(info: &PanicHookInfo<'_>) -> bool {
         backtrace = backtrace.as_deref(),
         "panicked: {message}"
     );
-    true
+    PanicLogged::Logged
 }
 
 /// Installs a panic hook that sends every panic to the log through tracing, once, in the log's
@@ -111,7 +122,7 @@ pub fn log_panic(info: &PanicHookInfo<'_>) -> bool {
 pub fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !log_panic(info) {
+        if log_panic(info) == PanicLogged::NoSubscriber {
             previous(info);
         }
     }));
