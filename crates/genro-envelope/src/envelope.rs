@@ -147,8 +147,9 @@ pub struct RequestEnvelope {
     annotations: Mutex<Vec<(Cow<'static, str>, String)>>,
     // Only when the layer keeps them (`EnvelopeLayer::keep_headers`), for the debug console.
     headers: Option<Box<HeaderMap>>,
-    // Made by the first `cancel` or `CancelLayer` that asks: nothing on a path without one.
-    cancel: OnceLock<Box<Cancel>>,
+    // In the envelope itself: the server cancels through every request's (the drain), so a
+    // lazily boxed one would be an allocation per request.
+    cancel: Cancel,
     // The tokio task that made the envelope (shown by the console, to match tokio-console).
     task: Option<tokio::task::Id>,
     // Where the request stands in a W3C trace, when the layer reads or starts traces.
@@ -209,7 +210,7 @@ impl RequestEnvelope {
             late_route: OnceLock::new(),
             annotations: Mutex::new(Vec::new()),
             headers,
-            cancel: OnceLock::new(),
+            cancel: Cancel::default(),
             task,
             trace,
             #[cfg(genro_taskdump)]
@@ -473,11 +474,11 @@ impl RequestEnvelope {
     /// Whether [`cancel`](Self::cancel) was called.
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.get().is_some_and(|c| c.is_cancelled())
+        self.cancel.is_cancelled()
     }
 
     pub(crate) fn cancel_signal(&self) -> &Cancel {
-        self.cancel.get_or_init(Box::default)
+        &self.cancel
     }
 
     /// The envelope of a request that went through [`EnvelopeLayer`](crate::EnvelopeLayer).

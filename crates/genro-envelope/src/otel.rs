@@ -33,7 +33,13 @@ use crate::trace_context::{Traceparent, MAX_TRACESTATE_LEN, TRACEPARENT, TRACEST
 /// // No tracing-opentelemetry layer is installed here, so nothing is joined.
 /// assert_eq!(genro_envelope::otel::continue_trace(&span, &headers), None);
 /// ```
+#[allow(clippy::must_use_candidate)] // called for its effect; the answer is for callers that care
 pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) -> Option<crate::TraceId> {
+    set_parent(span, headers).map(|parent| parent.trace_id)
+}
+
+/// What [`continue_trace`] does, returning the client's `traceparent` it made the parent.
+fn set_parent(span: &tracing::Span, headers: &HeaderMap) -> Option<Traceparent> {
     let parent = headers
         .get(TRACEPARENT)
         .and_then(|v| Traceparent::parse(v.as_bytes()).ok())?;
@@ -52,7 +58,7 @@ pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) -> Option<crate
     );
     span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
         .ok()
-        .map(|()| parent.trace_id)
+        .map(|()| parent)
 }
 
 /// The span an OpenTelemetry layer started for a request, for its envelope: the trace, the
@@ -73,13 +79,7 @@ pub(crate) struct JoinedSpan {
 /// the trace `span` is in, `None` without a tracing-opentelemetry layer. Call it before `span`
 /// is first entered, and before the envelope layer sees `req`.
 pub fn join_trace<B>(span: &tracing::Span, req: &mut Request<B>) -> Option<crate::TraceId> {
-    let parent_id = continue_trace(span, req.headers())
-        .and_then(|_| {
-            req.headers()
-                .get(TRACEPARENT)
-                .and_then(|v| Traceparent::parse(v.as_bytes()).ok())
-        })
-        .map(|p| p.parent_id);
+    let parent_id = set_parent(span, req.headers()).map(|parent| parent.parent_id);
     let context = span.context();
     let otel = context.span();
     let started = otel.span_context();

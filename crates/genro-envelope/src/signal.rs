@@ -1,5 +1,5 @@
-//! The cancel signal an envelope makes on first use: what [`RequestEnvelope::cancel`] sets and
-//! a [`CancelFuture`] waits on.
+//! The cancel signal each envelope holds: what [`RequestEnvelope::cancel`] sets and a
+//! [`CancelFuture`] waits on.
 //!
 //! [`RequestEnvelope::cancel`]: crate::RequestEnvelope::cancel
 //! [`CancelFuture`]: crate::CancelFuture
@@ -11,8 +11,8 @@ use std::{
 
 use atomic_waker::AtomicWaker;
 
-/// The cancellation state of an envelope, made on first use: a flag, and the waker of the
-/// request's `CancelFuture` when one is waiting.
+/// The cancellation state of an envelope: a flag, and the waker of the request's
+/// `CancelFuture` when one is waiting.
 #[derive(Debug, Default)]
 pub(crate) struct Cancel {
     cancelled: AtomicBool,

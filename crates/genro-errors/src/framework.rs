@@ -147,7 +147,9 @@ pub(crate) fn rejection(parts: &Parts, text: &[u8]) -> Option<Failure> {
     })
 }
 
-/// Reads what is left of `body` into `read` (a small one: see [`shape`]).
+/// Reads what is left of `body` into `read` (a small one: see [`shape`]). Not http-body-util's
+/// `collect`: its future needs `B: Body` on the layer's public future type, and the read is
+/// this one loop.
 pub(crate) fn read<B: Body<Data = Bytes>>(
     mut body: Pin<&mut B>,
     read: &mut BytesMut,

@@ -51,14 +51,20 @@ impl Drop for Catching {
 ///
 /// [`ErrorLayer`]: crate::ErrorLayer
 pub fn remember_panic_backtrace(backtrace: &Backtrace) {
-    let backtrace =
-        (backtrace.status() == BacktraceStatus::Captured).then(|| backtrace.to_string());
-    LAST.with(|last| {
-        *last.borrow_mut() = Some(Caught {
-            location: None,
-            backtrace,
-        });
+    leave(Caught {
+        location: None,
+        backtrace: captured(backtrace),
     });
+}
+
+/// The backtrace's text, when it was captured.
+fn captured(backtrace: &Backtrace) -> Option<String> {
+    (backtrace.status() == BacktraceStatus::Captured).then(|| backtrace.to_string())
+}
+
+/// Leaves `caught` for the error layer that catches the panic in progress on this thread.
+fn leave(caught: Caught) {
+    LAST.with(|last| *last.borrow_mut() = Some(caught));
 }
 
 /// What [`log_panic`] did with a panic.
@@ -82,15 +88,11 @@ pub fn log_panic(info: &PanicHookInfo<'_>) -> PanicLogged {
     let location = info
         .location()
         .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-    let backtrace = Backtrace::capture();
-    let backtrace =
-        (backtrace.status() == BacktraceStatus::Captured).then(|| backtrace.to_string());
+    let backtrace = captured(&Backtrace::capture());
     if CATCHING.with(Cell::get) > 0 {
-        LAST.with(|last| {
-            *last.borrow_mut() = Some(Caught {
-                location,
-                backtrace,
-            });
+        leave(Caught {
+            location,
+            backtrace,
         });
         return PanicLogged::ByLayer;
     }
