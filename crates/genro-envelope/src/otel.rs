@@ -17,7 +17,7 @@ use http::{HeaderMap, Request};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::trace_context::{Traceparent, MAX_TRACESTATE_LEN, TRACEPARENT, TRACESTATE};
+use crate::trace_context::{JoinedSpan, Traceparent, MAX_TRACESTATE_LEN, TRACEPARENT, TRACESTATE};
 
 /// Makes the client's span (the valid `traceparent` in `headers`, with its `tracestate`) the
 /// parent of `span`. Returns the client's trace id when it did; `None` when there is no valid
@@ -59,17 +59,6 @@ fn set_parent(span: &tracing::Span, headers: &HeaderMap) -> Option<Traceparent> 
     span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
         .ok()
         .map(|()| parent)
-}
-
-/// The span an OpenTelemetry layer started for a request, for its envelope: the trace, the
-/// span's own id (the parent of the calls the request makes), the caller's span when it sent a
-/// valid `traceparent`, and the flags.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct JoinedSpan {
-    pub(crate) trace_id: crate::TraceId,
-    pub(crate) span_id: crate::SpanId,
-    pub(crate) parent_id: Option<crate::SpanId>,
-    pub(crate) flags: u8,
 }
 
 /// [`continue_trace`] for `req`'s span, then the span (started here) is handed to the envelope

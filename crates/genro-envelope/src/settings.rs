@@ -78,7 +78,7 @@ impl Settings {
     fn trace<B>(&self, req: &Request<B>) -> Option<TraceStart> {
         // The span an OpenTelemetry layer started for the request: its ids are the ones exported.
         #[cfg(feature = "opentelemetry")]
-        if let Some(joined) = req.extensions().get::<crate::otel::JoinedSpan>() {
+        if let Some(joined) = req.extensions().get::<crate::trace_context::JoinedSpan>() {
             let state = joined.parent_id.and_then(|_| tracestate(req.headers()));
             return Some(TraceStart::Joined(*joined, state));
         }

@@ -162,6 +162,18 @@ impl Traceparent {
     }
 }
 
+/// The span an OpenTelemetry layer started for a request, for its envelope: the trace, the
+/// span's own id (the parent of the calls the request makes), the caller's span when it sent a
+/// valid `traceparent`, and the flags.
+#[cfg(feature = "opentelemetry")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JoinedSpan {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent_id: Option<SpanId>,
+    pub(crate) flags: u8,
+}
+
 /// What the envelope layer found of a request's trace.
 #[derive(Debug, Clone)]
 pub(crate) enum TraceStart {
@@ -172,7 +184,7 @@ pub(crate) enum TraceStart {
     /// The span an OpenTelemetry layer started for the request (`otel::join_trace`), and the
     /// caller's `tracestate`.
     #[cfg(feature = "opentelemetry")]
-    Joined(crate::otel::JoinedSpan, Option<HeaderValue>),
+    Joined(JoinedSpan, Option<HeaderValue>),
 }
 
 /// How a request stands in a distributed trace: the trace it is part of, its own span id, and
