@@ -14,7 +14,7 @@ use std::{
 use arc_swap::ArcSwap;
 use genro_metrics::MetricsCollector;
 use genro_registry::EnvelopeRegistry;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::{
     config::Config,
@@ -71,6 +71,11 @@ pub(crate) struct Shared {
     pub(crate) lifecycle: watch::Sender<Lifecycle>,
     pub(crate) bound: watch::Sender<Bound>,
     pub(crate) executors: Executors,
+    /// Stops asked for through a handle (each one a permit): the first begins the stop, a
+    /// second ends the `drain_delay`.
+    pub(crate) stops: Notify,
+    /// Upgrades asked for through a handle.
+    pub(crate) upgrades: Notify,
 }
 
 impl Shared {
@@ -101,6 +106,8 @@ impl ServerContext {
                 lifecycle: watch::channel(Lifecycle::Starting).0,
                 bound: watch::channel(Bound::default()).0,
                 executors: Executors::new(threads),
+                stops: Notify::new(),
+                upgrades: Notify::new(),
             }),
         }
     }

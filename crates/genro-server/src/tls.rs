@@ -1,5 +1,6 @@
 //! TLS from `[ssl]`: rustls through tokio-rustls, ALPN for HTTP/2 and HTTP/1.1, a handshake
-//! deadline, and certificates that can be swapped while connections stay open.
+//! deadline, a cap on the handshakes worked on at once, and certificates that can be swapped
+//! while connections stay open.
 //!
 //! rustls is a TLS implementation in Rust, used here with the `ring` provider (no C toolchain
 //! beyond a compiler for ring's few assembly files); tokio-rustls adapts it to tokio's IO. The
@@ -11,11 +12,14 @@ use std::{fmt, path::Path, sync::Arc};
 use arc_swap::ArcSwap;
 use rustls::{
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
-    server::{ClientHello, ResolvesServerCert},
+    server::{Acceptor, ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
 
-use crate::config::SslSection;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::{server::TlsStream, LazyConfigAcceptor};
+
+use crate::{config::SslSection, slots::Slots};
 
 /// The certificate in force, swapped on reload.
 pub(crate) struct Certificates {
@@ -84,8 +88,10 @@ pub(crate) fn load(section: &SslSection) -> Result<CertifiedKey, String> {
 
 /// What the server needs to serve TLS.
 pub(crate) struct Tls {
-    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
     pub(crate) certificates: Arc<Certificates>,
+    /// `[ssl] max_handshakes`: a slot per handshake being worked on.
+    handshakes: Option<Slots>,
 }
 
 impl fmt::Debug for Tls {
@@ -107,9 +113,26 @@ impl Tls {
             .with_cert_resolver(certificates.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
             certificates,
+            handshakes: (section.max_handshakes > 0).then(|| Slots::new(section.max_handshakes)),
         })
+    }
+
+    /// The handshake on `stream`. The client's hello is read first, which costs the server
+    /// nothing; the work (key exchange, signature) waits for a slot of `[ssl] max_handshakes`,
+    /// held until the handshake ends. A client that connects and stalls before its hello holds
+    /// no slot; the caller's `handshake_timeout` bounds both the stall and the wait.
+    pub(crate) async fn accept<IO>(&self, stream: IO) -> std::io::Result<TlsStream<IO>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let hello = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+        let _slot = match &self.handshakes {
+            Some(slots) => slots.take().await,
+            None => None,
+        };
+        hello.into_stream(self.config.clone()).await
     }
 
     /// Serves `certified` (read by [`load`]) to the handshakes that follow.

@@ -10,8 +10,8 @@ use super::{
     resolver::Resolver,
     source::Secret,
     value::{
-        self, humanize, Allow, AllowList, Encoding, ALLOW_LIST, BOOLEAN, CLIENT_LEVEL, COUNT,
-        DURATION, ENCODINGS, ENDPOINT, HEADERS, HEADER_NAMES, HOST, METHODS, NAMES,
+        self, humanize, Allow, AllowList, Encoding, ALLOW_LIST, BACKLOG, BOOLEAN, CLIENT_LEVEL,
+        COUNT, DURATION, ENCODINGS, ENDPOINT, HEADERS, HEADER_NAMES, HOST, METHODS, NAMES,
         OPTIONAL_DURATION, OPTIONAL_PORT, OPTIONAL_TEXT, ORIGINS, PATH, PORT, SIZE, SMALL_SIZE,
     },
 };
@@ -29,6 +29,21 @@ pub struct ServerSection {
     pub workers: usize,
     /// Development defaults (`debug`): tracebacks in error bodies, DEBUG logs, readable logs.
     pub debug: bool,
+    /// Bind with `SO_REUSEPORT` (`reuse_port`), so that another instance can bind the same port
+    /// and the two overlap during a restart; the kernel spreads new connections between them.
+    pub reuse_port: bool,
+    /// The listen queue (`backlog`), default 1024: connections the kernel holds until they are
+    /// accepted (capped by `net.core.somaxconn`).
+    pub backlog: u32,
+    /// A file the serving process writes its pid to (`pid_file`); after an upgrade it names
+    /// the new process.
+    pub pid_file: Option<PathBuf>,
+    /// The executable an upgrade starts (`upgrade_executable`); by default the one this process
+    /// was started from, as it is on disk at the time of the upgrade.
+    pub upgrade_executable: Option<PathBuf>,
+    /// Longest an upgrade waits for the new process to be ready (`upgrade_timeout`), default
+    /// 30 s; past it the new process is stopped and this one keeps serving.
+    pub upgrade_timeout: Duration,
 }
 
 impl Default for ServerSection {
@@ -38,6 +53,11 @@ impl Default for ServerSection {
             port: 8000,
             workers: 0,
             debug: false,
+            reuse_port: false,
+            backlog: 1024,
+            pid_file: None,
+            upgrade_executable: None,
+            upgrade_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -65,6 +85,11 @@ impl ServerSection {
             host: r.get(s, "host", d.host, &HOST),
             port: r.get(s, "port", d.port, &PORT),
             workers: r.get(s, "workers", d.workers, &COUNT),
+            reuse_port: r.get(s, "reuse_port", d.reuse_port, &BOOLEAN),
+            backlog: r.get(s, "backlog", d.backlog, &BACKLOG),
+            pid_file: r.get(s, "pid_file", d.pid_file, &PATH),
+            upgrade_executable: r.get(s, "upgrade_executable", d.upgrade_executable, &PATH),
+            upgrade_timeout: r.positive(s, "upgrade_timeout", d.upgrade_timeout),
         }
     }
 }
@@ -79,8 +104,13 @@ pub struct SslSection {
     pub certfile: Option<PathBuf>,
     /// PEM private key (`keyfile`).
     pub keyfile: Option<PathBuf>,
-    /// Longest a client may take to finish the TLS handshake (`handshake_timeout`), default 10 s.
+    /// Longest a client may take to finish the TLS handshake (`handshake_timeout`), default 10 s,
+    /// counted from the connection's accept (a wait for a handshake slot included).
     pub handshake_timeout: Duration,
+    /// Most TLS handshakes worked on at once (`max_handshakes`), default 256; 0 for no cap. A
+    /// handshake takes a slot once the client's hello has arrived; past the cap, new ones wait
+    /// (within their `handshake_timeout`), so a flood of handshakes cannot take all the CPU.
+    pub max_handshakes: usize,
 }
 
 impl Default for SslSection {
@@ -90,6 +120,7 @@ impl Default for SslSection {
             certfile: None,
             keyfile: None,
             handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 256,
         }
     }
 }
@@ -126,6 +157,7 @@ impl SslSection {
             certfile,
             keyfile,
             handshake_timeout: r.positive(s, "handshake_timeout", d.handshake_timeout),
+            max_handshakes: r.get(s, "max_handshakes", d.max_handshakes, &COUNT),
         }
     }
 }
@@ -678,6 +710,12 @@ impl LimitsSection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownSection {
+    /// How long the server keeps accepting and serving, not ready, after a stop signal and
+    /// before the drain (`drain_delay`), default 0. Behind a load balancer that polls
+    /// readiness (a Kubernetes Service), set it to a little more than the time the balancer
+    /// takes to see not-ready (5 s for Kubernetes' endpoint propagation): the connections it
+    /// still sends meanwhile are served, not refused. A second signal ends it at once.
+    pub drain_delay: Duration,
     /// Longest the drain waits for in-flight requests before aborting them (`drain_timeout`).
     pub drain_timeout: Duration,
 }
@@ -685,6 +723,7 @@ pub struct ShutdownSection {
 impl Default for ShutdownSection {
     fn default() -> Self {
         Self {
+            drain_delay: Duration::ZERO,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -694,6 +733,7 @@ impl ShutdownSection {
     pub(crate) fn read(r: &mut Resolver<'_>) -> Self {
         let d = Self::default();
         Self {
+            drain_delay: r.get("shutdown", "drain_delay", d.drain_delay, &DURATION),
             drain_timeout: r.get("shutdown", "drain_timeout", d.drain_timeout, &DURATION),
         }
     }

@@ -34,6 +34,14 @@ pub(crate) const COUNT: Kind<usize> = Kind {
     parse: count,
     render: ToString::to_string,
 };
+/// A listen queue: 1 to 65535 connections.
+pub(crate) const BACKLOG: Kind<u32> = Kind {
+    parse: |t| match count(t)? {
+        n @ 1..=65535 => Ok(u32::try_from(n).expect("at most 65535")),
+        _ => Err("a number of connections from 1 to 65535".to_owned()),
+    },
+    render: ToString::to_string,
+};
 pub(crate) const DURATION: Kind<Duration> = Kind {
     parse: duration,
     render: |d| humanize(*d),

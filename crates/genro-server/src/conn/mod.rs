@@ -309,7 +309,7 @@ async fn connection<A, B>(
         // A client that never finishes its handshake never holds a slot for long, and a drain
         // does not wait for one at all: nothing has been asked on the connection yet.
         let handshake = tokio::select! {
-            handshake = tokio::time::timeout(limit, tls.acceptor.accept(stream)) => handshake,
+            handshake = tokio::time::timeout(limit, tls.accept(stream)) => handshake,
             _ = draining.wait_for(|l| *l >= Lifecycle::Draining) => {
                 tracing::debug!(%peer, "TLS handshake ended by the drain");
                 return;

@@ -42,9 +42,17 @@ impl ServerHandle {
         self.bound().await.and_then(|b| b.main)
     }
 
-    /// Starts the graceful drain, as SIGTERM does. Returns at once.
+    /// Stops the server as SIGTERM does: readiness off, `[shutdown] drain_delay`, then the
+    /// drain. A second call ends the delay at once. Returns at once.
     pub fn shutdown(&self) {
-        self.context.shared.begin_drain();
+        self.context.shared.stops.notify_one();
+    }
+
+    /// Upgrades the server as SIGUSR2 does: a new process of the executable takes the
+    /// listening sockets over, and once it is ready this one drains and stops. Returns at once;
+    /// the outcome is logged, and when the upgrade fails this server keeps serving. Unix only.
+    pub fn upgrade(&self) {
+        self.context.shared.upgrades.notify_one();
     }
 
     /// Whether the server reports itself ready.

@@ -3,13 +3,20 @@
 //! the `on_startup` hooks, serve until a signal or the handle, drain, the `on_shutdown` hooks.
 //!
 //! The files below this one: `handle` ([`ServerHandle`]), `startup` (what starts and stops with
-//! the server, the listeners, [`StartError`]), `signals`, `reload` and `drain`.
+//! the server, [`StartError`]), `listen` (the sockets, bound or inherited), `signals`, `reload`,
+//! `drain`, `upgrade` (a new process takes the sockets over), `systemd` (the notify protocol)
+//! and `pid_file`.
 
 mod drain;
 mod handle;
+mod listen;
+mod pid_file;
 mod reload;
 mod signals;
 mod startup;
+mod systemd;
+#[cfg(unix)]
+mod upgrade;
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
@@ -24,8 +31,11 @@ pub(crate) use reload::LIVE;
 pub use startup::StartError;
 
 use self::{
+    listen::{Inherited, Listeners},
+    pid_file::PidFile,
     signals::{Signal, Signals},
-    startup::{Listeners, ServerCollector, Started},
+    startup::{ServerCollector, Started},
+    systemd::Notify,
 };
 use crate::{
     app::{IntoApplication, RequestLayers},
@@ -71,6 +81,8 @@ pub struct AsgiServer {
     process_jobs: Option<ProcessJobs>,
     errors: ErrorLayer,
     envelope: EnvelopeLayer,
+    /// The sockets passed by the environment, taken by `run` before its runtime starts.
+    inherited: Option<Inherited>,
 }
 
 impl fmt::Debug for AsgiServer {
@@ -105,6 +117,7 @@ impl AsgiServer {
             process_jobs: None,
             errors: ErrorLayer::new(),
             envelope: EnvelopeLayer::new(),
+            inherited: None,
         }
     }
 
@@ -207,10 +220,12 @@ impl AsgiServer {
     /// # Errors
     ///
     /// As [`serve`](Self::serve); and when called inside a tokio runtime.
-    pub fn run<A: IntoApplication>(self, app: A) -> Result<(), Error> {
+    pub fn run<A: IntoApplication>(mut self, app: A) -> Result<(), Error> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(StartError::NestedRuntime.into());
         }
+        // Before the runtime's threads start: taking them changes the environment.
+        self.inherited = Some(Inherited::from_env()?);
         let workers = self.config().server.worker_threads();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
@@ -241,14 +256,23 @@ impl AsgiServer {
         // Installed first, for the whole run: a signal that comes while the server starts, or
         // while it handles another, waits its turn.
         let mut signals = Signals::install();
+        let notify = Notify::from_env();
+        #[cfg(unix)]
+        let upgraded = upgrade::UpgradeNotify::from_env();
         let config = self.config();
         let logging = self.start_logging(&config)?;
+        // Before any process of its own starts: inherited sockets are marked close-on-exec.
+        let inherited = match self.inherited.take() {
+            Some(inherited) => inherited,
+            None => Inherited::from_env()?,
+        };
+        let mut listeners = Listeners::open(&config, inherited).await?;
         let mut started = Started::start(&self.context, &self.errors, &self.envelope, &config)?;
         startup::start_process_pool(&self.context, &config, self.process_jobs.take())?;
         let app = self.application(app, &config, &started);
 
-        let mut listeners = Listeners::bind(&config).await?;
         let bound = listeners.bound();
+        let upgrader = prepare_upgrade(&config, &listeners);
         if let Some(listener) = listeners.debug.take() {
             let log_filter = logging.as_ref().and_then(Logging::level_setter);
             if !self.install_logging && started.holds.is_some() {
@@ -275,8 +299,35 @@ impl AsgiServer {
             .store(true, std::sync::atomic::Ordering::Release);
         shared.lifecycle.send_replace(Lifecycle::Serving);
         startup::announce(&config, bound);
+        let pid_file = config.server.pid_file.as_deref().and_then(|path| {
+            PidFile::write(path)
+                .inspect_err(|e| tracing::error!("{e}"))
+                .ok()
+        });
+        #[cfg(unix)]
+        {
+            notify.ready(upgraded.is_some());
+            if let Some(upgraded) = upgraded {
+                upgraded.ready();
+            }
+        }
+        #[cfg(not(unix))]
+        notify.ready(false);
+        let pings = notify.watchdog();
 
-        wait_for_shutdown(shared, &mut signals, &started, logging.as_ref()).await;
+        let stop = wait_for_shutdown(
+            shared,
+            &mut signals,
+            &started,
+            logging.as_ref(),
+            notify,
+            upgrader,
+        )
+        .await;
+        if stop == Stop::Asked {
+            notify.stopping();
+            delay_drain(shared, &config, &mut signals).await;
+        }
         if let Some(holds) = &started.holds {
             // Held requests are answered now: the drain waits for them like any other.
             holds.release_all();
@@ -287,6 +338,12 @@ impl AsgiServer {
         }
         self.run_shutdown_hooks().await;
         started.stop().await;
+        if let Some(pings) = pings {
+            pings.abort();
+        }
+        if let Some(pid_file) = pid_file {
+            pid_file.remove();
+        }
         self.context
             .shared
             .lifecycle
@@ -415,27 +472,70 @@ impl AsgiServer {
     }
 }
 
-/// Serves until SIGINT, SIGTERM or a handle's shutdown, reloading the configuration on SIGHUP.
-/// The file is read off this loop: a stop signal is answered at once, even while a reload
-/// reads a slow file; a SIGHUP during a reload starts one more when it ends.
+/// How the serving ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// A stop signal or a handle's shutdown.
+    Asked,
+    /// A new process took the sockets over.
+    Upgraded,
+}
+
+/// What an upgrade in progress will answer.
+type Upgrading<'a> = std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> + Send + 'a>>;
+
+/// What starts an upgrade, when this platform and the sockets allow one.
+#[cfg(unix)]
+type Upgrader = upgrade::Upgrader;
+#[cfg(not(unix))]
+type Upgrader = std::convert::Infallible;
+
+#[cfg(unix)]
+fn prepare_upgrade(config: &Config, listeners: &Listeners) -> Result<Upgrader, String> {
+    upgrade::Upgrader::new(config, listeners)
+}
+
+#[cfg(not(unix))]
+fn prepare_upgrade(_: &Config, _: &Listeners) -> Result<Upgrader, String> {
+    Err("upgrades exist only on Unix".into())
+}
+
+/// Serves until SIGINT, SIGTERM, a handle's shutdown or a finished upgrade, reloading the
+/// configuration on SIGHUP. The file is read off this loop: a stop signal is answered at once,
+/// even while a reload reads a slow file; a SIGHUP during a reload starts one more when it
+/// ends. An upgrade runs beside the loop too; one that fails leaves the server serving.
 async fn wait_for_shutdown(
     shared: &Shared,
     signals: &mut Signals,
     started: &Started,
     logging: Option<&Logging>,
-) {
-    let mut life = shared.lifecycle.subscribe();
+    notify: Notify,
+    upgrader: Result<Upgrader, String>,
+) -> Stop {
     let mut reading = None;
     let mut again = false;
+    let mut upgrading: Option<Upgrading<'_>> = None;
+    let upgrader = &upgrader;
     loop {
         tokio::select! {
-            _ = life.wait_for(|l| *l >= Lifecycle::Draining) => return,
+            () = shared.stops.notified() => {
+                tracing::info!("shutdown requested through the handle");
+                return Stop::Asked;
+            }
+            () = shared.upgrades.notified() => start_upgrade(&mut upgrading, upgrader, "upgrade requested through the handle"),
             signal = signals.next() => match signal {
                 Signal::Reload if reading.is_some() => again = true,
-                Signal::Reload => reading = reload::read(shared, started.tls.is_some()),
+                Signal::Reload => {
+                    notify.reloading();
+                    reading = reload::read(shared, started.tls.is_some());
+                    if reading.is_none() {
+                        notify.reloaded();
+                    }
+                }
+                Signal::Upgrade => start_upgrade(&mut upgrading, upgrader, "SIGUSR2"),
                 stop => {
                     tracing::info!(signal = %stop, "shutdown requested");
-                    return;
+                    return Stop::Asked;
                 }
             },
             read = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
@@ -446,7 +546,64 @@ async fn wait_for_shutdown(
                 if std::mem::take(&mut again) {
                     reading = reload::read(shared, started.tls.is_some());
                 }
+                if reading.is_none() {
+                    notify.reloaded();
+                }
+            }
+            upgraded = async { upgrading.as_mut().expect("guarded").await }, if upgrading.is_some() => {
+                upgrading = None;
+                match upgraded {
+                    Ok(pid) => {
+                        tracing::info!(pid, "upgrade: the new process is serving; draining this one");
+                        return Stop::Upgraded;
+                    }
+                    Err(e) => tracing::error!("{e}; this process keeps serving"),
+                }
             }
         }
+    }
+}
+
+/// Starts an upgrade, unless one is in progress or none can be made (logged).
+fn start_upgrade<'a>(
+    upgrading: &mut Option<Upgrading<'a>>,
+    upgrader: &'a Result<Upgrader, String>,
+    why: &str,
+) {
+    if upgrading.is_some() {
+        tracing::warn!("{why}: an upgrade is already in progress");
+        return;
+    }
+    match upgrader {
+        #[cfg(unix)]
+        Ok(upgrader) => {
+            tracing::info!("{why}: upgrading");
+            *upgrading = Some(Box::pin(upgrader.start()));
+        }
+        #[cfg(not(unix))]
+        Ok(never) => match *never {},
+        Err(e) => tracing::error!("{why}: cannot upgrade: {e}"),
+    }
+}
+
+/// Readiness off at once; then, for `[shutdown] drain_delay`, the server goes on accepting and
+/// serving, so that a load balancer that polls readiness stops sending before connections are
+/// refused. A second stop (signal or handle) ends the delay.
+async fn delay_drain(shared: &Shared, config: &Config, signals: &mut Signals) {
+    shared
+        .ready
+        .store(false, std::sync::atomic::Ordering::Release);
+    let delay = config.shutdown.drain_delay;
+    if delay.is_zero() {
+        return;
+    }
+    tracing::info!(
+        drain_delay = ?delay,
+        "not ready: serving on for the drain delay, then draining"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        signal = signals.next_stop() => tracing::info!(%signal, "second signal: draining now"),
+        () = shared.stops.notified() => tracing::info!("second shutdown: draining now"),
     }
 }

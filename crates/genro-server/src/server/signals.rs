@@ -1,5 +1,5 @@
 //! The signals the server answers, as an enum: SIGTERM and SIGINT stop it (the drain), SIGHUP
-//! reloads its configuration. The listeners are installed once, when the server starts, and
+//! reloads its configuration, SIGUSR2 upgrades it (a new process takes its sockets over). The listeners are installed once, when the server starts, and
 //! live until it stops: a signal that arrives while another is being handled waits its turn
 //! instead of being lost.
 
@@ -14,6 +14,8 @@ pub(crate) enum Signal {
     Interrupt,
     /// SIGHUP: reload the configuration.
     Reload,
+    /// SIGUSR2: hand the sockets to a new process of the executable, then drain.
+    Upgrade,
 }
 
 impl Signal {
@@ -22,6 +24,7 @@ impl Signal {
             Self::Terminate => "SIGTERM",
             Self::Interrupt => "SIGINT",
             Self::Reload => "SIGHUP",
+            Self::Upgrade => "SIGUSR2",
         }
     }
 }
@@ -55,6 +58,7 @@ impl Signals {
             (Signal::Terminate, SignalKind::terminate()),
             (Signal::Interrupt, SignalKind::interrupt()),
             (Signal::Reload, SignalKind::hangup()),
+            (Signal::Upgrade, SignalKind::user_defined2()),
         ] {
             match signal(kind) {
                 Ok(listener) => listeners.push((which, listener)),
@@ -96,12 +100,14 @@ impl Signals {
 }
 
 impl Signals {
-    /// The next signal that stops the server; reloads that come meanwhile are ignored (during
-    /// the drain, a reload has nothing left to change).
+    /// The next signal that stops the server; reloads and upgrades that come meanwhile are
+    /// ignored (the server is on its way out).
     pub(crate) async fn next_stop(&mut self) -> Signal {
         loop {
             match self.next().await {
-                Signal::Reload => tracing::info!("SIGHUP ignored: the server is draining"),
+                signal @ (Signal::Reload | Signal::Upgrade) => {
+                    tracing::info!(%signal, "signal ignored: the server is stopping");
+                }
                 stop => return stop,
             }
         }

@@ -294,64 +294,6 @@ pub(crate) fn announce(config: &Config, bound: Bound) {
     );
 }
 
-/// The listening sockets: the main port, and the metrics' and the debug console's own ports
-/// when configured.
-pub(crate) struct Listeners {
-    pub(crate) main: TcpListener,
-    pub(crate) export: Option<TcpListener>,
-    pub(crate) debug: Option<TcpListener>,
-}
-
-impl Listeners {
-    /// Binds what `config` asks for.
-    pub(crate) async fn bind(config: &Config) -> Result<Self, StartError> {
-        let main = bind(
-            "server.host/server.port",
-            &config.server.host,
-            config.server.port,
-        )
-        .await?;
-        let export = match (config.metrics.enabled, config.metrics.export_port) {
-            (true, Some(port)) => {
-                Some(bind("metrics.export_port", &config.server.host, port).await?)
-            }
-            _ => None,
-        };
-        let debug = if config.debug.enabled {
-            Some(
-                bind(
-                    "debug.host/debug.debug_port",
-                    &config.debug.host,
-                    config.debug.debug_port,
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
-        Ok(Self {
-            main,
-            export,
-            debug,
-        })
-    }
-
-    pub(crate) fn bound(&self) -> Bound {
-        Bound {
-            main: self.main.local_addr().ok(),
-            export: self.export.as_ref().and_then(|l| l.local_addr().ok()),
-            debug: self.debug.as_ref().and_then(|l| l.local_addr().ok()),
-        }
-    }
-}
-
-async fn bind(what: &'static str, host: &str, port: u16) -> Result<TcpListener, StartError> {
-    let addr = format!("{host}:{port}");
-    TcpListener::bind(&addr)
-        .await
-        .map_err(|source| StartError::Bind { what, addr, source })
-}
-
 /// Starts the process pool `[executors] processes` asks for, with `jobs`.
 pub(crate) fn start_process_pool(
     context: &ServerContext,
