@@ -34,6 +34,16 @@
 //!
 //! Built once, it also runs as `target/release/examples/server --config FILE`.
 //!
+//! A zero-downtime upgrade: SIGUSR2 starts a new process on the same sockets, and once it is
+//! ready this one drains. A client in a loop sees no failure across it:
+//!
+//! ```text
+//! GENRO_ASGI_SERVER_PID_FILE=/tmp/genro.pid target/release/examples/server &
+//! (while curl -sf localhost:8000/ -o /dev/null; do :; done; echo "a request failed") &
+//! kill -USR2 $(cat /tmp/genro.pid); sleep 1; cat /tmp/genro.pid   # a new pid serves
+//! kill -TERM $(cat /tmp/genro.pid)                                  # 503 from /health/ready, then the drain
+//! ```
+//!
 //! With the remote debug console on (`examples/debug.ini`: console on 127.0.0.1:8001, failing
 //! requests held for a debugger):
 //!

@@ -186,3 +186,73 @@ async fn missing_or_mismatched_files_are_clear_start_up_errors() {
         .unwrap_err();
     assert!(err.to_string().starts_with("ssl.keyfile:"), "{err}");
 }
+
+/// One request on a TLS connection of its own, answered in full.
+async fn served_over_tls(port: u16, root: &rustls::pki_types::CertificateDer<'static>) {
+    use tokio::io::AsyncWriteExt;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(root)));
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("over tls"),
+        "{text}"
+    );
+}
+
+/// A client's hello as rustls writes it.
+fn client_hello(root: &rustls::pki_types::CertificateDer<'static>) -> Vec<u8> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(Arc::new(client_config(root)), name).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    hello
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_handshakes_caps_the_handshakes_worked_on_and_stalled_hellos_hold_no_slot() {
+    use tokio::io::AsyncWriteExt;
+    let cert = certificate("handshakes");
+    let (port, handle, task) = start(&ini(
+        &cert.dir,
+        "handshake_timeout = 2s\nmax_handshakes = 2\n",
+    ))
+    .await;
+    let hello = client_hello(&cert.der);
+    // Many clients that stall halfway through their hello: they cost the server nothing and
+    // hold no handshake slot, so a normal client is served at once (well within the 2 s that
+    // they are allowed to stall).
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.write_all(&hello[..hello.len() / 2]).await.unwrap();
+        stalled.push(stream);
+    }
+    tokio::time::timeout(Duration::from_secs(1), served_over_tls(port, &cert.der))
+        .await
+        .expect("served while the half hellos stall");
+    // Two clients whose hello arrived, then stall: the server worked on both handshakes, which
+    // hold the two slots until their handshake_timeout. A third handshake waits for a slot,
+    // and is served once one frees, within its own timeout.
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.write_all(&hello).await.unwrap();
+        stalled.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    served_over_tls(port, &cert.der).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000),
+        "served at once ({waited:?}): the two handshakes in progress did not hold the slots"
+    );
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+}

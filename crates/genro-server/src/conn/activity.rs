@@ -24,6 +24,7 @@ use std::{
 
 use bytes::Bytes;
 use genro_envelope::{plumbing::truncated, ClientAddr};
+use http::HeaderValue;
 use hyper::{body::Incoming, Request};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -60,6 +61,8 @@ pub(crate) struct Activity {
     progress: AtomicU64,
     /// Whether the last write to the socket had to wait: it is full, the client not reading.
     write_blocked: AtomicBool,
+    /// The server drains: HTTP/1 responses ask the client to close the connection.
+    closing: AtomicBool,
 }
 
 /// What the connection's task saw at its last look.
@@ -163,6 +166,17 @@ impl Activity {
         Next::CheckAt(write_look.map_or(idle_at, |w| w.min(idle_at)))
     }
 
+    /// From now on, each HTTP/1 response carries `connection: close`: a kept-alive client sends
+    /// its next request on a new connection instead of racing the server's close.
+    pub(crate) fn close_after_responses(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request is in progress.
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
     fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight {
@@ -250,9 +264,11 @@ where
         // envelope is made (it takes the trace OpenTelemetry starts).
         #[cfg(feature = "opentelemetry")]
         genro_envelope::otel::join_trace(&span, &mut req);
+        let http1 = req.version() < http::Version::HTTP_2;
         Counted {
             inner: self.app.clone().oneshot(req).instrument(span),
             in_flight: Some(self.activity.request_started()),
+            http1,
         }
     }
 }
@@ -264,6 +280,7 @@ pin_project! {
         #[pin]
         inner: F,
         in_flight: Option<InFlight>,
+        http1: bool,
     }
 }
 
@@ -277,7 +294,15 @@ where
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
         let in_flight = this.in_flight.take();
-        Poll::Ready(result.map(|res| {
+        let closing = *this.http1
+            && in_flight
+                .as_ref()
+                .is_some_and(|f| f.activity.closing.load(Ordering::Relaxed));
+        Poll::Ready(result.map(|mut res| {
+            if closing {
+                res.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
             res.map(|inner| Tracked {
                 inner,
                 in_flight,

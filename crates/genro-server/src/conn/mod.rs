@@ -55,6 +55,12 @@ pub(crate) const MONITORING_CONNECTIONS: usize = 16;
 /// How long a connection asked to close because it is idle has to do so before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// How long an idle connection stays open once the drain begins: a request the client has
+/// already sent (on a connection just accepted, or kept alive) is answered, with `connection:
+/// close`, instead of meeting a closed socket. A connection busy with a request is asked to
+/// close at once (after its response on HTTP/1, GOAWAY on HTTP/2).
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
+
 /// The number of headers hyper accepts when no other limit is set.
 const HYPER_MAX_HEADERS: usize = 100;
 
@@ -352,6 +358,8 @@ async fn serve_connection<I, A, B>(
     let mut asked_to_close = false;
     // When the connection was asked to close for being idle.
     let mut closing_idle: Option<Instant> = None;
+    // When the drain closes it, if it is still idle then.
+    let mut drain_close_at: Option<Instant> = None;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -366,15 +374,31 @@ async fn serve_connection<I, A, B>(
                     // Past the drain deadline: the connection is dropped, and its requests with it.
                     return;
                 }
-                if now >= Lifecycle::Draining && !std::mem::replace(&mut asked_to_close, true) {
-                    // HTTP/1: close after the response in progress; HTTP/2: GOAWAY.
-                    conn.as_mut().graceful_shutdown();
+                if now >= Lifecycle::Draining && drain_close_at.is_none() && !asked_to_close {
+                    activity.close_after_responses();
+                    if activity.busy() {
+                        // HTTP/1: close after the response in progress; HTTP/2: GOAWAY.
+                        asked_to_close = true;
+                        conn.as_mut().graceful_shutdown();
+                    } else {
+                        let at = Instant::now() + DRAIN_IDLE_GRACE;
+                        drain_close_at = Some(at);
+                        if at < look.deadline() {
+                            look.as_mut().reset(at);
+                        }
+                    }
                 }
             }
             () = look.as_mut() => {
                 let now = Instant::now();
-                match activity.next(now, timeouts, &mut looked) {
-                    Next::CheckAt(at) => look.as_mut().reset(at),
+                if drain_close_at.is_some_and(|at| now >= at) {
+                    drain_close_at = None;
+                    if !std::mem::replace(&mut asked_to_close, true) {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                let next = match activity.next(now, timeouts, &mut looked) {
+                    Next::CheckAt(at) => at,
                     Next::Stalled => {
                         tracing::debug!(%peer, write_timeout = ?timeouts.write, "connection closed: the client stopped reading its response");
                         return;
@@ -392,9 +416,10 @@ async fn serve_connection<I, A, B>(
                         if !std::mem::replace(&mut asked_to_close, true) {
                             conn.as_mut().graceful_shutdown();
                         }
-                        look.as_mut().reset(asked + CLOSE_GRACE);
+                        asked + CLOSE_GRACE
                     }
-                }
+                };
+                look.as_mut().reset(drain_close_at.map_or(next, |at| at.min(next)));
             }
         }
     }
