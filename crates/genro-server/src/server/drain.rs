@@ -1,6 +1,7 @@
-//! The bounded drain: readiness off, listeners closed, connections asked to close, in-flight
-//! requests and executor jobs awaited until `drain_timeout`, then whatever is left aborted and
-//! reported, each with what its task was waiting on.
+//! The stop: readiness off and `drain_delay` of serving on, then the bounded drain: listeners
+//! closed, connections asked to close, in-flight requests and executor jobs awaited until
+//! `drain_timeout`, then whatever is left aborted and reported, each with what its task was
+//! waiting on.
 
 use std::time::Duration;
 
@@ -85,4 +86,26 @@ pub(crate) async fn drain(
         took_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
         "drain complete"
     );
+}
+
+/// Readiness off at once; then, for `[shutdown] drain_delay`, the server goes on accepting and
+/// serving, so that a load balancer that polls readiness stops sending before connections are
+/// refused. A second stop (signal or handle) ends the delay.
+pub(crate) async fn delay_drain(shared: &Shared, config: &Config, signals: &mut Signals) {
+    shared
+        .ready
+        .store(false, std::sync::atomic::Ordering::Release);
+    let delay = config.shutdown.drain_delay;
+    if delay.is_zero() {
+        return;
+    }
+    tracing::info!(
+        drain_delay = ?delay,
+        "not ready: serving on for the drain delay, then draining"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        signal = signals.next_stop() => tracing::info!(%signal, "second signal: draining now"),
+        () = shared.stops.notified() => tracing::info!("second shutdown: draining now"),
+    }
 }

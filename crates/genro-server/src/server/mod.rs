@@ -4,8 +4,8 @@
 //!
 //! The files below this one: `handle` ([`ServerHandle`]), `startup` (what starts and stops with
 //! the server, [`StartError`]), `listen` (the sockets, bound or inherited), `signals`, `reload`,
-//! `drain`, `upgrade` (a new process takes the sockets over), `systemd` (the notify protocol)
-//! and `pid_file`.
+//! `wait` (serving until a stop or an upgrade), `drain` (the stop), `upgrade` (a new process
+//! takes the sockets over), `systemd` (the notify protocol) and `pid_file`.
 
 mod drain;
 mod handle;
@@ -17,6 +17,7 @@ mod startup;
 mod systemd;
 #[cfg(unix)]
 mod upgrade;
+mod wait;
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
@@ -33,9 +34,10 @@ pub use startup::StartError;
 use self::{
     listen::{Inherited, Listeners},
     pid_file::PidFile,
-    signals::{Signal, Signals},
+    signals::Signals,
     startup::{ServerCollector, Started},
     systemd::Notify,
+    wait::{prepare_upgrade, wait_for_shutdown, Stop},
 };
 use crate::{
     app::{IntoApplication, RequestLayers},
@@ -45,7 +47,7 @@ use crate::{
     edge,
     executor::{Executors, ProcessJobs},
     logging::{self, Logging},
-    state::{Lifecycle, ServerContext, Shared},
+    state::{Lifecycle, ServerContext},
 };
 
 type Hook = Box<
@@ -326,7 +328,7 @@ impl AsgiServer {
         .await;
         if stop == Stop::Asked {
             notify.stopping();
-            delay_drain(shared, &config, &mut signals).await;
+            drain::delay_drain(shared, &config, &mut signals).await;
         }
         if let Some(holds) = &started.holds {
             // Held requests are answered now: the drain waits for them like any other.
@@ -469,141 +471,5 @@ impl AsgiServer {
             )));
         }
         loops
-    }
-}
-
-/// How the serving ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    /// A stop signal or a handle's shutdown.
-    Asked,
-    /// A new process took the sockets over.
-    Upgraded,
-}
-
-/// What an upgrade in progress will answer.
-type Upgrading<'a> = std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> + Send + 'a>>;
-
-/// What starts an upgrade, when this platform and the sockets allow one.
-#[cfg(unix)]
-type Upgrader = upgrade::Upgrader;
-#[cfg(not(unix))]
-type Upgrader = std::convert::Infallible;
-
-#[cfg(unix)]
-fn prepare_upgrade(config: &Config, listeners: &Listeners) -> Result<Upgrader, String> {
-    upgrade::Upgrader::new(config, listeners)
-}
-
-#[cfg(not(unix))]
-fn prepare_upgrade(_: &Config, _: &Listeners) -> Result<Upgrader, String> {
-    Err("upgrades exist only on Unix".into())
-}
-
-/// Serves until SIGINT, SIGTERM, a handle's shutdown or a finished upgrade, reloading the
-/// configuration on SIGHUP. The file is read off this loop: a stop signal is answered at once,
-/// even while a reload reads a slow file; a SIGHUP during a reload starts one more when it
-/// ends. An upgrade runs beside the loop too; one that fails leaves the server serving.
-async fn wait_for_shutdown(
-    shared: &Shared,
-    signals: &mut Signals,
-    started: &Started,
-    logging: Option<&Logging>,
-    notify: Notify,
-    upgrader: Result<Upgrader, String>,
-) -> Stop {
-    let mut reading = None;
-    let mut again = false;
-    let mut upgrading: Option<Upgrading<'_>> = None;
-    let upgrader = &upgrader;
-    loop {
-        tokio::select! {
-            () = shared.stops.notified() => {
-                tracing::info!("shutdown requested through the handle");
-                return Stop::Asked;
-            }
-            () = shared.upgrades.notified() => start_upgrade(&mut upgrading, upgrader, "upgrade requested through the handle"),
-            signal = signals.next() => match signal {
-                Signal::Reload if reading.is_some() => again = true,
-                Signal::Reload => {
-                    notify.reloading();
-                    reading = reload::read(shared, started.tls.is_some());
-                    if reading.is_none() {
-                        notify.reloaded();
-                    }
-                }
-                Signal::Upgrade => start_upgrade(&mut upgrading, upgrader, "SIGUSR2"),
-                stop => {
-                    tracing::info!(signal = %stop, "shutdown requested");
-                    return Stop::Asked;
-                }
-            },
-            read = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
-                reading = None;
-                if let Ok(read) = read {
-                    reload::apply(shared, started, logging, read);
-                }
-                if std::mem::take(&mut again) {
-                    reading = reload::read(shared, started.tls.is_some());
-                }
-                if reading.is_none() {
-                    notify.reloaded();
-                }
-            }
-            upgraded = async { upgrading.as_mut().expect("guarded").await }, if upgrading.is_some() => {
-                upgrading = None;
-                match upgraded {
-                    Ok(pid) => {
-                        tracing::info!(pid, "upgrade: the new process is serving; draining this one");
-                        return Stop::Upgraded;
-                    }
-                    Err(e) => tracing::error!("{e}; this process keeps serving"),
-                }
-            }
-        }
-    }
-}
-
-/// Starts an upgrade, unless one is in progress or none can be made (logged).
-fn start_upgrade<'a>(
-    upgrading: &mut Option<Upgrading<'a>>,
-    upgrader: &'a Result<Upgrader, String>,
-    why: &str,
-) {
-    if upgrading.is_some() {
-        tracing::warn!("{why}: an upgrade is already in progress");
-        return;
-    }
-    match upgrader {
-        #[cfg(unix)]
-        Ok(upgrader) => {
-            tracing::info!("{why}: upgrading");
-            *upgrading = Some(Box::pin(upgrader.start()));
-        }
-        #[cfg(not(unix))]
-        Ok(never) => match *never {},
-        Err(e) => tracing::error!("{why}: cannot upgrade: {e}"),
-    }
-}
-
-/// Readiness off at once; then, for `[shutdown] drain_delay`, the server goes on accepting and
-/// serving, so that a load balancer that polls readiness stops sending before connections are
-/// refused. A second stop (signal or handle) ends the delay.
-async fn delay_drain(shared: &Shared, config: &Config, signals: &mut Signals) {
-    shared
-        .ready
-        .store(false, std::sync::atomic::Ordering::Release);
-    let delay = config.shutdown.drain_delay;
-    if delay.is_zero() {
-        return;
-    }
-    tracing::info!(
-        drain_delay = ?delay,
-        "not ready: serving on for the drain delay, then draining"
-    );
-    tokio::select! {
-        () = tokio::time::sleep(delay) => {}
-        signal = signals.next_stop() => tracing::info!(%signal, "second signal: draining now"),
-        () = shared.stops.notified() => tracing::info!("second shutdown: draining now"),
     }
 }
