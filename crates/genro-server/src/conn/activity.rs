@@ -300,8 +300,7 @@ where
                 .is_some_and(|f| f.activity.closing.load(Ordering::Relaxed));
         Poll::Ready(result.map(|mut res| {
             if closing {
-                res.headers_mut()
-                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                ask_to_close(&mut res);
             }
             res.map(|inner| Tracked {
                 inner,
@@ -310,6 +309,15 @@ where
             })
         }))
     }
+}
+
+/// `connection: close` on an HTTP/1 response while the server drains: out of line, so that the
+/// request path's code stays as it is when the server is not draining.
+#[cold]
+#[inline(never)]
+fn ask_to_close<B>(res: &mut http::Response<B>) {
+    res.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// The largest piece of a response hyper is handed at once. hyper's HTTP/2 side takes a whole
