@@ -19,7 +19,7 @@ use std::{
 use bytes::Bytes;
 use command_fds::{CommandFdExt, FdMapping};
 use common::example::{config_with, example, get, start, Server};
-use genro_test_support::process::temp_dir;
+use genro_test_support::process::{signal as kill, temp_dir};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,15 +68,6 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
         assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn kill(signal: &str, pid: u32) {
-    let ok = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success(), "kill -{signal} {pid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,20 @@ fn stderr_path(log: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Sends the signal `name` (`TERM`, `INT`, `HUP`, `USR2`) to process `pid` with `kill`.
+///
+/// # Panics
+///
+/// When `kill` fails (no such process).
+pub fn signal(name: &str, pid: u32) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -{name} {pid} failed");
+}
+
 /// A running server process; killed when dropped.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -108,12 +122,7 @@ impl ServerProcess {
 
     /// Sends the signal `name` (`TERM`, `INT`, `HUP`) with `kill`.
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "kill -{name} failed");
+        signal(name, self.pid());
     }
 
     /// Waits (up to 10 s) until the log holds `needle`; returns the log.

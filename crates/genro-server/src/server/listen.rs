@@ -26,10 +26,13 @@ use socket2::{Domain, SockRef, Socket, Type};
 use tokio::net::TcpListener;
 
 use super::startup::StartError;
-use crate::{config::Config, state::Bound};
+use crate::{
+    config::{Config, ServerSection},
+    state::Bound,
+};
 
 /// The names an inherited socket can have.
-pub(crate) const NAMES: [&str; 3] = ["main", "metrics", "debug"];
+const NAMES: [&str; 3] = ["main", "metrics", "debug"];
 
 /// The listening sockets: the main port, and the metrics' and the debug console's own ports
 /// when configured.
@@ -52,33 +55,36 @@ impl Listeners {
             );
         }
         let server = &config.server;
-        let main = match inherited.take("main")? {
-            Some(listener) => listener,
-            None => bind("server.host/server.port", &server.host, server.port, config).await?,
-        };
+        let main = inherited
+            .take_or_bind(
+                "main",
+                "server.host/server.port",
+                &server.host,
+                server.port,
+                server,
+            )
+            .await?;
         let export = match (config.metrics.enabled, config.metrics.export_port) {
-            (true, Some(port)) => Some(match inherited.take("metrics")? {
-                Some(listener) => listener,
-                None => bind("metrics.export_port", &server.host, port, config).await?,
-            }),
+            (true, Some(port)) => Some(
+                inherited
+                    .take_or_bind("metrics", "metrics.export_port", &server.host, port, server)
+                    .await?,
+            ),
             _ => None,
         };
-        let debug = if config.debug.enabled {
-            let debug = &config.debug;
-            Some(match inherited.take("debug")? {
-                Some(listener) => listener,
-                None => {
-                    bind(
+        let debug = match &config.debug {
+            debug if debug.enabled => Some(
+                inherited
+                    .take_or_bind(
+                        "debug",
                         "debug.host/debug.debug_port",
                         &debug.host,
                         debug.debug_port,
-                        config,
+                        server,
                     )
-                    .await?
-                }
-            })
-        } else {
-            None
+                    .await?,
+            ),
+            _ => None,
         };
         inherited.finish()?;
         Ok(Self {
@@ -86,6 +92,17 @@ impl Listeners {
             export,
             debug,
         })
+    }
+
+    /// Each socket with the name it is inherited by.
+    pub(crate) fn named(&self) -> impl Iterator<Item = (&'static str, &TcpListener)> {
+        [
+            ("main", Some(&self.main)),
+            ("metrics", self.export.as_ref()),
+            ("debug", self.debug.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(name, listener)| Some((name, listener?)))
     }
 
     pub(crate) fn bound(&self) -> Bound {
@@ -104,7 +121,7 @@ async fn bind(
     what: &'static str,
     host: &str,
     port: u16,
-    config: &Config,
+    server: &ServerSection,
 ) -> Result<TcpListener, StartError> {
     let addr = format!("{host}:{port}");
     let failed = |source| StartError::Bind {
@@ -114,7 +131,7 @@ async fn bind(
     };
     let mut last = None;
     for candidate in tokio::net::lookup_host(&addr).await.map_err(failed)? {
-        match listen(candidate, config) {
+        match listen(candidate, server) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = Some(e),
         }
@@ -124,11 +141,11 @@ async fn bind(
     })))
 }
 
-fn listen(addr: SocketAddr, config: &Config) -> std::io::Result<TcpListener> {
+fn listen(addr: SocketAddr, server: &ServerSection) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     #[cfg(unix)]
     socket.set_reuse_address(true)?;
-    if config.server.reuse_port {
+    if server.reuse_port {
         #[cfg(unix)]
         socket.set_reuse_port(true)?;
         #[cfg(not(unix))]
@@ -138,7 +155,7 @@ fn listen(addr: SocketAddr, config: &Config) -> std::io::Result<TcpListener> {
         ));
     }
     socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(config.server.backlog).unwrap_or(i32::MAX))?;
+    socket.listen(i32::try_from(server.backlog).unwrap_or(i32::MAX))?;
     socket.set_nonblocking(true)?;
     TcpListener::from_std(socket.into())
 }
@@ -188,22 +205,28 @@ impl Inherited {
             .join(", ")
     }
 
-    /// The socket named `name`; with a single socket of a name the server does not know, that
-    /// one for `main`.
-    fn take(&mut self, name: &str) -> Result<Option<TcpListener>, StartError> {
-        let single = self.sockets.len() == 1 && !NAMES.contains(&self.sockets[0].0.as_str());
-        let found = self
-            .sockets
-            .iter_mut()
-            .find(|(n, _)| n == name || (single && name == "main"));
-        let Some((_, Some(listener))) = found.map(|(n, l)| (n, l.take())) else {
-            return Ok(None);
-        };
-        TcpListener::from_std(listener).map(Some).map_err(|e| {
-            StartError::Setup(format!(
-                "LISTEN_FDS: the socket {name:?} cannot be served: {e}"
-            ))
-        })
+    /// The socket inherited as `name`, else a new one bound to `host:port` (`what` names the
+    /// keys that set them).
+    async fn take_or_bind(
+        &mut self,
+        name: &str,
+        what: &'static str,
+        host: &str,
+        port: u16,
+        server: &ServerSection,
+    ) -> Result<TcpListener, StartError> {
+        let found =
+            self.sockets
+                .iter_mut()
+                .find_map(|(n, listener)| if n == name { listener.take() } else { None });
+        match found {
+            Some(listener) => TcpListener::from_std(listener).map_err(|e| {
+                StartError::Setup(format!(
+                    "LISTEN_FDS: the socket {name:?} cannot be served: {e}"
+                ))
+            }),
+            None => bind(what, host, port, server).await,
+        }
     }
 
     /// Fails on a socket no port took: a name the server does not know, or a port the
@@ -227,7 +250,7 @@ impl Inherited {
 }
 
 /// The first inherited descriptor (`SD_LISTEN_FDS_START`).
-pub(crate) const FIRST_FD: i32 = 3;
+const FIRST_FD: i32 = 3;
 
 /// The names of the sockets the variables pass, in descriptor order; none when `LISTEN_FDS` is
 /// not set. An error names the variable and what is wrong with it.
@@ -266,9 +289,8 @@ fn parse(
         }
         Some(_) => {}
     }
-    let names: Vec<String> = match names {
+    let mut names: Vec<String> = match names {
         Some(names) => names.split(':').map(str::to_owned).collect(),
-        None if count == 1 => vec!["main".to_owned()],
         None => NAMES.iter().take(count).map(|&n| n.to_owned()).collect(),
     };
     if names.len() != count {
@@ -281,7 +303,10 @@ fn parse(
         .iter()
         .filter(|n| !NAMES.contains(&n.as_str()))
         .collect();
-    if count > 1 && !unknown.is_empty() {
+    if count == 1 && !unknown.is_empty() {
+        // One socket under systemd's default name (the unit's): the main port.
+        names[0] = "main".to_owned();
+    } else if !unknown.is_empty() {
         return Err(format!(
             "LISTEN_FDNAMES: unknown socket name(s) {unknown:?}: the server takes `main`, \
              `metrics` and `debug` (FileDescriptorName= in the socket unit)"
@@ -295,14 +320,18 @@ fn parse(
     Ok(names)
 }
 
-/// Takes the inherited socket at `index` (descriptor 3 + `index`), once it is checked to be a
-/// listening TCP socket.
+/// The descriptor of the inherited socket at `index`.
+pub(crate) fn descriptor(index: usize) -> i32 {
+    FIRST_FD + i32::try_from(index).unwrap_or(i32::MAX)
+}
+
+/// Takes the inherited socket at `index`, once it is checked to be a listening TCP socket.
 fn adopt(
     fds: &mut listenfd::ListenFd,
     index: usize,
     name: &str,
 ) -> Result<std::net::TcpListener, String> {
-    let fd = FIRST_FD + i32::try_from(index).unwrap_or(i32::MAX);
+    let fd = descriptor(index);
     let wrong = |why: String| format!("LISTEN_FDS: the socket {name:?} (descriptor {fd}) {why}");
     let listener = fds
         .take_tcp_listener(index)
@@ -331,10 +360,10 @@ mod tests {
             parse(Some("2"), Some("7"), Some("debug:main"), 7).unwrap(),
             ["debug", "main"]
         );
-        // systemd's default name (the unit's) for the one socket.
+        // systemd's default name (the unit's) for the one socket: the main port.
         assert_eq!(
             parse(Some("1"), Some("7"), Some("app.socket"), 7).unwrap(),
-            ["app.socket"]
+            ["main"]
         );
         let err = |fds, pid, names| parse(Some(fds), pid, names, 7).unwrap_err();
         assert!(err("1", Some("8"), None).contains("meant for process \"8\""));

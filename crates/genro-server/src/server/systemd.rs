@@ -8,8 +8,6 @@
 //! follows the new process (the unit needs `NotifyAccess=all`: the message comes from a process
 //! that is not yet the main one).
 
-use std::time::Duration;
-
 #[cfg(unix)]
 use sd_notify::NotifyState;
 
@@ -82,7 +80,7 @@ impl Notify {
                 return None;
             }
             let every = sd_notify::watchdog_enabled()? / 2;
-            let every = every.max(Duration::from_millis(10));
+            let every = every.max(std::time::Duration::from_millis(10));
             tracing::debug!(?every, "systemd watchdog: pinging");
             Some(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
@@ -94,9 +92,6 @@ impl Notify {
             }))
         }
         #[cfg(not(unix))]
-        {
-            let _ = Duration::ZERO;
-            None
-        }
+        None
     }
 }

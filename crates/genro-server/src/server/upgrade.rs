@@ -27,7 +27,7 @@ use std::{
 use command_fds::{CommandFdExt, FdMapping};
 use tokio::process::Child;
 
-use super::listen::{Listeners, FIRST_FD};
+use super::listen::{descriptor, Listeners};
 use crate::config::Config;
 
 /// The variable that names the socket a new process reports ready to.
@@ -53,20 +53,15 @@ impl Upgrader {
             None => std::env::current_exe()
                 .map_err(|e| format!("upgrade: cannot find this executable: {e}"))?,
         };
-        let mut sockets: Vec<(&'static str, OwnedFd)> = Vec::new();
-        let all = [
-            ("main", Some(&listeners.main)),
-            ("metrics", listeners.export.as_ref()),
-            ("debug", listeners.debug.as_ref()),
-        ];
-        for (name, listener) in all {
-            if let Some(listener) = listener {
-                let copy = socket2::SockRef::from(listener)
+        let sockets = listeners
+            .named()
+            .map(|(name, listener)| {
+                socket2::SockRef::from(listener)
                     .try_clone()
-                    .map_err(|e| format!("upgrade: cannot keep the {name} socket: {e}"))?;
-                sockets.push((name, OwnedFd::from(copy)));
-            }
-        }
+                    .map(|copy| (name, OwnedFd::from(copy)))
+                    .map_err(|e| format!("upgrade: cannot keep the {name} socket: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             executable,
             args: std::env::args_os().skip(1).collect(),
@@ -96,7 +91,7 @@ impl Upgrader {
                 parent_fd: fd
                     .try_clone()
                     .map_err(|e| format!("upgrade: cannot pass the {name} socket: {e}"))?,
-                child_fd: FIRST_FD + i32::try_from(index).unwrap_or(i32::MAX),
+                child_fd: descriptor(index),
             });
         }
         let names: Vec<&str> = self.sockets.iter().map(|(name, _)| *name).collect();
