@@ -62,6 +62,18 @@ pub enum ClientMessage {
     },
 }
 
+impl ClientMessage {
+    /// Reads one message as the server does: a JSON object with a known `type` and the fields
+    /// that type needs. The debug server's fuzz target drives this function.
+    ///
+    /// # Errors
+    ///
+    /// Text that is not one of the messages above.
+    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
 /// A message from the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -103,7 +103,7 @@ pub(crate) async fn run(mut ws: Socket, peer: SocketAddr, host: String, state: A
             return refuse(&mut ws, Refusal::BadMessage, format!("refused: {what}")).await;
         }
         Ok(Next::Text(text)) => {
-            if let Ok(ClientMessage::Login { answer }) = serde_json::from_str(&text) {
+            if let Ok(ClientMessage::Login { answer }) = ClientMessage::decode(&text) {
                 answer
             } else {
                 login(Refusal::BadMessage.as_str());
@@ -155,7 +155,7 @@ pub(crate) async fn run(mut ws: Socket, peer: SocketAddr, host: String, state: A
             }
             Ok(Next::Text(text)) => text,
         };
-        let reply = match serde_json::from_str::<ClientMessage>(&text) {
+        let reply = match ClientMessage::decode(&text) {
             Ok(command) => command_reply(&state, peer, command).await,
             Err(e) => ServerMessage::Error {
                 message: format!("not a command of protocol {VERSION}: {e}"),

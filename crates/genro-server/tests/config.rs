@@ -177,6 +177,34 @@ fn the_effective_config_names_each_source() {
     assert!(line("workers").ends_with("# default"), "{text}");
 }
 
+/// Found by the `allowed_ips` fuzz target (fuzz/fuzz_targets/allowed_ips.rs): a `;` after a
+/// blank starts a comment, so this value is empty and allows no one; and blanks separate items as
+/// commas do.
+#[test]
+fn allowed_ips_read_as_the_ini_reader_hands_them_over() {
+    let config = Config::from_ini_str(
+        "[debug]\nallowed_ips = ;0.0&0./\u{7}/80\n",
+        "fuzz.ini",
+        env(&[]),
+    )
+    .unwrap();
+    assert!(config.debug.allowed_ips.networks().is_empty());
+    let config = Config::from_ini_str(
+        "[debug]\nallowed_ips = 10.0.0.0/8\t::1,127.0.0.1\n",
+        "fuzz.ini",
+        env(&[]),
+    )
+    .unwrap();
+    let shown: Vec<String> = config
+        .debug
+        .allowed_ips
+        .networks()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["10.0.0.0/8", "::1", "127.0.0.1"]);
+}
+
 proptest! {
     /// For any mix of keys set in the file, in the environment, both or neither, the value in
     /// force is the environment's, else the file's, else the default, and its source says which.
