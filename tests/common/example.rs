@@ -12,11 +12,16 @@ pub use genro_test_support::process::ServerProcess as Server;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-/// The example's binary, built by `cargo test`.
+/// The example server's binary, built by `cargo test`.
 pub fn example() -> PathBuf {
+    example_named("server")
+}
+
+/// The binary of the example `name`, built by `cargo test`.
+pub fn example_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join("examples").join("server");
+    let path = dir.join("examples").join(name);
     assert!(
         path.exists(),
         "the example is built by `cargo test`: {}",
