@@ -43,7 +43,7 @@
 //! # }
 //! ```
 //!
-//! With axum, take the [`Envelope`] extractor (feature `axum`, on by default) as a handler
+//! With axum, take the `Envelope` extractor (feature `axum`, on by default) as a handler
 //! argument.
 //!
 //! # Tracing
@@ -74,7 +74,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `axum`  | yes     | the `Envelope` extractor; the route template from axum's `MatchedPath`; the client address from `ConnectInfo<SocketAddr>` |
+//! | `axum`  | yes     | the `Envelope` extractor; the route template from axum's `MatchedPath`; the client address from `ConnectInfo<SocketAddr>` (which needs axum's `tokio` feature, so it brings tokio's `net` and hyper's server in; turn the default off under tonic or plain hyper) |
 //! | `opentelemetry` | no | `otel::join_trace`: a request's span joins the client's W3C trace in a tracing-opentelemetry subscriber, and the envelope takes the exported ids |
 //! | `taskdump` | no | what a stuck request is waiting on ([`taskdump`]), in a build with `--cfg tokio_unstable` |
 //!

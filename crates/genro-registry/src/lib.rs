@@ -53,7 +53,7 @@
 //!
 //! # Feature flags
 //!
-//! None.
+//! None: it has no feature flags.
 //!
 //! # Minimum supported Rust version
 //!

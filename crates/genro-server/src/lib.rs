@@ -1,6 +1,40 @@
 //! The genro-asgi server: any tower service on hyper, configured by a `.ini` file, with every
 //! request enveloped, tracked, measured, error-handled and watched.
 //!
+//! # Example
+//!
+//! A server on a free port, one request over TCP, then a drain:
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use genro_server::{AsgiServer, Config};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), genro_server::Error> {
+//! let config = Config::from_ini_str("[server]\nport = 0\n", "example.ini", [])?;
+//! let server = AsgiServer::from_config(config);
+//! let handle = server.handle();
+//! let serving = tokio::spawn(server.serve(Router::new().route("/", get(|| async { "hello\n" }))));
+//!
+//! let addr = handle.local_addr().await.expect("the server is listening");
+//! let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+//! tcp.write_all(b"GET / HTTP/1.1\r\nhost: example\r\nx-request-id: order-42\r\nconnection: close\r\n\r\n").await?;
+//! let mut response = String::new();
+//! tcp.read_to_string(&mut response).await?;
+//! assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+//! assert!(response.contains("\r\nx-request-id: order-42\r\n"), "{response}");
+//! assert!(response.ends_with("\r\n\r\nhello\n"), "{response}");
+//!
+//! handle.shutdown(); // as SIGTERM does: not ready, drain, stop
+//! serving.await??;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A program usually reads its file and lets [`AsgiServer::run`] own the runtime, the signals
+//! and the exit:
+//!
 //! ```no_run
 //! use axum::{routing::get, Router};
 //! use genro_server::{AsgiServer, ServerContext};
@@ -68,6 +102,8 @@
 //! |---------|---------|--------------|
 //! | `axum`  | yes     | serving an axum `Router` directly, the [`ServerContext`] extractor |
 //! | `tonic` | no      | serving tonic routes through `AsgiApplication::from_service`, and `grpc::health_follows_drain` |
+//! | `taskdump` | no   | what a stuck request is waiting on, in the watchdog's critical report, the console's `show --trace` and the drain report (a build with `--cfg tokio_unstable`) |
+//! | `opentelemetry` | no | each request's span joins the client's W3C trace in a tracing-opentelemetry subscriber the application installs |
 //!
 //! # Minimum supported Rust version
 //!

@@ -25,17 +25,35 @@
 //! # Example
 //!
 //! ```
-//! use axum::{routing::get, Router};
+//! use axum::{body::Body, routing::get, Router};
 //! use genro_metrics::MetricsCollector;
 //! use genro_registry::EnvelopeRegistry;
 //! use genro_stack::GenroLayer;
+//! use http::Request;
+//! use http_body_util::BodyExt;
+//! use tower::ServiceExt;
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
 //! let registry = EnvelopeRegistry::new();
 //! let collector = MetricsCollector::new();
 //! let app: Router = Router::new()
 //!     .route("/hello", get(|| async { "Hello, World!" }))
 //!     .layer(GenroLayer::new(&registry, &collector))
 //!     .route_service("/metrics", collector.endpoint());
+//!
+//! let req = Request::get("/hello").header("x-request-id", "order-42").body(Body::empty()).unwrap();
+//! let res = app.clone().oneshot(req).await.unwrap();
+//! assert_eq!(res.headers()["x-request-id"], "order-42");
+//! assert_eq!(registry.len(), 1, "in flight until the body ends");
+//! assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "Hello, World!");
+//! assert!(registry.is_empty());
+//!
+//! let metrics = app.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+//! let text = metrics.into_body().collect().await.unwrap().to_bytes();
+//! let text = String::from_utf8_lossy(&text);
+//! assert!(text.contains(r#"http_requests_total{method="GET",route="/hello",status="200"} 1"#));
+//! # }
 //! ```
 //!
 //! # Feature flags

@@ -18,31 +18,56 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! # #[cfg(feature = "webhook")] mod example {
-//! use std::time::Duration;
-//! use genro_registry::EnvelopeRegistry;
-//! use genro_watchdog::{Watchdog, WatchdogConfig, WebhookNotifier};
+//! A request that takes too long is reported once at `timeout` and once more at `critical`, to
+//! the log and to each notifier (a closure here; `WebhookNotifier` with the `webhook` feature):
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! use std::{sync::{Arc, Mutex}, time::Duration};
+//! use genro_envelope::EnvelopeLayer;
+//! use genro_notify::{Notification, Severity};
+//! use genro_registry::{EnvelopeRegistry, RegistryLayer};
+//! use genro_watchdog::{Watchdog, WatchdogConfig};
+//! use http::{Request, Response};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let registry = EnvelopeRegistry::new();
-//! let webhook = WebhookNotifier::builder("https://alerts.example.com/hooks/genro")?
-//!     .timeout(Duration::from_secs(3))
-//!     .build()?;
+//! let reports = Arc::new(Mutex::new(Vec::new()));
 //! let watchdog = Watchdog::new(
 //!     registry.clone(),
 //!     WatchdogConfig {
-//!         interval: Duration::from_secs(30),
-//!         timeout: Duration::from_secs(60),
-//!         critical: Duration::from_secs(300),
+//!         interval: Duration::from_millis(10),
+//!         timeout: Duration::from_millis(30),
+//!         critical: Duration::from_millis(60),
 //!     },
 //! )
-//! .notifier(webhook)
+//! .notifier({
+//!     let reports = reports.clone();
+//!     move |n: Notification| {
+//!         reports.lock().unwrap().push((n.severity, n.request.map(|r| r.path)));
+//!         async {}
+//!     }
+//! })
 //! .spawn()?;
-//! // ... serve with RegistryLayer::new(registry) ...
+//!
+//! let app = ServiceBuilder::new()
+//!     .layer(EnvelopeLayer::new())
+//!     .layer(RegistryLayer::new(registry.clone()))
+//!     .service(service_fn(|_req: Request<()>| async {
+//!         tokio::time::sleep(Duration::from_millis(150)).await; // stuck, for a while
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::from("late")))
+//!     }));
+//! let res = app.oneshot(Request::get("/export").body(())?).await?;
+//! assert_eq!(res.into_body(), "late");
+//! # for _ in 0..100 { if !reports.lock().unwrap().is_empty() { break } tokio::task::yield_now().await; }
+//! // Notifiers hear of critical requests only (warnings go to the log).
+//! assert_eq!(
+//!     reports.lock().unwrap().as_slice(),
+//!     [(Severity::Critical, Some("/export".to_owned()))]
+//! );
 //! watchdog.stop().await;
 //! # Ok(())
-//! # }
 //! # }
 //! ```
 //!
