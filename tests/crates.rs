@@ -3,8 +3,11 @@
 //! a runnable example and name the features and the MSRV. (`.ci/run` packages each crate and
 //! checks each feature alone with cargo-hack.)
 
-use std::{path::Path, process::Command};
+mod common;
 
+use std::path::Path;
+
+use common::cargo;
 use serde_json::Value;
 
 /// The published crates, each after the crates it depends on.
@@ -35,20 +38,6 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn cargo(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The workspace's packages, from `cargo metadata`.
 fn packages() -> Vec<Value> {
     let text = cargo(&[
@@ -69,26 +58,33 @@ fn package<'a>(packages: &'a [Value], name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no package {name}"))
 }
 
-/// The crates in the normal dependency tree of `krate`, itself included: the count each README
-/// states. (`--no-dedupe`: without it, a crate met twice is printed a second time with `(*)`
-/// and would be counted twice.)
-fn dependency_count(krate: &str, default_features: bool) -> usize {
+/// `cargo tree` of `krate` alone, one line per crate (`--prefix none`), with these edges.
+fn tree(krate: &str, edges: &str, default_features: bool, dedupe: bool) -> String {
     let mut args = vec![
         "tree",
         "--offline",
         "--locked",
         "-e",
-        "normal",
+        edges,
         "--prefix",
         "none",
-        "--no-dedupe",
         "-p",
         krate,
     ];
     if !default_features {
         args.push("--no-default-features");
     }
-    let tree = cargo(&args);
+    if !dedupe {
+        args.push("--no-dedupe");
+    }
+    cargo(&args)
+}
+
+/// The crates in the normal dependency tree of `krate`, itself included: the count each README
+/// states. (`--no-dedupe`: without it, a crate met twice is printed a second time with `(*)`
+/// and would be counted twice.)
+fn dependency_count(krate: &str, default_features: bool) -> usize {
+    let tree = tree(krate, "normal", default_features, false);
     let mut lines: Vec<&str> = tree.lines().filter(|l| !l.is_empty()).collect();
     lines.sort_unstable();
     lines.dedup();
@@ -136,21 +132,7 @@ fn a_middleware_crate_pulls_no_server_and_no_tonic_unless_a_feature_asks() {
     ];
     for krate in MIDDLEWARE {
         for default_features in [false, true] {
-            let mut args = vec![
-                "tree",
-                "--offline",
-                "--locked",
-                "-e",
-                "normal,features",
-                "--prefix",
-                "none",
-                "-p",
-                krate,
-            ];
-            if !default_features {
-                args.push("--no-default-features");
-            }
-            let tree = cargo(&args);
+            let tree = tree(krate, "normal,features", default_features, true);
             assert!(
                 !tree.lines().any(|l| l.starts_with("tonic")),
                 "{krate} (default features: {default_features}) pulls tonic"

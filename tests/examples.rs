@@ -39,26 +39,16 @@ fn spawn_get(url: String) -> tokio::task::JoinHandle<(http::StatusCode, http::He
 
 /// The lines of `cargo tree` for the root package with these arguments.
 fn cargo_tree(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "--locked",
-            "-p",
-            "genro-asgi",
-            "--prefix",
-            "none",
-        ])
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let base = [
+        "tree",
+        "--offline",
+        "--locked",
+        "-p",
+        "genro-asgi",
+        "--prefix",
+        "none",
+    ];
+    common::cargo(&[&base[..], args].concat())
 }
 
 #[test]
@@ -122,23 +112,18 @@ fn hyper_only_pulls_no_axum_and_no_tonic() {
         "tokio",
         "tracing-subscriber",
     ] {
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "tree",
-                "--offline",
-                "--locked",
-                "-e",
-                "normal",
-                "--prefix",
-                "none",
-                "-p",
-                krate,
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("cargo runs");
-        let tree = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && !tree.is_empty(), "{krate}");
+        let tree = common::cargo(&[
+            "tree",
+            "--offline",
+            "--locked",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            krate,
+        ]);
+        assert!(!tree.is_empty(), "{krate}");
         assert!(
             !tree
                 .lines()
@@ -345,4 +330,66 @@ async fn tonic_layers_does_what_its_doc_comment_says() {
     let log = server.stderr();
     assert!(log.contains("not serving: draining in 1.5s"), "{log}");
     assert!(log.contains("drained"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_layers_does_what_its_doc_comment_says() {
+    // Its log (on stdout) names the address it listens on.
+    let mut server = start("axum_layers", "example-axum-layers", &[]);
+
+    // curl -i localhost:3000/ and with -H 'x-request-id: order-42'
+    let (status, headers, body) = get(&server.url("/")).await;
+    assert_eq!(status, 200);
+    let id = headers["x-request-id"].to_str().unwrap();
+    assert_eq!(uuid::Uuid::try_parse(id).unwrap().get_version_num(), 7);
+    assert_eq!(body, format!("hello, request {}\n", &id[id.len() - 8..]));
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let req = http::Request::get(server.url("/"))
+        .header("x-request-id", "order-42")
+        .body(Empty::new())
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "order-42");
+
+    // curl localhost:3000/slow & then curl localhost:3000/inflight
+    let _slow = spawn_get(server.url("/slow"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, _, listed) = get(&server.url("/inflight")).await;
+    let line = listed
+        .lines()
+        .find(|l| l.contains("GET /slow"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        line.contains("handling") && line.contains(r#"("stage", "sleeping")"#),
+        "{line}"
+    );
+
+    // curl -i localhost:3000/fail: problem+json with an error id, the message kept out of it
+    let (status, headers, body) = get(&server.url("/fail")).await;
+    assert_eq!(status, 500);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let error_id = headers["x-error-id"].to_str().unwrap();
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["error_id"], error_id, "{body}");
+    assert!(!body.contains("on fire"), "{body}");
+
+    // curl localhost:3000/metrics
+    let (status, _, metrics) = get(&server.url("/metrics")).await;
+    assert_eq!(status, 200);
+    for series in [
+        r#"http_requests_total{method="GET",route="/",status="200"} 2"#,
+        r#"http_requests_total{method="GET",route="/fail",status="500"} 1"#,
+        "http_requests_in_flight",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+
+    // Ctrl-C: it stops accepting and waits for /slow (10 s at most), then exits.
+    server.signal("INT");
+    let (exit, took) = server.wait(Duration::from_secs(15));
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        took > Duration::from_secs(5),
+        "it waited for /slow: {took:?}"
+    );
 }

@@ -87,3 +87,19 @@ macro_rules! tonic_health_server {
         )
     }};
 }
+
+/// Runs cargo with `args` in the workspace's root and returns its stdout; a failure of cargo
+/// fails the test.
+pub fn cargo(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
