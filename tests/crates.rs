@@ -187,6 +187,18 @@ fn code_blocks(docs: &[String]) -> Vec<(String, Vec<String>)> {
     blocks
 }
 
+/// The lines of the section `heading` of `docs`, up to the next heading.
+fn section<'a>(docs: &'a [String], heading: &str, krate: &str) -> Vec<&'a String> {
+    let at = docs
+        .iter()
+        .position(|l| l == heading)
+        .unwrap_or_else(|| panic!("{krate}: no `{heading}` section"));
+    docs[at + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with("# "))
+        .collect()
+}
+
 #[test]
 fn each_crate_docs_start_with_a_runnable_example_and_name_its_features_and_msrv() {
     let packages = packages();
@@ -211,14 +223,7 @@ fn each_crate_docs_start_with_a_runnable_example_and_name_its_features_and_msrv(
             "{krate}: the first example asserts nothing"
         );
 
-        let features = docs
-            .iter()
-            .position(|l| l == "# Feature flags")
-            .unwrap_or_else(|| panic!("{krate}: no `# Feature flags` section"));
-        let section: Vec<&String> = docs[features + 1..]
-            .iter()
-            .take_while(|l| !l.starts_with("# "))
-            .collect();
+        let features = section(&docs, "# Feature flags", krate);
         let declared = package(&packages, krate)["features"]
             .as_object()
             .unwrap()
@@ -228,7 +233,7 @@ fn each_crate_docs_start_with_a_runnable_example_and_name_its_features_and_msrv(
             .collect::<Vec<_>>();
         for feature in &declared {
             assert!(
-                section
+                features
                     .iter()
                     .any(|l| l.starts_with(&format!("| `{feature}`"))),
                 "{krate}: feature `{feature}` is not in its table"
@@ -236,19 +241,14 @@ fn each_crate_docs_start_with_a_runnable_example_and_name_its_features_and_msrv(
         }
         if declared.is_empty() {
             assert!(
-                section.iter().any(|l| l.contains("no feature flags")),
+                features.iter().any(|l| l.contains("no feature flags")),
                 "{krate}: say that it has no feature flags"
             );
         }
 
-        let at = docs
-            .iter()
-            .position(|l| l == "# Minimum supported Rust version")
-            .unwrap_or_else(|| panic!("{krate}: no MSRV section"));
         assert!(
-            docs[at + 1..]
+            section(&docs, "# Minimum supported Rust version", krate)
                 .iter()
-                .take_while(|l| !l.starts_with("# "))
                 .any(|l| l.contains(&msrv)),
             "{krate}: the MSRV section does not say {msrv}"
         );

@@ -133,18 +133,14 @@ fn hyper_only_pulls_no_axum_and_no_tonic() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hyper_only_does_what_its_doc_comment_says() {
-    let mut server = start("hyper_only", "example-hyper-only", &[]);
-
-    // curl -i localhost:3000/
+/// `GET /` answers "hello, request <short id>" under a fresh UUIDv7; a valid id of the
+/// client's is echoed.
+async fn hello_gets_an_id_and_a_valid_one_is_echoed(server: &Server) {
     let (status, headers, body) = get(&server.url("/")).await;
     assert_eq!(status, 200);
     let id = headers["x-request-id"].to_str().unwrap();
     assert_eq!(uuid::Uuid::try_parse(id).unwrap().get_version_num(), 7);
     assert_eq!(body, format!("hello, request {}\n", &id[id.len() - 8..]));
-
-    // curl -i -H 'x-request-id: order-42' localhost:3000/
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let req = http::Request::get(server.url("/"))
         .header("x-request-id", "order-42")
@@ -152,6 +148,14 @@ async fn hyper_only_does_what_its_doc_comment_says() {
         .unwrap();
     let res = client.request(req).await.unwrap();
     assert_eq!(res.headers()["x-request-id"], "order-42");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_only_does_what_its_doc_comment_says() {
+    let mut server = start("hyper_only", "example-hyper-only", &[]);
+
+    // curl -i localhost:3000/, then with -H 'x-request-id: order-42'
+    hello_gets_an_id_and_a_valid_one_is_echoed(&server).await;
 
     // curl 'localhost:3000/slow?ms=…' & and curl localhost:3000/inflight
     let slow = spawn_get(server.url("/slow?ms=3500"));
@@ -337,19 +341,8 @@ async fn axum_layers_does_what_its_doc_comment_says() {
     // Its log (on stdout) names the address it listens on.
     let mut server = start("axum_layers", "example-axum-layers", &[]);
 
-    // curl -i localhost:3000/ and with -H 'x-request-id: order-42'
-    let (status, headers, body) = get(&server.url("/")).await;
-    assert_eq!(status, 200);
-    let id = headers["x-request-id"].to_str().unwrap();
-    assert_eq!(uuid::Uuid::try_parse(id).unwrap().get_version_num(), 7);
-    assert_eq!(body, format!("hello, request {}\n", &id[id.len() - 8..]));
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let req = http::Request::get(server.url("/"))
-        .header("x-request-id", "order-42")
-        .body(Empty::new())
-        .unwrap();
-    let res = client.request(req).await.unwrap();
-    assert_eq!(res.headers()["x-request-id"], "order-42");
+    // curl -i localhost:3000/, then with -H 'x-request-id: order-42'
+    hello_gets_an_id_and_a_valid_one_is_echoed(&server).await;
 
     // curl localhost:3000/slow & then curl localhost:3000/inflight
     let _slow = spawn_get(server.url("/slow"));
