@@ -20,18 +20,6 @@ fn start(name: &str, dir: &str, env: &[(&str, &str)]) -> Server {
     Server::spawn(command, dir.join("example.log"))
 }
 
-/// Waits (up to 10 s) until the example's stderr holds `needle`; returns it.
-fn wait_for_stderr(server: &Server, needle: &str) -> String {
-    for _ in 0..500 {
-        let text = server.stderr();
-        if text.contains(needle) {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{needle:?} not in stderr:\n{}", server.stderr())
-}
-
 /// A GET in the background.
 fn spawn_get(url: String) -> tokio::task::JoinHandle<(http::StatusCode, http::HeaderMap, String)> {
     tokio::spawn(async move { get(&url).await })
@@ -171,7 +159,7 @@ async fn hyper_only_does_what_its_doc_comment_says() {
     assert!(line.contains(r#"("stage", "sleeping")"#), "{line}");
     let short = line.split_whitespace().next().unwrap().to_owned();
     // The watchdog: slow after 1 s, critically stuck after 3 s, each once, with the id.
-    let log = wait_for_stderr(&server, "request is critically stuck");
+    let log = server.wait_for_stderr("request is critically stuck");
     for said in ["request is slow", "request is critically stuck"] {
         let lines: Vec<&str> = log.lines().filter(|l| l.contains(said)).collect();
         assert_eq!(lines.len(), 1, "{log}");
@@ -293,7 +281,7 @@ async fn tonic_layers_does_what_its_doc_comment_says() {
     );
     let info = tonic_types::StatusExt::get_details_request_info(&status).expect("RequestInfo");
     assert_eq!(info.request_id, error_id);
-    let log = wait_for_stderr(&server, "hit a bug");
+    let log = server.wait_for_stderr("hit a bug");
     assert!(
         log.lines()
             .any(|l| l.contains("hit a bug") && l.contains(&error_id)),

@@ -131,18 +131,16 @@ impl ServerProcess {
         reason = "most callers only wait for the line"
     )]
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let started = Instant::now();
-        loop {
-            let text = self.log();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{needle:?} not logged:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_holds(|| self.log(), needle, "logged")
+    }
+
+    /// Waits (up to 10 s) until its stderr holds `needle`; returns what it wrote there.
+    #[allow(
+        clippy::must_use_candidate,
+        reason = "most callers only wait for the line"
+    )]
+    pub fn wait_for_stderr(&self, needle: &str) -> String {
+        wait_until_holds(|| self.stderr(), needle, "on stderr")
     }
 
     /// Its exit status and how long it took to exit, or `None` if it still runs after `limit`.
@@ -170,6 +168,22 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Reads `text` every 20 ms, for up to 10 s, until it holds `needle`.
+fn wait_until_holds(text: impl Fn() -> String, needle: &str, place: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let now = text();
+        if now.contains(needle) {
+            return now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{needle:?} not {place}:\n{now}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
