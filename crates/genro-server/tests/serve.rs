@@ -371,6 +371,61 @@ async fn slowloris_connections_are_closed_by_the_header_read_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_trickling_its_next_head_is_closed_by_the_header_read_timeout() {
+    // The idle limit is long: only the header read timeout can close these connections in time.
+    let server = start(
+        "[limits]\nheader_read_timeout = 1s\nidle_timeout = 30s\n",
+        hello(),
+    )
+    .await;
+    let slow: Vec<_> = (0..20)
+        .map(|_| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut buf = [0u8; 1024];
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(
+                    buf[..n].starts_with(b"HTTP/1.1 200"),
+                    "the first request is answered"
+                );
+                // The second head, one byte every 200 ms: never complete within 1 s.
+                let started = Instant::now();
+                for byte in b"GET / HTTP/1.1\r\nhost: x\r\n".iter().cycle() {
+                    if stream.write_all(&[*byte]).await.is_err() {
+                        break;
+                    }
+                    match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf))
+                        .await
+                    {
+                        Err(_) => {}
+                        Ok(Ok(0) | Err(_)) => break,
+                        Ok(Ok(n)) => panic!("answered a head never completed: {:?}", &buf[..n]),
+                    }
+                    assert!(started.elapsed() < Duration::from_secs(10), "never closed");
+                }
+                started.elapsed()
+            })
+        })
+        .collect();
+    for task in slow {
+        let after = task.await.unwrap();
+        // One timeout, and up to half of one more (the end of the first request is seen by
+        // the connection's next look), with room for a loaded machine.
+        assert!(
+            after >= Duration::from_millis(900) && after <= Duration::from_millis(2500),
+            "closed after {after:?}"
+        );
+    }
+    assert_eq!(get_text(&server.url("/")).await.0, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_are_closed_within_the_timeout() {
     let server = start("[limits]\nheader_read_timeout = 1s\n", hello()).await;
     let started = Instant::now();

@@ -628,7 +628,7 @@ pub struct LimitsSection {
     pub keepalive_timeout: Option<Duration>,
     /// Longest a connection stays open with no request in progress (`idle_timeout`): an HTTP/2
     /// connection with no open stream, whether or not it answers pings, and an HTTP/1
-    /// keep-alive connection (which hyper also closes at `header_read_timeout`).
+    /// keep-alive connection (closed sooner, at `header_read_timeout`, when that is smaller).
     pub idle_timeout: Duration,
     /// Longest a request body may go without a new byte while the application reads it
     /// (`body_read_timeout`, 0 for no limit); the read then fails and the connection closes.

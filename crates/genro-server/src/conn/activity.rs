@@ -3,9 +3,15 @@
 //! responses are moving. [`PerRequest`], the service hyper calls, keeps it up to date.
 //!
 //! From it the connection's task decides ([`Activity::next`]):
-//! - **idle**: no request in progress for `idle_timeout` (or, before the first request, for
-//!   `header_read_timeout`): an HTTP/2 connection that only sent its preface, stalls inside a
-//!   header block, or answers pings and sends nothing, is closed like an idle HTTP/1 one;
+//! - **idle**: no request in progress for too long. Before the first request that is
+//!   `header_read_timeout`, on both protocols: a connection that sends nothing, trickles a
+//!   request head, sends only the HTTP/2 preface or stalls inside a header block is closed then.
+//!   Between requests, an HTTP/1 connection has `header_read_timeout` (the smaller of it and
+//!   `idle_timeout`) to send its next complete head, which also bounds a head sent slowly on a
+//!   kept-alive connection; an HTTP/2 connection, whose streams open and close while pings keep
+//!   it alive, has `idle_timeout`. This is the server's header read timeout: one timer per
+//!   connection, moved as the connection lives, instead of a timer armed for every request head
+//!   (what hyper's own `header_read_timeout` does, at about 1,200 instructions per request);
 //! - **stalled**: a response has a frame waiting to go and none has moved for `write_timeout`:
 //!   the client stopped reading (a full socket on HTTP/1, a closed flow-control window on
 //!   HTTP/2), and is disconnected.
@@ -63,6 +69,8 @@ pub(crate) struct Activity {
     write_blocked: AtomicBool,
     /// The server drains: HTTP/1 responses ask the client to close the connection.
     closing: AtomicBool,
+    /// The connection speaks HTTP/2 (set by its first request).
+    http2: AtomicBool,
 }
 
 /// What the connection's task saw at its last look.
@@ -125,10 +133,20 @@ impl Activity {
         }
     }
 
+    /// How long the connection may go without a request in progress once one has ended: the
+    /// time an HTTP/1 client has to send its next head, or an HTTP/2 connection's idle limit.
+    fn between_requests(&self, timeouts: &Timeouts) -> Duration {
+        if self.http2.load(Ordering::Relaxed) {
+            timeouts.idle
+        } else {
+            timeouts.idle.min(timeouts.first_request)
+        }
+    }
+
     /// Decides at `now` whether the connection is idle or stalled, else when to look again.
     /// The end of a request is dated by the first look that sees it; while requests run, the
-    /// looks come at least every half idle limit, so an idle connection closes within one and
-    /// a half of it.
+    /// looks come at least every half of the limit between requests, so a connection left
+    /// without one closes within one and a half of it.
     pub(crate) fn next(&self, now: Instant, timeouts: &Timeouts, looked: &mut Looked) -> Next {
         // Something to send, nothing sent since the last look (a whole `write` ago): stalled.
         let progress = self.progress.load(Ordering::Relaxed);
@@ -141,6 +159,7 @@ impl Activity {
         // With a write limit, a look at least every `write`: a request that starts meanwhile is
         // watched from then on.
         let write_look = timeouts.write.map(|write| now + write);
+        let between = self.between_requests(timeouts);
         let idle_at = if self.in_flight.load(Ordering::Acquire) == 0 {
             let ended = self.ended.load(Ordering::Acquire);
             if ended != looked.ended {
@@ -148,7 +167,7 @@ impl Activity {
                 looked.idle_since = now;
             }
             let (since, limit) = if ended > 0 {
-                (looked.idle_since, timeouts.idle)
+                (looked.idle_since, between)
             } else {
                 (looked.born, timeouts.first_request)
             };
@@ -161,7 +180,7 @@ impl Activity {
             }
         } else {
             // A request in progress: look again for a stall, or for its end.
-            now + timeouts.idle / 2
+            now + between / 2
         };
         Next::CheckAt(write_look.map_or(idle_at, |w| w.min(idle_at)))
     }
@@ -265,6 +284,9 @@ where
         #[cfg(feature = "opentelemetry")]
         genro_envelope::otel::join_trace(&span, &mut req);
         let http1 = req.version() < http::Version::HTTP_2;
+        if !http1 {
+            self.activity.http2.store(true, Ordering::Relaxed);
+        }
         Counted {
             inner: self.app.clone().oneshot(req).instrument(span),
             in_flight: Some(self.activity.request_started()),
@@ -412,6 +434,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_before_the_first_request_after_the_last_and_never_while_one_runs() {
         let activity = Activity::new();
+        // HTTP/2: between requests, the idle limit.
+        activity.http2.store(true, Ordering::Relaxed);
         let t = timeouts();
         let born = Instant::now();
         let mut looked = Looked::new(born);
@@ -450,6 +474,32 @@ mod tests {
         assert_eq!(
             activity.next(again, &t, &mut looked),
             Next::CheckAt(again + t.write.unwrap())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http1_connection_has_the_header_read_timeout_to_send_its_next_head() {
+        let activity = Activity::new();
+        let t = timeouts();
+        let born = Instant::now();
+        let mut looked = Looked::new(born);
+        let request = activity.request_started();
+        // While a request runs, looks come every half of the limit between requests (1 s).
+        assert_eq!(
+            activity.next(born, &t, &mut looked),
+            Next::CheckAt(born + t.first_request / 2)
+        );
+        drop(request);
+        let seen = born + t.first_request / 2;
+        assert_eq!(
+            activity.next(seen, &t, &mut looked),
+            Next::CheckAt(seen + t.first_request)
+        );
+        // Not the idle limit (5 s): the next head must be in within the header read timeout,
+        // however slowly its bytes arrive.
+        assert_eq!(
+            activity.next(seen + t.first_request, &t, &mut looked),
+            Next::Idle
         );
     }
 

@@ -68,9 +68,10 @@ const HYPER_MAX_HEADERS: usize = 100;
 fn builder(limits: &LimitsSection) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let mut http1 = builder.http1();
+    // The header read timeout is the connection task's (see `activity`): one timer per
+    // connection rather than hyper's, which boxes and arms a timer for every request head.
     http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(
             usize::try_from(limits.max_header_size)
                 .unwrap_or(usize::MAX)
