@@ -120,6 +120,7 @@ mod edge;
 pub mod executor;
 #[cfg(feature = "tonic")]
 pub mod grpc;
+mod guards;
 mod logging;
 mod server;
 mod slots;

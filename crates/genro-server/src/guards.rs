@@ -1,0 +1,309 @@
+//! The limits every request of the application passes inside the error layer, as one service
+//! ([`Guarded`]): the body limit by `Content-Length`, the concurrency limit, the request timeout,
+//! and cancellation through the envelope (the debug console's `cancel`, and the drain's for
+//! what outlives it). Each refusal is an error the error layer renders with an error id and a
+//! request id:
+//!
+//! | refusal | error | answer |
+//! |---|---|---|
+//! | `Content-Length` over `[limits] body_limit` | [`BodyTooLarge`] | 413 |
+//! | `[limits] concurrency_limit` requests already in progress | tower's `Overloaded` | 503 |
+//! | longer than `[limits] request_timeout` | tower's `Elapsed` | 504 |
+//! | cancelled through the envelope | genro-envelope's `Cancelled` | 503 |
+//!
+//! One service and one future instead of a layer for each (tower's `Filter`, `Timeout`,
+//! `LoadShed` and `ConcurrencyLimit`, genro-envelope's `CancelLayer`, and a wrapper to give
+//! them one error type): every layer's future holds the one inside it and is moved whole at
+//! each level, so five levels cost five moves of an ever larger future and five polls per
+//! wake. Here a request that sets no limit pays a `Content-Length` lookup and an `Arc` clone
+//! of its envelope; a timer and a semaphore permit only when those limits are configured.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use genro_envelope::{plumbing::watch_cancel, Cancelled, RequestEnvelope};
+use genro_errors::BoxError;
+use http::Request;
+use pin_project_lite::pin_project;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Sleep,
+};
+use tower::{load_shed::error::Overloaded, timeout::error::Elapsed, Service};
+
+use crate::config::LimitsSection;
+
+/// The limits of [`Guarded`], from `[limits]`: shared by every clone of the service (the
+/// concurrency limit counts the requests of the whole server).
+#[derive(Clone, Debug)]
+pub(crate) struct Guards {
+    body_limit: u64,
+    timeout: Option<Duration>,
+    concurrency: Option<Arc<Semaphore>>,
+}
+
+impl Guards {
+    pub(crate) fn new(limits: &LimitsSection) -> Self {
+        Self {
+            body_limit: limits.body_limit,
+            timeout: limits.request_timeout,
+            concurrency: (limits.concurrency_limit > 0)
+                .then(|| Arc::new(Semaphore::new(limits.concurrency_limit))),
+        }
+    }
+
+    /// `service` behind these limits.
+    pub(crate) fn wrap<S>(&self, service: S) -> Guarded<S> {
+        Guarded {
+            inner: service,
+            guards: self.clone(),
+        }
+    }
+}
+
+/// The application's service behind the server's limits (see the [module](self)); the error
+/// layer around it renders each refusal.
+#[derive(Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    guards: Guards,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Guarded<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guarded")
+            .field("inner", &self.inner)
+            .field("guards", &self.guards)
+            .finish()
+    }
+}
+
+/// The `Content-Length` a request declares, when it declares one that can be read.
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    let length = req.headers().get(http::header::CONTENT_LENGTH)?;
+    length.to_str().ok()?.parse().ok()
+}
+
+impl<S, B> Service<Request<B>> for Guarded<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = GuardedFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let guards = &self.guards;
+        if let Some(length) = declared_length(&req).filter(|&l| l > guards.body_limit) {
+            return GuardedFuture::refused(BodyTooLarge {
+                length,
+                limit: guards.body_limit,
+            });
+        }
+        let permit = match &guards.concurrency {
+            None => None,
+            Some(semaphore) => match semaphore.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return GuardedFuture::refused(Overloaded::new()),
+            },
+        };
+        let envelope = RequestEnvelope::from_request(&req).cloned();
+        GuardedFuture {
+            state: State::Running {
+                future: self.inner.call(req),
+            },
+            envelope,
+            deadline: guards.timeout.map(|t| Box::pin(tokio::time::sleep(t))),
+            _permit: permit,
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Running { #[pin] future: F },
+        Refused { error: Option<BoxError> },
+        Done,
+    }
+}
+
+pin_project! {
+    /// Response future of [`Guarded`]: the application's, ended early by a cancel or the
+    /// timeout; it holds the request's concurrency permit until the response head is ready.
+    pub struct GuardedFuture<F> {
+        #[pin]
+        state: State<F>,
+        envelope: Option<Arc<RequestEnvelope>>,
+        // Boxed: a timer is several cache lines, and only a configured timeout needs one.
+        deadline: Option<Pin<Box<Sleep>>>,
+        _permit: Option<OwnedSemaphorePermit>,
+    }
+}
+
+impl<F> GuardedFuture<F> {
+    fn refused(error: impl Into<BoxError>) -> Self {
+        Self {
+            state: State::Refused {
+                error: Some(error.into()),
+            },
+            envelope: None,
+            deadline: None,
+            _permit: None,
+        }
+    }
+}
+
+impl<F> fmt::Debug for GuardedFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardedFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for GuardedFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let envelope = this.envelope.as_deref();
+        let end = |mut state: Pin<&mut State<F>>, error: BoxError| {
+            // Dropping the handler's future here runs its drop guards now, not at the end of
+            // the connection.
+            state.set(State::Done);
+            Poll::Ready(Err(error))
+        };
+        if envelope.is_some_and(RequestEnvelope::is_cancelled) {
+            return end(this.state, Cancelled::default().into());
+        }
+        let poll = match this.state.as_mut().project() {
+            StateProj::Running { future } => future.poll(cx),
+            StateProj::Refused { error } => {
+                return Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
+            StateProj::Done => panic!("GuardedFuture polled after it completed"),
+        };
+        if let Poll::Ready(result) = poll {
+            this.state.set(State::Done);
+            return Poll::Ready(result.map_err(Into::into));
+        }
+        if let Some(deadline) = this.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return end(this.state, Elapsed::new().into());
+            }
+        }
+        if envelope.is_some_and(|e| watch_cancel(e, cx.waker())) {
+            return end(this.state, Cancelled::default().into());
+        }
+        Poll::Pending
+    }
+}
+
+/// The error of a request whose `Content-Length` is over `[limits] body_limit`: answered 413,
+/// counted as `errors_total{kind="error",type="body_limit"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTooLarge {
+    /// The length the request declared.
+    pub length: u64,
+    /// The limit.
+    pub limit: u64,
+}
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the request body is {} bytes, over the limit of {} bytes",
+            self.length, self.limit
+        )
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn limits(ini: &str) -> LimitsSection {
+        crate::Config::from_ini_str(&format!("[limits]\n{ini}"), "t.ini", Vec::new())
+            .unwrap()
+            .limits
+    }
+
+    fn pending_forever() -> impl Service<
+        Request<()>,
+        Response = (),
+        Error = Infallible,
+        Future = impl Future<Output = Result<(), Infallible>>,
+    > + Clone {
+        tower::service_fn(|_req: Request<()>| std::future::pending())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_limit_refuses_with_the_error_the_error_layer_renders() {
+        let guards = Guards::new(&limits(
+            "body_limit = 10\nrequest_timeout = 1s\nconcurrency_limit = 1\n",
+        ));
+        let service = guards.wrap(pending_forever());
+        let long = Request::builder()
+            .header("content-length", "11")
+            .body(())
+            .unwrap();
+        let error = service.clone().oneshot(long).await.unwrap_err();
+        assert_eq!(
+            error.downcast_ref::<BodyTooLarge>(),
+            Some(&BodyTooLarge {
+                length: 11,
+                limit: 10
+            })
+        );
+        // The first request takes the one permit and times out; the second, meanwhile, is shed.
+        let first = tokio::spawn(service.clone().oneshot(Request::new(())));
+        tokio::task::yield_now().await;
+        let shed = service.clone().oneshot(Request::new(())).await.unwrap_err();
+        assert!(shed.is::<Overloaded>(), "{shed}");
+        assert!(first.await.unwrap().unwrap_err().is::<Elapsed>());
+        // Its permit is back.
+        let again = tokio::spawn(service.oneshot(Request::new(())));
+        tokio::task::yield_now().await;
+        assert!(!again.is_finished());
+        again.abort();
+    }
+
+    #[tokio::test]
+    async fn a_cancel_through_the_envelope_ends_a_waiting_request() {
+        let service = Guards::new(&limits("")).wrap(pending_forever());
+        let envelope = Arc::new(RequestEnvelope::new(
+            http::Method::GET,
+            http::Uri::from_static("/"),
+        ));
+        let mut req = Request::new(());
+        req.extensions_mut().insert(envelope.clone());
+        let waiting = tokio::spawn(service.oneshot(req));
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        envelope.cancel();
+        let error = waiting.await.unwrap().unwrap_err();
+        assert!(error.is::<Cancelled>(), "{error}");
+    }
+}
