@@ -7,10 +7,12 @@
 //! before it was accepted) is skipped; any other (out of file descriptors or memory) is
 //! counted, logged once per run of failures, and waited out a little rather than spun on.
 //!
-//! The files below this one: `io` (the writes watched) and `activity` (what a connection is
-//! doing, and the per-request adapter hyper calls).
+//! The files below this one: `io` (the writes watched), `activity` (what a connection is
+//! doing, and the per-request adapter hyper calls) and `gate` (the connection's timer and the
+//! lifecycle, polled only when they wake the task).
 
 mod activity;
+mod gate;
 mod io;
 
 use std::{
@@ -38,6 +40,7 @@ use tower::Service;
 
 use self::{
     activity::{Activity, Looked, Next, PerRequest, Timeouts},
+    gate::Gate,
     io::WatchedIo,
 };
 use crate::{
@@ -361,16 +364,33 @@ async fn serve_connection<I, A, B>(
     let mut closing_idle: Option<Instant> = None;
     // When the drain closes it, if it is still idle then.
     let mut drain_close_at: Option<Instant> = None;
+    // The lifecycle and the timer are polled only when one of them woke the task.
+    let gate = Gate::new();
     loop {
-        tokio::select! {
+        let control = gate.pass(async {
+            tokio::select! {
+                biased;
+                changed = lifecycle.changed() => Control::Lifecycle(changed.is_ok()),
+                () = look.as_mut() => Control::Look,
+            }
+        });
+        let control = tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return;
             }
-            changed = lifecycle.changed() => {
-                let now = changed.map_or(Lifecycle::Stopped, |()| *lifecycle.borrow());
+            control = control => control,
+        };
+        match control {
+            Control::Lifecycle(open) => {
+                let now = if open {
+                    *lifecycle.borrow()
+                } else {
+                    Lifecycle::Stopped
+                };
                 if now >= Lifecycle::Aborting {
                     // Past the drain deadline: the connection is dropped, and its requests with it.
                     return;
@@ -390,7 +410,7 @@ async fn serve_connection<I, A, B>(
                     }
                 }
             }
-            () = look.as_mut() => {
+            Control::Look => {
                 let now = Instant::now();
                 if drain_close_at.is_some_and(|at| now >= at) {
                     drain_close_at = None;
@@ -420,10 +440,19 @@ async fn serve_connection<I, A, B>(
                         asked + CLOSE_GRACE
                     }
                 };
-                look.as_mut().reset(drain_close_at.map_or(next, |at| at.min(next)));
+                look.as_mut()
+                    .reset(drain_close_at.map_or(next, |at| at.min(next)));
             }
         }
     }
+}
+
+/// What woke a connection's task other than the connection itself.
+enum Control {
+    /// The server's lifecycle changed (false: the server is gone).
+    Lifecycle(bool),
+    /// The connection's timer: time to look at what it is doing.
+    Look,
 }
 
 #[cfg(test)]
