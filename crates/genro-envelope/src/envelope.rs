@@ -17,6 +17,9 @@ use crate::{signal::Cancel, trace_context::TraceContext};
 
 pub(crate) use crate::trace_context::TraceStart;
 
+/// What a layer shares with every envelope it makes ([`EnvelopeLayer::share`](crate::EnvelopeLayer::share)).
+pub(crate) type Shared = Arc<dyn std::any::Any + Send + Sync>;
+
 /// The wall clock (as time since the Unix epoch) and the monotonic clock, read once together.
 /// Every later wall-clock time is this plus monotonic time elapsed, so a request reads one clock.
 fn anchor() -> &'static (Duration, std::time::Instant) {
@@ -154,6 +157,8 @@ pub struct RequestEnvelope {
     task: Option<tokio::task::Id>,
     // Where the request stands in a W3C trace, when the layer reads or starts traces.
     trace: Option<TraceContext>,
+    // What the layer that made the envelope shares with every request.
+    shared: Option<Shared>,
     // What a dumper asks the request's future for its trace through.
     #[cfg(genro_taskdump)]
     trace_hook: crate::trace_hook::Hook,
@@ -166,7 +171,17 @@ impl RequestEnvelope {
     /// It is public for servers that are not tower-based and for tests.
     #[must_use]
     pub fn new(method: Method, uri: Uri) -> Self {
-        Self::assemble(method, uri, Version::HTTP_11, None, None, None, None, None)
+        Self::assemble(
+            method,
+            uri,
+            Version::HTTP_11,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
     }
 
     /// Builds the envelope in one expression so that it can be written straight into its `Arc`.
@@ -181,6 +196,7 @@ impl RequestEnvelope {
         route: Option<RouteName>,
         headers: Option<Box<HeaderMap>>,
         trace: Option<TraceStart>,
+        shared: Option<Shared>,
     ) -> Self {
         // A thread-local read: the id of the task polling the service, when there is one.
         let task = tokio::task::try_id();
@@ -213,6 +229,7 @@ impl RequestEnvelope {
             cancel: Cancel::default(),
             task,
             trace,
+            shared,
             #[cfg(genro_taskdump)]
             trace_hook: crate::trace_hook::Hook::default(),
         }
@@ -227,6 +244,7 @@ impl RequestEnvelope {
             req.uri().clone(),
             req.version(),
             client_from(req.extensions()),
+            None,
             None,
             None,
             None,
@@ -292,6 +310,13 @@ impl RequestEnvelope {
     #[must_use]
     pub fn short_id(&self) -> ShortId {
         ShortId(short_hex(&self.internal_id))
+    }
+
+    /// What the layer that made this envelope shares with every request
+    /// ([`EnvelopeLayer::share`](crate::EnvelopeLayer::share)), when it is a `T`.
+    #[must_use]
+    pub fn shared<T: std::any::Any>(&self) -> Option<&T> {
+        self.shared.as_deref()?.downcast_ref()
     }
 
     /// The request method.

@@ -39,6 +39,7 @@ impl EnvelopeLayer {
                 read_traceparent: true,
                 start_traces: false,
                 invalid_traceparent: Counter::default(),
+                shared: None,
             }),
         }
     }
@@ -47,6 +48,38 @@ impl EnvelopeLayer {
         // Only while building: a layer already cloned into services gets its own copy, and the
         // copy keeps sharing the refusal counter.
         Arc::make_mut(&mut self.settings)
+    }
+
+    /// Gives every envelope this layer makes a reference to `value`, which whoever holds the
+    /// envelope reaches with [`RequestEnvelope::shared`]: what a server hands each request
+    /// (genro-server's `ServerContext`), for one reference count per request instead of a
+    /// request extension of its own (an allocation and a hash insertion per request).
+    ///
+    /// ```
+    /// use genro_envelope::{EnvelopeLayer, RequestEnvelope};
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// struct Shop {
+    ///     name: &'static str,
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let app = service_fn(|req: Request<()>| async move {
+    ///     let envelope = RequestEnvelope::from_request(&req).expect("enveloped");
+    ///     let shop = envelope.shared::<Shop>().expect("shared by the layer");
+    ///     Ok::<_, std::convert::Infallible>(Response::new(shop.name))
+    /// });
+    /// let service = EnvelopeLayer::new().share(Shop { name: "shop" }).layer(app);
+    /// let res = service.oneshot(Request::new(())).await.unwrap();
+    /// assert_eq!(*res.body(), "shop");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn share<T: std::any::Any + Send + Sync>(mut self, value: T) -> Self {
+        self.settings_mut().shared = Some(Arc::new(value));
+        self
     }
 
     /// The header that carries the external id in, and the id out.

@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::{
-    envelope::{client_from, RouteName, TraceStart},
+    envelope::{client_from, RouteName, Shared, TraceStart},
     id::Refusal,
     trace_context::{Traceparent, MAX_TRACESTATE_LEN, TRACEPARENT, TRACESTATE},
     RequestEnvelope,
@@ -53,6 +53,8 @@ pub(crate) struct Settings {
     pub(crate) read_traceparent: bool,
     pub(crate) start_traces: bool,
     pub(crate) invalid_traceparent: Counter,
+    /// What every envelope made here refers to ([`EnvelopeLayer::share`](crate::EnvelopeLayer::share)).
+    pub(crate) shared: Option<Shared>,
 }
 
 impl Settings {
@@ -121,6 +123,7 @@ impl Settings {
             RouteName::from_extensions(req.extensions()),
             self.keep_headers.then(|| Box::new(req.headers().clone())),
             self.trace(req),
+            self.shared.clone(),
         ));
         record_on_span(&envelope);
         req.extensions_mut().insert(envelope.clone());

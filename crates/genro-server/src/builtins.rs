@@ -1,5 +1,4 @@
-//! The server's own endpoints (metrics, health) in front of the application, and the
-//! [`ServerContext`] every request of the application carries.
+//! The server's own endpoints (metrics, health) in front of the application.
 
 use std::{
     convert::Infallible,
@@ -167,7 +166,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let builtins = &*self.builtins;
         let path = req.uri().path();
         if let Some((endpoint, metrics)) = &builtins.metrics {
@@ -186,7 +185,6 @@ where
                 },
             };
         }
-        req.extensions_mut().insert(builtins.context.clone());
         BuiltinsFuture {
             state: State::App {
                 future: self.inner.call(req),

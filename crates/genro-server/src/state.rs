@@ -12,6 +12,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use genro_envelope::RequestEnvelope;
 use genro_metrics::MetricsCollector;
 use genro_registry::EnvelopeRegistry;
 use tokio::sync::{watch, Notify};
@@ -44,8 +45,9 @@ pub struct Bound {
 }
 
 /// What a handler can reach of the server: its configuration, registry and metrics, and the
-/// shutdown signal. Every request carries one in its extensions; with axum, take it as an
-/// extractor.
+/// shutdown signal. Every request of the application carries it through its envelope (at the
+/// cost of a reference count, not a request extension of its own); with axum, take it as an
+/// extractor, and elsewhere read it with [`ServerContext::from_extensions`].
 ///
 /// ```
 /// use genro_server::ServerContext;
@@ -149,6 +151,28 @@ impl ServerContext {
         self.shared.ready.load(Ordering::Acquire)
     }
 
+    /// The context of the server a request is served by, read from the request's extensions (or
+    /// those of its `http::request::Parts`): through its envelope, or an extension a test or a
+    /// middleware put there. `None` for a request not served by an `AsgiServer`.
+    ///
+    /// ```
+    /// use genro_server::ServerContext;
+    ///
+    /// fn in_flight<B>(req: &http::Request<B>) -> Option<usize> {
+    ///     Some(ServerContext::from_extensions(req.extensions())?.registry().len())
+    /// }
+    /// assert_eq!(in_flight(&http::Request::new(())), None);
+    /// ```
+    #[must_use]
+    pub fn from_extensions(extensions: &http::Extensions) -> Option<Self> {
+        if let Some(context) = extensions.get::<Self>() {
+            return Some(context.clone());
+        }
+        RequestEnvelope::from_extensions(extensions)?
+            .shared::<Self>()
+            .cloned()
+    }
+
     /// Resolves when the server begins to shut down: streaming and WebSocket handlers await it
     /// to finish their work and end cleanly.
     pub async fn shutdown_signal(&self) {
@@ -175,7 +199,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ServerContext {
         parts: &mut http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Self>().cloned().ok_or((
+        Self::from_extensions(&parts.extensions).ok_or((
             http::StatusCode::INTERNAL_SERVER_ERROR,
             "ServerContext missing: the app is not served by genro_server::AsgiServer",
         ))

@@ -189,7 +189,12 @@ impl Started {
         let debug = &config.debug;
         // The console shows a request's headers: the envelope keeps a copy when it is on (and
         // when the application's own envelope layer asked for it).
-        let envelope = envelope.clone().start_traces(config.logging.start_traces);
+        // Every envelope refers to the server's context: handlers reach it through the envelope
+        // (the `ServerContext` extractor) rather than an extension of its own per request.
+        let envelope = envelope
+            .clone()
+            .start_traces(config.logging.start_traces)
+            .share(context.clone());
         let envelope = if debug.enabled {
             envelope.keep_headers(true)
         } else {
