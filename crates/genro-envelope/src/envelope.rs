@@ -73,7 +73,9 @@ impl Annotated {
 /// The socket address of the client, put in request extensions by the server that accepted the
 /// connection.
 ///
-/// [`EnvelopeLayer`](crate::EnvelopeLayer) reads it into [`RequestEnvelope::client`]. With the
+/// [`EnvelopeLayer`](crate::EnvelopeLayer) reads it into [`RequestEnvelope::client`]. (A server
+/// that polls its requests' futures itself can name the client without an extension per
+/// request: [`plumbing::serving_client`](crate::plumbing::serving_client).) With the
 /// `axum` feature, axum's `ConnectInfo<SocketAddr>` is read as well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientAddr(pub SocketAddr);
@@ -650,7 +652,26 @@ pub(crate) fn client_from(extensions: &Extensions) -> Option<SocketAddr> {
     if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
         return Some(info.0);
     }
-    None
+    SERVED_CLIENT.get()
+}
+
+std::thread_local! {
+    /// The client whose request this thread is polling, when its server says so
+    /// ([`crate::plumbing::serving_client`]).
+    static SERVED_CLIENT: std::cell::Cell<Option<SocketAddr>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `poll` with `client` as the thread's served client, restored afterwards (a panic
+/// included).
+pub(crate) fn serving_client<R>(client: SocketAddr, poll: impl FnOnce() -> R) -> R {
+    struct Restore(Option<SocketAddr>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERVED_CLIENT.set(self.0);
+        }
+    }
+    let _restore = Restore(SERVED_CLIENT.replace(Some(client)));
+    poll()
 }
 
 #[cfg(test)]

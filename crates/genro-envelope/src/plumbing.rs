@@ -12,6 +12,8 @@
 //! - [`is_grpc`] and [`truncated`]: the checks and bounds every genro crate applies the same way;
 //! - [`watch_cancel`]: what a [`CancelFuture`](crate::CancelFuture) does on a poll that stays
 //!   pending, for a server that fuses cancellation with its other per-request guards;
+//! - [`serving_client`]: the client address for a server that polls its requests' futures
+//!   itself, without a [`ClientAddr`](crate::ClientAddr) extension per request;
 //! - [`Synthesized`]: the mark on responses a genro layer made itself.
 
 use std::borrow::Cow;
@@ -47,6 +49,42 @@ pub fn watch_cancel(envelope: &RequestEnvelope, waker: &std::task::Waker) -> boo
     let signal = envelope.cancel_signal();
     signal.register(waker);
     signal.is_cancelled()
+}
+
+/// Runs `poll` (one poll of a request's future, by the server that accepted its connection) with
+/// `client` as the address an envelope made meanwhile on this thread records when the request
+/// carries neither a [`ClientAddr`](crate::ClientAddr) nor axum's `ConnectInfo`.
+///
+/// A server knows the client once per connection; putting it in every request's extensions
+/// costs an allocation and a hash insertion per request (and can make the extensions' table
+/// grow), where this costs a thread-local write around each poll. Every envelope layer inside
+/// the request's future, on the same task, sees it; work the request hands to another task
+/// does not (pass the envelope itself there).
+///
+/// ```
+/// use genro_envelope::{plumbing, EnvelopeLayer, RequestEnvelope};
+/// use http::Request;
+/// use tower::{service_fn, Layer, Service};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut service = EnvelopeLayer::new().layer(service_fn(|req: Request<()>| {
+///     let client = RequestEnvelope::from_request(&req).unwrap().client();
+///     std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(client)))
+/// }));
+/// let client = "192.0.2.7:41000".parse().unwrap();
+/// // The envelope is made when the service is called: here, inside the scope.
+/// let future = plumbing::serving_client(client, || service.call(Request::new(())));
+/// let res = future.await.unwrap();
+/// assert_eq!(*res.body(), Some(client));
+/// // Outside it, a request without a `ClientAddr` has no client.
+/// let res = service.call(Request::new(())).await.unwrap();
+/// assert_eq!(*res.body(), None);
+/// # }
+/// ```
+#[inline]
+pub fn serving_client<R>(client: std::net::SocketAddr, poll: impl FnOnce() -> R) -> R {
+    crate::envelope::serving_client(client, poll)
 }
 
 /// A response extension marking a response that a genro layer made itself (an error rendered

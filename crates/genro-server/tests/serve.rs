@@ -426,6 +426,47 @@ async fn a_kept_alive_connection_trickling_its_next_head_is_closed_by_the_header
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_envelope_records_the_client_address_on_http1_and_http2() {
+    let app = Router::new().route(
+        "/who",
+        get(|envelope: genro_envelope::Envelope| async move {
+            envelope.client().map(|c| c.to_string()).unwrap_or_default()
+        }),
+    );
+    let server = start("", app).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let me = stream.local_addr().unwrap().to_string();
+    stream
+        .write_all(b"GET /who HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    assert!(text.ends_with(&me), "{text}");
+    // HTTP/2: each stream is served on a task of its own.
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let me = stream.local_addr().unwrap().to_string();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let res = sender
+        .send_request(
+            Request::get(server.url("/who"))
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, me.as_bytes());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_are_closed_within_the_timeout() {
     let server = start("[limits]\nheader_read_timeout = 1s\n", hello()).await;
     let started = Instant::now();

@@ -29,7 +29,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use genro_envelope::{plumbing::truncated, ClientAddr};
+use genro_envelope::plumbing::{serving_client, truncated};
 use http::HeaderValue;
 use hyper::{body::Incoming, Request};
 use pin_project_lite::pin_project;
@@ -245,7 +245,7 @@ impl Drop for InFlight {
 }
 
 /// The per-request adapter hyper calls: the request body with its read timeout, the client's
-/// address in the request, a span that carries the request's ids on every log line written
+/// address for the envelope, a span that carries the request's ids on every log line written
 /// while it is handled, one clone of the application per request (as `axum::serve` does), and
 /// the request counted in the connection's [`Activity`] until its response body ends.
 #[derive(Clone)]
@@ -267,10 +267,11 @@ where
         Counted<tracing::instrument::Instrumented<tower::util::Oneshot<A, Request<IncomingBody>>>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        // The envelope learns the client from `Counted`, which polls the request inside
+        // `serving_client`: no extension per request for a value known per connection. (axum's
+        // `ConnectInfo` is not set either; the envelope's `client()` has the address.)
+        #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
         let mut req = req.map(|body| IncomingBody::new(body, self.body_read_timeout));
-        // The envelope reads the client from here (`Envelope::client()`). axum's `ConnectInfo`
-        // is not set: one more extension per request for a value the envelope already has.
-        req.extensions_mut().insert(ClientAddr(self.peer));
         let span = tracing::info_span!(
             "request",
             method = %req.method(),
@@ -291,6 +292,7 @@ where
             inner: self.app.clone().oneshot(req).instrument(span),
             in_flight: Some(self.activity.request_started()),
             http1,
+            peer: self.peer,
         }
     }
 }
@@ -303,6 +305,8 @@ pin_project! {
         inner: F,
         in_flight: Option<InFlight>,
         http1: bool,
+        // The client, for the envelope made while the request is polled.
+        peer: SocketAddr,
     }
 }
 
@@ -314,7 +318,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
+        let inner = this.inner;
+        let result = std::task::ready!(serving_client(*this.peer, || inner.poll(cx)));
         let in_flight = this.in_flight.take();
         let closing = *this.http1
             && in_flight
