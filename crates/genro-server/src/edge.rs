@@ -24,6 +24,40 @@ use crate::{
     config::{Allow, CompressionSection, Config, CorsSection, Encoding},
 };
 
+/// Whether `config` asks for an edge layer (CORS or compression): if not, the server serves
+/// [`plain`], whose type has neither.
+pub(crate) fn is_configured(config: &Config) -> bool {
+    config.compression.enabled || config.cors.enabled
+}
+
+/// `app` with the request body limit and the edge's response body, without CORS or compression.
+pub(crate) fn plain<S, B>(
+    app: S,
+    config: &Config,
+) -> impl Service<
+    Request<IncomingBody>,
+    Response = Response<EdgeBody<B>>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + Sync
+       + 'static
+where
+    S: Service<Request<Limited<IncomingBody>>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let body_limit = usize::try_from(config.limits.body_limit).unwrap_or(usize::MAX);
+    app.map_response(|r: Response<B>| r.map(EdgeBody::plain))
+        .map_request(move |req: Request<IncomingBody>| req.map(|b| Limited::new(b, body_limit)))
+}
+
 /// `app` inside the edge layers `config` asks for. Compression and CORS are put on only when
 /// configured: each costs a wrapper per request.
 pub(crate) fn wrap<S, B>(

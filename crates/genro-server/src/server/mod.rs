@@ -294,7 +294,16 @@ impl AsgiServer {
         }
 
         let connections = self.count_connections(&config);
-        let loops = self.accept(listeners, app, &config, &started, &connections);
+        // Two types of served application, one with tower-http's CORS and compression and one
+        // without: an application that does not use them does not carry their (larger) service
+        // and response future through every request.
+        let loops = if edge::is_configured(&config) {
+            let app = edge::wrap(app, &config, &started.cors_origins);
+            self.accept(listeners, app, &config, &started, &connections)
+        } else {
+            let app = edge::plain(app, &config);
+            self.accept(listeners, app, &config, &started, &connections)
+        };
         let shared = &self.context.shared;
         shared
             .ready
@@ -364,30 +373,19 @@ impl AsgiServer {
             .map_err(|e| StartError::Setup(e.to_string()))
     }
 
-    /// The application as the main port serves it: inside its request layers, behind the
-    /// server's own endpoints, inside the edge layers.
+    /// The application as the main port serves it, but for the edge layers: inside its request
+    /// layers, behind the server's own endpoints.
     fn application<A: IntoApplication>(
         &self,
         app: A,
         config: &Config,
         started: &Started,
-    ) -> impl tower::Service<
-        http::Request<crate::body::IncomingBody>,
-        Response = http::Response<
-            impl http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
-        >,
-        Error = std::convert::Infallible,
-        Future: Send + 'static,
-    > + Clone
-           + Send
-           + Sync
-           + 'static {
+    ) -> WithBuiltins<A::Service> {
         let layers = RequestLayers::new(started.genro.clone(), &config.limits);
-        let app = WithBuiltins::new(
+        WithBuiltins::new(
             app.into_service(&layers),
             Builtins::main(config, &self.context),
-        );
-        edge::wrap(app, config, &started.cors_origins)
+        )
     }
 
     async fn run_startup_hooks(&mut self) -> Result<(), StartError> {
