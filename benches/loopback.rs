@@ -8,11 +8,19 @@
 //!                always-on header timeout costs by itself
 //!   genro        axum::serve, the router behind GenroLayer with its defaults
 //!   asgi         AsgiServer, the whole stack, the watchdog running, logs off
+//!   asgi-w2      AsgiServer as above on its own runtime of `workers = 2` threads (`run`)
 //!   asgi-logged  AsgiServer as above with INFO logging to a file (a span per request)
+//!   floor        axum::serve, the router behind the floor layer: what GenroLayer must do,
+//!                written with http and std alone (benches/floor)
+//!   floor-server the floor layer, served by a hyper-util loop that also does what the
+//!                AsgiServer must do per request, with http and std alone
 //! ```
 //!
-//! Each runs on a current-thread tokio runtime until SIGINT, then exits cleanly (so callgrind
-//! writes its profile). `benches/loopback.sh` drives them with wrk and h2load.
+//! Each but `asgi-w2` runs on a current-thread tokio runtime until SIGINT, then exits cleanly
+//! (so callgrind writes its profile). `benches/loopback.sh` drives them with wrk and h2load.
+
+#[path = "floor/mod.rs"]
+mod floor;
 
 use std::{convert::Infallible, net::SocketAddr};
 
@@ -86,6 +94,16 @@ async fn serve(mode: &str, port: u16) {
             let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
             axum::serve(listener, app()).await.expect("serve");
         }
+        "floor" => {
+            let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+            axum::serve(listener, floor::app(app()))
+                .await
+                .expect("serve");
+        }
+        "floor-server" => {
+            let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+            floor::serve(listener, floor::app(app()).with_state(()), 1 << 20).await;
+        }
         "genro" => {
             let registry = genro_asgi::EnvelopeRegistry::new();
             let collector = genro_asgi::MetricsCollector::new();
@@ -94,10 +112,7 @@ async fn serve(mode: &str, port: u16) {
             axum::serve(listener, app).await.expect("serve");
         }
         "asgi" | "asgi-logged" => {
-            let mut ini = format!(
-                "[server]\nport = {port}\n[watchdog]\nenabled = true\ninterval = 1s\n\
-                 [health]\nenabled = true\n"
-            );
+            let mut ini = asgi_ini(port);
             let logged = mode == "asgi-logged";
             if logged {
                 let file = std::env::temp_dir().join(format!("genro-loopback-{port}.log"));
@@ -116,10 +131,22 @@ async fn serve(mode: &str, port: u16) {
             };
             server.serve(app()).await.expect("serve");
         }
-        other => {
-            panic!("unknown mode {other:?}: hyper, axum, axum-timer, genro, asgi, asgi-logged")
-        }
+        other => panic!(
+            "unknown mode {other:?}: hyper, axum, axum-timer, genro, asgi, asgi-w2, asgi-logged, \
+             floor, floor-server"
+        ),
     }
+}
+
+/// The AsgiServer's configuration in the comparison: a production one (the watchdog running,
+/// the health endpoints, the metrics endpoint, the header read timeout and body limit, which
+/// are always on). `LOOPBACK_INI`, when set, replaces everything after `[server]`: the per-step table turns
+/// parts off with it (for example `[watchdog]\nenabled = false\n[health]\nenabled = true\n`).
+fn asgi_ini(port: u16) -> String {
+    let parts = std::env::var("LOOPBACK_INI").unwrap_or_else(|_| {
+        "[watchdog]\nenabled = true\ninterval = 1s\n[health]\nenabled = true\n".to_owned()
+    });
+    format!("[server]\nport = {port}\n{}", parts.replace("\\n", "\n"))
 }
 
 fn main() {
@@ -133,6 +160,17 @@ fn main() {
         return;
     };
     let port: u16 = port.parse().expect("port");
+    if mode == "asgi-w2" {
+        // The server's own runtime, as an application's `main` runs it; SIGINT drains it.
+        let ini = asgi_ini(port).replacen("[server]\n", "[server]\nworkers = 2\n", 1);
+        let config = genro_asgi::Config::from_ini_str(&ini, "loopback.ini", Vec::new())
+            .expect("valid config");
+        genro_asgi::AsgiServer::from_config(config)
+            .without_logging()
+            .run(app())
+            .expect("serve");
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The loopback comparison: the same axum hello app served by bare hyper-util (the ceiling),
-# axum::serve (the anchor), axum::serve behind GenroLayer, and the AsgiServer with the whole
-# stack and the watchdog running. Two measures, each reported as ratios against axum::serve:
+# axum::serve (the anchor), axum::serve behind GenroLayer, the AsgiServer with the whole stack
+# and the watchdog running (on the caller's current-thread runtime, and on its own runtime of
+# `workers = 2`), and the floors: the work GenroLayer and the AsgiServer are required to do,
+# written with http and std alone (benches/floor). Two measures, each reported as ratios against
+# axum::serve measured in the same run:
 #
 # 1. wrk -t1 -c64 -d${SECONDS_PER_RUN}s, ${ROUNDS} interleaved rounds (every mode once per round),
 #    median requests/s and p99 latency;
 # 2. the server's own instructions per request: callgrind on the server process while h2load
 #    sends N and 11*N keep-alive HTTP/1.1 requests over 8 connections; the difference over 10*N.
 #
-# Usage: benches/loopback.sh [modes...]   (default: hyper axum genro asgi)
+# The last table puts both together, with the targets of the request-path budget.
+#
+# Usage: benches/loopback.sh [modes...]   (default: hyper axum floor genro floor-server asgi asgi-w2)
 # Needs wrk and h2load (Debian: wrk, nghttp2-client) and valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +24,7 @@ for tool in wrk h2load valgrind; do
   command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install -y wrk nghttp2-client valgrind)" >&2; exit 1; }
 done
 modes=("$@")
-[ ${#modes[@]} -gt 0 ] || modes=(hyper axum genro asgi)
+[ ${#modes[@]} -gt 0 ] || modes=(hyper axum floor genro floor-server asgi asgi-w2)
 [[ " ${modes[*]} " == *" axum "* ]] || modes=(axum "${modes[@]}")
 
 bin=$(cargo bench --bench loopback --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*loopback-[0-9a-f]*\)).*/\1/p' | tail -n 1)
@@ -73,10 +78,30 @@ count() { # mode n -> total instructions of the server process
   sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$tmp"/cg.out*
 }
 printf '%-12s %14s %14s %12s %12s\n' mode "I(N)" "I(11N)" "per request" "over axum"
-base=""
 for mode in "${modes[@]}"; do
   lo=$(count "$mode" "$N"); hi=$(count "$mode" $((11 * N)))
-  per=$(( (hi - lo) / (10 * N) ))
-  [ "$mode" != axum ] || base=$per
-  printf '%-12s %14s %14s %12s %12s\n' "$mode" "$lo" "$hi" "$per" "$([ -n "$base" ] && echo $((per - base)) || echo -)"
+  echo "$mode $(( (hi - lo) / (10 * N) ))" >> "$tmp/instructions"
+  printf '%-12s %14s %14s %12s\n' "$mode" "$lo" "$hi" "$(( (hi - lo) / (10 * N) ))"
+done
+base=$(awk '$1 == "axum" {print $2}' "$tmp/instructions")
+
+target() { # mode -> the budget's targets, or what the row is
+  case "$1" in
+    hyper) echo "the ceiling" ;;
+    axum) echo "the anchor" ;;
+    genro) echo ">= 0.90, +3,000" ;;
+    asgi|asgi-w2) echo ">= 0.85, p99 <= 1.3, +4,500" ;;
+    floor) echo "GenroLayer's required work" ;;
+    floor-server) echo "the AsgiServer's required work" ;;
+    *) echo "" ;;
+  esac
+}
+echo
+echo "== against axum::serve, this run"
+printf '| %-12s | %12s | %10s | %22s | %-28s |\n' mode "req/s ratio" "p99 ratio" "instructions over axum" "target"
+for mode in "${modes[@]}"; do
+  ratio=$(awk -v m="$mode" '$2 == "axum" {a[$1]=$3} $2 == m {r[$1]=$3} END {for (k in r) print r[k]/a[k]}' "$tmp/wrk" | median)
+  pratio=$(awk -v m="$mode" '$2 == "axum" {a[$1]=$4} $2 == m {r[$1]=$4} END {for (k in r) print r[k]/a[k]}' "$tmp/wrk" | median)
+  per=$(awk -v m="$mode" '$1 == m {print $2}' "$tmp/instructions")
+  printf '| %-12s | %12.3f | %10.3f | %+22d | %-28s |\n' "$mode" "$ratio" "$pratio" "$((per - base))" "$(target "$mode")"
 done
