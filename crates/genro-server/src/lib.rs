@@ -60,8 +60,9 @@
 //!   application installed first is kept;
 //! - the request path: [`GenroLayer`](genro_stack::GenroLayer) (envelope, registry, metrics,
 //!   errors) inside an axum router's routing, so route templates reach the metrics; inside the
-//!   error layer, the request timeout (504) and the concurrency limit (503 with `Retry-After`);
-//!   outside, the body limit (413);
+//!   error layer, the server's limits ([`app::Guarded`]): the body limit by `Content-Length`
+//!   (413), the concurrency limit (503 with `Retry-After`), the request timeout (504) and
+//!   cancellation; on the body itself, the body limit and the body read timeout;
 //! - the metrics endpoint (`[metrics] endpoint`, on the main port or `export_port`), and
 //!   `/health/live` and `/health/ready` (503 while starting and draining);
 //! - the watchdog (`[watchdog]`), and one notification path for critically stuck requests and
@@ -76,8 +77,35 @@
 //! - a lifecycle: `on_startup` hooks before the first connection is accepted, a bounded drain on
 //!   SIGINT, SIGTERM or [`ServerHandle::shutdown`], then `on_shutdown` hooks.
 //!
-//! Handlers reach the server through [`ServerContext`] (an axum extractor, and a request
-//! extension for other stacks): `request.app.server.*` of the original design.
+//! Handlers reach the server through [`ServerContext`] (an axum extractor, and
+//! [`ServerContext::from_extensions`] for other stacks): `request.app.server.*` of the original
+//! design.
+//!
+//! # The request path
+//!
+//! What the server makes, and when:
+//!
+//! - **once per process**: the configuration, the registry, the metrics and their families, the
+//!   `GenroLayer` (the envelope, registry, metrics and error settings behind one `Arc`), the
+//!   limits (one semaphore for the concurrency limit), hyper's connection builder, the built-in
+//!   endpoints, and the router, converted once with `with_state(())` as `axum::serve` does;
+//! - **once per connection**: a task, its activity (the requests in progress, the progress of
+//!   its writes), and one timer that is its header read timeout, idle timeout and write timeout
+//!   at once, moved as the connection lives. The timer and the server's lifecycle (the drain)
+//!   are polled only when they fire, not on every wake of the connection. The client's address
+//!   is known here and reaches each envelope without being copied into the request;
+//! - **per request**: the envelope (one `Arc`: the ids, method, URI, client, start, and the
+//!   server's context by reference), its entry in the registry, its measurement, the error
+//!   layer's context, the limits' future, the `x-request-id` header, and axum's own per-route
+//!   work (routing, a boxed future and a boxed body, which any per-route layer costs). Nothing
+//!   else is allocated by the server for a request: no timer (the header read timeout is the
+//!   connection's), no extension of its own.
+//!
+//! What each step costs, in instructions per request of the server process, is measured by the
+//! workspace's `benches/loopback.sh` (an axum hello app over loopback, against `axum::serve` of
+//! the same app) and `benches/callgrind.sh` (in process). The figures of the last run, and the
+//! floor of each (the same work written with `http` and `std` alone, `benches/floor`), are in
+//! the workspace README, "Performance".
 //!
 //! # Where things are
 //!
@@ -89,8 +117,9 @@
 //!
 //! # Why these dependencies
 //!
-//! hyper and hyper-util serve HTTP (the same stack axum's own `serve` uses); tower and tower-http
-//! give the timeout, concurrency and body limits; tracing-subscriber and tracing-appender write
+//! hyper and hyper-util serve HTTP (the same stack axum's own `serve` uses); tower-http gives
+//! CORS and compression, and tower the error types of the timeout and the load shedding, which
+//! the error layer knows; tracing-subscriber and tracing-appender write
 //! the logs, the latter without blocking the runtime on a file; arc-swap holds the live
 //! configuration; strsim finds the "did you mean" of an unknown key. The `.ini` reader is this
 //! crate's own: the well-kept ini crates do not keep the line of each key, which every
