@@ -51,7 +51,7 @@ impl EnvelopeLayer {
     }
 
     /// Gives every envelope this layer makes a reference to `value`, which whoever holds the
-    /// envelope reaches with [`RequestEnvelope::shared`]: what a server hands each request
+    /// envelope reaches with [`RequestEnvelope::shared`](crate::RequestEnvelope::shared): what a server hands each request
     /// (genro-server's `ServerContext`), for one reference count per request instead of a
     /// request extension of its own (an allocation and a hash insertion per request).
     ///
