@@ -67,8 +67,19 @@ impl Guards {
     }
 }
 
-/// The application's service behind the server's limits (see the [module](self)); the error
-/// layer around it renders each refusal.
+/// The application's service behind the server's limits, inside the error layer, which renders
+/// each refusal with an error id and a request id:
+///
+/// | refusal | error | answer |
+/// |---|---|---|
+/// | `Content-Length` over `[limits] body_limit` | [`BodyTooLarge`] | 413 |
+/// | `[limits] concurrency_limit` requests already in progress | tower's `Overloaded` | 503 |
+/// | longer than `[limits] request_timeout` | tower's `Elapsed` | 504 |
+/// | cancelled through the envelope | genro-envelope's `Cancelled` | 503 |
+///
+/// One service and one future rather than a layer for each: every layer's future holds the one
+/// inside it and is moved whole at each level. A request pays a `Content-Length` lookup and a
+/// reference to its envelope; a timer and a semaphore permit only when those limits are set.
 #[derive(Clone)]
 pub struct Guarded<S> {
     inner: S,
