@@ -432,11 +432,11 @@ impl RequestEnvelope {
         let mut value = value.into();
         let mut outcome = Annotated::Stored;
         if key.len() > MAX_ANNOTATION_KEY_LEN {
-            key = Cow::Owned(crate::plumbing::truncated(&key, MAX_ANNOTATION_KEY_LEN).into_owned());
+            key = Cow::Owned(crate::truncate::truncated(&key, MAX_ANNOTATION_KEY_LEN).into_owned());
             outcome = Annotated::Truncated;
         }
         if value.len() > MAX_ANNOTATION_VALUE_LEN {
-            value = crate::plumbing::truncated(&value, MAX_ANNOTATION_VALUE_LEN).into_owned();
+            value = crate::truncate::truncated(&value, MAX_ANNOTATION_VALUE_LEN).into_owned();
             outcome = Annotated::Truncated;
         }
         let mut notes = self

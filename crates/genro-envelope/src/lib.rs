@@ -103,6 +103,7 @@ pub mod taskdump;
 mod trace_context;
 #[cfg(genro_taskdump)]
 mod trace_hook;
+mod truncate;
 mod watch;
 
 pub use cancel::{CancelFuture, CancelLayer, CancelService, Cancelled};

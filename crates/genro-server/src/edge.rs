@@ -1,6 +1,6 @@
 //! The layers around the whole application, tower-http's own: CORS (`[cors]`) and compression
-//! (`[compression]`), put on by one [`wrap`], with the body limit (`[limits] body_limit`) on
-//! the request body. A `Content-Length` over the limit is refused inside the envelope
+//! (`[compression]`), put on by [`wrap`] (or neither, by [`plain`]), with the body limit
+//! (`[limits] body_limit`) on the request body. A `Content-Length` over the limit is refused inside the envelope
 //! ([`RequestLayers`](crate::app::RequestLayers)), so that its 413 has a request id.
 
 use std::{convert::Infallible, pin::Pin, sync::Arc};
@@ -30,26 +30,65 @@ pub(crate) fn is_configured(config: &Config) -> bool {
     config.compression.enabled || config.cors.enabled
 }
 
-/// `app` with the request body limit and the edge's response body, without CORS or compression.
-pub(crate) fn plain<S, B>(
-    app: S,
-    config: &Config,
-) -> impl Service<
-    Request<IncomingBody>,
-    Response = Response<EdgeBody<B>>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-       + Send
-       + Sync
-       + 'static
-where
-    S: Service<Request<Limited<IncomingBody>>, Response = Response<B>, Error = Infallible>
-        + Clone
+/// The application inside the edge: the user's, in its request layers, behind the built-in
+/// endpoints, taking the request with its body limit.
+pub(crate) trait Inner<B>:
+    Service<
+        Request<Limited<IncomingBody>>,
+        Response = Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> Inner<B> for S where
+    S: Service<
+            Request<Limited<IncomingBody>>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
         + Send
         + Sync
-        + 'static,
-    S::Future: Send + 'static,
+        + 'static
+{
+}
+
+/// What the edge hands the connections: the application as hyper's adapter calls it.
+pub(crate) trait Outer<B: http_body::Body>:
+    Service<
+        Request<IncomingBody>,
+        Response = Response<EdgeBody<B>>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B: http_body::Body> Outer<B> for S where
+    S: Service<
+            Request<IncomingBody>,
+            Response = Response<EdgeBody<B>>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// `app` with the request body limit and the edge's response body, without CORS or compression.
+pub(crate) fn plain<S, B>(app: S, config: &Config) -> impl Outer<B>
+where
+    S: Inner<B>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
@@ -60,26 +99,9 @@ where
 
 /// `app` inside the edge layers `config` asks for. Compression and CORS are put on only when
 /// configured: each costs a wrapper per request.
-pub(crate) fn wrap<S, B>(
-    app: S,
-    config: &Config,
-    origins: &LiveOrigins,
-) -> impl Service<
-    Request<IncomingBody>,
-    Response = Response<EdgeBody<B>>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-       + Send
-       + Sync
-       + 'static
+pub(crate) fn wrap<S, B>(app: S, config: &Config, origins: &LiveOrigins) -> impl Outer<B>
 where
-    S: Service<Request<Limited<IncomingBody>>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: Inner<B>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
