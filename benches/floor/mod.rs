@@ -191,7 +191,7 @@ pub(crate) struct Floor<S> {
 }
 
 /// What lives from the request to the end of its response body.
-struct Done {
+pub(crate) struct Done {
     envelope: Arc<Envelope>,
     route: Arc<str>,
     slot: usize,
@@ -209,7 +209,7 @@ impl<S> tower::Service<Request<Body>> for Floor<S>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
-    type Response = Response<FloorBody>;
+    type Response = Response<Until<Done>>;
     type Error = Infallible;
     type Future = FloorFuture<S::Future>;
 
@@ -272,7 +272,7 @@ impl<F> Future for FloorFuture<F>
 where
     F: Future<Output = Result<Response<Body>, Infallible>>,
 {
-    type Output = Result<Response<FloorBody>, Infallible>;
+    type Output = Result<Response<Until<Done>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -300,20 +300,24 @@ where
             );
         }
         done.status = response.status().as_u16();
-        Poll::Ready(Ok(response.map(|inner| FloorBody {
-            inner,
-            done: Some(done),
-        })))
+        Poll::Ready(Ok(response.map(|inner| Until::new(inner, Some(done)))))
     }
 }
 
-/// The response body, holding the request's registry entry and measurement until it ends.
-pub(crate) struct FloorBody {
+/// A response body that holds `T` (a request's registry entry and measurement, or its count
+/// in the connection) until the body ends or is dropped.
+pub(crate) struct Until<T> {
     inner: Body,
-    done: Option<Done>,
+    held: Option<T>,
 }
 
-impl http_body::Body for FloorBody {
+impl<T> Until<T> {
+    fn new(inner: Body, held: Option<T>) -> Self {
+        Self { inner, held }
+    }
+}
+
+impl<T: Unpin> http_body::Body for Until<T> {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -323,7 +327,7 @@ impl http_body::Body for FloorBody {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
         if frame.is_none() {
-            self.done = None;
+            self.held = None;
         }
         Poll::Ready(frame)
     }
@@ -349,38 +353,13 @@ struct Activity {
     ended: AtomicU64,
 }
 
-/// The response body of the floor server: the request counted in its connection until it ends.
-pub(crate) struct Counted {
-    inner: Body,
-    activity: Option<Arc<Activity>>,
-}
+/// A request counted in its connection until its response body ends.
+pub(crate) struct InConnection(Arc<Activity>);
 
-impl Drop for Counted {
+impl Drop for InConnection {
     fn drop(&mut self) {
-        if let Some(activity) = self.activity.take() {
-            activity.ended.fetch_add(1, Ordering::Release);
-            activity.in_flight.fetch_sub(1, Ordering::Release);
-        }
-    }
-}
-
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.0.ended.fetch_add(1, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -408,10 +387,10 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router, body_l
                     // The built-in endpoints, before the router.
                     let path = req.uri().path();
                     if path == "/metrics" || path == "/health/live" || path == "/health/ready" {
-                        return Ok::<_, Infallible>(Response::new(Counted {
-                            inner: Body::from("ok"),
-                            activity: None,
-                        }));
+                        return Ok::<_, Infallible>(Response::new(Until::<InConnection>::new(
+                            Body::from("ok"),
+                            None,
+                        )));
                     }
                     // The body limit by Content-Length, then on the body as it is read.
                     let declared = req
@@ -419,10 +398,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router, body_l
                         .get(http::header::CONTENT_LENGTH)
                         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
                     if declared.is_some_and(|l| l > body_limit) {
-                        let mut res = Response::new(Counted {
-                            inner: Body::from("too large"),
-                            activity: None,
-                        });
+                        let mut res = Response::new(Until::new(Body::from("too large"), None));
                         *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
                         return Ok(res);
                     }
@@ -433,6 +409,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router, body_l
                         ))
                     });
                     activity.in_flight.fetch_add(1, Ordering::Acquire);
+                    let counted = InConnection(activity);
                     // The client's address for the envelope, around each poll.
                     let mut future = std::pin::pin!(app.oneshot(req));
                     let res = std::future::poll_fn(|cx| {
@@ -446,10 +423,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router, body_l
                         Ok(res) => res,
                         Err(never) => match never {},
                     };
-                    Ok(res.map(|inner| Counted {
-                        inner,
-                        activity: Some(activity),
-                    }))
+                    Ok(res.map(|inner| Until::new(inner, Some(counted))))
                 }
             });
             let _ = builder

@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::envelope::RequestEnvelope;
+use crate::{envelope::RequestEnvelope, signal::Cancel};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -40,9 +40,8 @@ impl StdError for Cancelled {}
 /// Put it inside the layer that renders errors (genro-errors' `ErrorLayer`), and inside an
 /// [`EnvelopeLayer`](crate::EnvelopeLayer), which gives requests their envelope. A request
 /// without an envelope passes through untouched. Its cost is one `Arc` clone per request, and
-/// one atomic waker registration per poll that stays pending. (genro-server does the same work
-/// in the one service that also applies its body limit, timeout and concurrency limit, with
-/// [`plumbing::watch_cancel`](crate::plumbing::watch_cancel).)
+/// one atomic waker registration per poll that stays pending. (genro-server puts it inside the
+/// one service that also applies its body limit, timeout and concurrency limit.)
 ///
 /// ```
 /// use genro_envelope::{CancelLayer, Cancelled, EnvelopeLayer, RequestEnvelope};
@@ -150,8 +149,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let envelope = this.envelope.as_deref();
-        if envelope.is_some_and(RequestEnvelope::is_cancelled) {
+        let signal = this.envelope.as_deref().map(RequestEnvelope::cancel_signal);
+        if signal.is_some_and(Cancel::is_cancelled) {
             // Dropping the handler's future here runs its drop guards now, not at the end of
             // the connection.
             this.state.set(State::Done);
@@ -167,9 +166,13 @@ where
                 Poll::Ready(result.map_err(Into::into))
             }
             Poll::Pending => {
-                if envelope.is_some_and(|e| crate::plumbing::watch_cancel(e, cx.waker())) {
-                    this.state.set(State::Done);
-                    return Poll::Ready(Err(Cancelled.into()));
+                if let Some(signal) = signal {
+                    signal.register(cx.waker());
+                    // A cancel between the first check and the registration found no waker.
+                    if signal.is_cancelled() {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Cancelled.into()));
+                    }
                 }
                 Poll::Pending
             }

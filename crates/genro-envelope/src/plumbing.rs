@@ -10,8 +10,6 @@
 //!   future and one body that carry per-request state from the request to the end of the
 //!   response body (a registry entry, a metrics measurement);
 //! - [`is_grpc`] and [`truncated`]: the checks and bounds every genro crate applies the same way;
-//! - [`watch_cancel`]: what a [`CancelFuture`](crate::CancelFuture) does on a poll that stays
-//!   pending, for a server that fuses cancellation with its other per-request guards;
 //! - [`serving_client`]: the client address for a server that polls its requests' futures
 //!   itself, without a [`ClientAddr`](crate::ClientAddr) extension per request;
 //! - [`Synthesized`]: the mark on responses a genro layer made itself.
@@ -38,16 +36,6 @@ pub fn write_response_id<B>(
     envelope: &RequestEnvelope,
 ) {
     layer.settings.write_response_id(response, envelope);
-}
-
-/// Whether `envelope`'s request was cancelled; if not, `waker` is woken when it is. Call it on a
-/// poll of the request's future that stays pending, as [`CancelFuture`](crate::CancelFuture)
-/// does: a cancel that comes between the check and the registration is still seen.
-#[inline]
-pub fn watch_cancel(envelope: &RequestEnvelope, waker: &std::task::Waker) -> bool {
-    let signal = envelope.cancel_signal();
-    signal.register(waker);
-    signal.is_cancelled()
 }
 
 /// Runs `poll` (one poll of a request's future, by the server that accepted its connection) with

@@ -22,6 +22,7 @@ use tower_http::{
 use crate::{
     body::IncomingBody,
     config::{Allow, CompressionSection, Config, CorsSection, Encoding},
+    conn::Served,
 };
 
 /// Whether `config` asks for an edge layer (CORS or compression): if not, the server serves
@@ -58,35 +59,8 @@ impl<S, B> Inner<B> for S where
 {
 }
 
-/// What the edge hands the connections: the application as hyper's adapter calls it.
-pub(crate) trait Outer<B: http_body::Body>:
-    Service<
-        Request<IncomingBody>,
-        Response = Response<EdgeBody<B>>,
-        Error = Infallible,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<S, B: http_body::Body> Outer<B> for S where
-    S: Service<
-            Request<IncomingBody>,
-            Response = Response<EdgeBody<B>>,
-            Error = Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
-
 /// `app` with the request body limit and the edge's response body, without CORS or compression.
-pub(crate) fn plain<S, B>(app: S, config: &Config) -> impl Outer<B>
+pub(crate) fn plain<S, B>(app: S, config: &Config) -> impl Served<EdgeBody<B>>
 where
     S: Inner<B>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -99,7 +73,7 @@ where
 
 /// `app` inside the edge layers `config` asks for. Compression and CORS are put on only when
 /// configured: each costs a wrapper per request.
-pub(crate) fn wrap<S, B>(app: S, config: &Config, origins: &LiveOrigins) -> impl Outer<B>
+pub(crate) fn wrap<S, B>(app: S, config: &Config, origins: &LiveOrigins) -> impl Served<EdgeBody<B>>
 where
     S: Inner<B>,
     B: http_body::Body<Data = Bytes> + Send + 'static,

@@ -11,11 +11,10 @@
 //! | longer than `[limits] request_timeout` | tower's `Elapsed` | 504 |
 //! | cancelled through the envelope | genro-envelope's `Cancelled` | 503 |
 //!
-//! One service and one future instead of a layer for each (tower's `Filter`, `Timeout`,
-//! `LoadShed` and `ConcurrencyLimit`, genro-envelope's `CancelLayer`, and a wrapper to give
-//! them one error type): every layer's future holds the one inside it and is moved whole at
-//! each level, so five levels cost five moves of an ever larger future and five polls per
-//! wake. Here a request that sets no limit pays a `Content-Length` lookup and an `Arc` clone
+//! One service and one future, around genro-envelope's `CancelService`, instead of a layer
+//! for each (tower's `Filter`, `Timeout`, `LoadShed` and `ConcurrencyLimit`, and a wrapper to
+//! give them one error type): every layer's future holds the one inside it and is moved whole
+//! at each level. Here a request that sets no limit pays a `Content-Length` lookup and an `Arc` clone
 //! of its envelope; a timer and a semaphore permit only when those limits are configured.
 
 use std::{
@@ -27,7 +26,7 @@ use std::{
     time::Duration,
 };
 
-use genro_envelope::{plumbing::watch_cancel, Cancelled, RequestEnvelope};
+use genro_envelope::{CancelFuture, CancelLayer, CancelService};
 use genro_errors::BoxError;
 use http::Request;
 use pin_project_lite::pin_project;
@@ -35,7 +34,7 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     time::Sleep,
 };
-use tower::{load_shed::error::Overloaded, timeout::error::Elapsed, Service};
+use tower::{load_shed::error::Overloaded, timeout::error::Elapsed, Layer, Service};
 
 use crate::config::LimitsSection;
 
@@ -61,7 +60,7 @@ impl Guards {
     /// `service` behind these limits.
     pub(crate) fn wrap<S>(&self, service: S) -> Guarded<S> {
         Guarded {
-            inner: service,
+            inner: CancelLayer::new().layer(service),
             guards: self.clone(),
         }
     }
@@ -77,12 +76,14 @@ impl Guards {
 /// | longer than `[limits] request_timeout` | tower's `Elapsed` | 504 |
 /// | cancelled through the envelope | genro-envelope's `Cancelled` | 503 |
 ///
-/// One service and one future rather than a layer for each: every layer's future holds the one
-/// inside it and is moved whole at each level. A request pays a `Content-Length` lookup and a
-/// reference to its envelope; a timer and a semaphore permit only when those limits are set.
+/// One service and one future for the limits, around genro-envelope's `CancelService`, rather
+/// than a layer for each: every layer's future holds the one inside it and is moved whole at
+/// each level. A request pays a `Content-Length` lookup and a reference to its envelope; a timer
+/// and a semaphore permit only when those limits are set.
 #[derive(Clone)]
 pub struct Guarded<S> {
-    inner: S,
+    // Cancellation through the envelope is genro-envelope's own service.
+    inner: CancelService<S>,
     guards: Guards,
 }
 
@@ -108,7 +109,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = GuardedFuture<S::Future>;
+    type Future = GuardedFuture<CancelFuture<S::Future>>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -130,12 +131,10 @@ where
                 Err(_) => return GuardedFuture::refused(Overloaded::new()),
             },
         };
-        let envelope = RequestEnvelope::from_request(&req).cloned();
         GuardedFuture {
             state: State::Running {
                 future: self.inner.call(req),
             },
-            envelope,
             deadline: guards.timeout.map(|t| Box::pin(tokio::time::sleep(t))),
             _permit: permit,
         }
@@ -152,12 +151,12 @@ pin_project! {
 }
 
 pin_project! {
-    /// Response future of [`Guarded`]: the application's, ended early by a cancel or the
-    /// timeout; it holds the request's concurrency permit until the response head is ready.
+    /// Response future of [`Guarded`]: the application's (behind genro-envelope's
+    /// cancellation), ended early by the timeout; it holds the request's concurrency permit
+    /// until the response head is ready.
     pub struct GuardedFuture<F> {
         #[pin]
         state: State<F>,
-        envelope: Option<Arc<RequestEnvelope>>,
         // Boxed: a timer is several cache lines, and only a configured timeout needs one.
         deadline: Option<Pin<Box<Sleep>>>,
         _permit: Option<OwnedSemaphorePermit>,
@@ -170,7 +169,6 @@ impl<F> GuardedFuture<F> {
             state: State::Refused {
                 error: Some(error.into()),
             },
-            envelope: None,
             deadline: None,
             _permit: None,
         }
@@ -183,25 +181,14 @@ impl<F> fmt::Debug for GuardedFuture<F> {
     }
 }
 
-impl<F, T, E> Future for GuardedFuture<F>
+impl<F, T> Future for GuardedFuture<F>
 where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
+    F: Future<Output = Result<T, BoxError>>,
 {
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let envelope = this.envelope.as_deref();
-        let end = |mut state: Pin<&mut State<F>>, error: BoxError| {
-            // Dropping the handler's future here runs its drop guards now, not at the end of
-            // the connection.
-            state.set(State::Done);
-            Poll::Ready(Err(error))
-        };
-        if envelope.is_some_and(RequestEnvelope::is_cancelled) {
-            return end(this.state, Cancelled::default().into());
-        }
         let poll = match this.state.as_mut().project() {
             StateProj::Running { future } => future.poll(cx),
             StateProj::Refused { error } => {
@@ -209,17 +196,19 @@ where
             }
             StateProj::Done => panic!("GuardedFuture polled after it completed"),
         };
-        if let Poll::Ready(result) = poll {
+        if poll.is_ready() {
             this.state.set(State::Done);
-            return Poll::Ready(result.map_err(Into::into));
+            return poll;
         }
-        if let Some(deadline) = this.deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
-                return end(this.state, Elapsed::new().into());
-            }
-        }
-        if envelope.is_some_and(|e| watch_cancel(e, cx.waker())) {
-            return end(this.state, Cancelled::default().into());
+        if this
+            .deadline
+            .as_mut()
+            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
+        {
+            // Dropping the handler's future here runs its drop guards now, not at the end of
+            // the connection.
+            this.state.set(State::Done);
+            return Poll::Ready(Err(Elapsed::new().into()));
         }
         Poll::Pending
     }
@@ -251,6 +240,7 @@ impl std::error::Error for BodyTooLarge {}
 mod tests {
     use std::convert::Infallible;
 
+    use genro_envelope::{Cancelled, RequestEnvelope};
     use tower::ServiceExt;
 
     use super::*;

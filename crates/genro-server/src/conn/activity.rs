@@ -54,8 +54,10 @@ pub(crate) struct Timeouts {
 
 /// What one connection is doing; shared by its task and its requests. The request path only
 /// counts (no clock is read per request); the connection's task reads the clock when it looks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Activity {
+    /// The client: the envelopes of the connection's requests record it.
+    pub(crate) peer: SocketAddr,
     /// Requests whose response has not ended.
     in_flight: AtomicUsize,
     /// Requests that ended.
@@ -106,8 +108,17 @@ pub(crate) enum Next {
 }
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    pub(crate) fn new(peer: SocketAddr) -> Arc<Self> {
+        Arc::new(Self {
+            peer,
+            in_flight: AtomicUsize::new(0),
+            ended: AtomicU64::new(0),
+            unsent: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
+            write_blocked: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
+        })
     }
 
     #[inline]
@@ -251,7 +262,6 @@ impl Drop for InFlight {
 #[derive(Clone)]
 pub(crate) struct PerRequest<A> {
     pub(crate) app: A,
-    pub(crate) peer: SocketAddr,
     pub(crate) activity: Arc<Activity>,
     pub(crate) body_read_timeout: Option<Duration>,
 }
@@ -292,7 +302,6 @@ where
             inner: self.app.clone().oneshot(req).instrument(span),
             in_flight: Some(self.activity.request_started()),
             http1,
-            peer: self.peer,
         }
     }
 }
@@ -305,8 +314,6 @@ pin_project! {
         inner: F,
         in_flight: Option<InFlight>,
         http1: bool,
-        // The client, for the envelope made while the request is polled.
-        peer: SocketAddr,
     }
 }
 
@@ -319,7 +326,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let inner = this.inner;
-        let result = std::task::ready!(serving_client(*this.peer, || inner.poll(cx)));
+        let peer = this
+            .in_flight
+            .as_ref()
+            .expect("polled after completion")
+            .activity
+            .peer;
+        let result = std::task::ready!(serving_client(peer, || inner.poll(cx)));
         let in_flight = this.in_flight.take();
         let closing = *this.http1
             && in_flight
@@ -438,7 +451,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_before_the_first_request_after_the_last_and_never_while_one_runs() {
-        let activity = Activity::new();
+        let activity = Activity::new(([127, 0, 0, 1], 9).into());
         // HTTP/2: between requests, the idle limit.
         activity.http2.store(true, Ordering::Relaxed);
         let t = timeouts();
@@ -484,7 +497,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_http1_connection_has_the_header_read_timeout_to_send_its_next_head() {
-        let activity = Activity::new();
+        let activity = Activity::new(([127, 0, 0, 1], 9).into());
         let t = timeouts();
         let born = Instant::now();
         let mut looked = Looked::new(born);
@@ -510,7 +523,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_response_that_does_not_move_for_a_whole_look_is_stalled() {
-        let activity = Activity::new();
+        let activity = Activity::new(([127, 0, 0, 1], 9).into());
         let t = timeouts();
         let mut looked = Looked::new(Instant::now());
         let mut request = activity.request_started();

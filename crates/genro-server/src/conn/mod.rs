@@ -281,8 +281,7 @@ pub(crate) async fn accept_loop<A, B>(
         let _ = stream.set_nodelay(true);
         let service = PerRequest {
             app: app.clone(),
-            peer,
-            activity: Activity::new(),
+            activity: Activity::new(peer),
             body_read_timeout: serving.timeouts.body_read,
         };
         tokio::spawn(connection(
@@ -309,7 +308,7 @@ async fn connection<A, B>(
     A: Served<B>,
     B: ResponseBody,
 {
-    let peer = service.peer;
+    let peer = service.activity.peer;
     let mut aborting = lifecycle.clone();
     let mut draining = lifecycle.clone();
     let serve = async move {
@@ -350,7 +349,7 @@ async fn serve_connection<I, A, B>(
 {
     let timeouts = &serving.timeouts;
     let activity = service.activity.clone();
-    let peer = service.peer;
+    let peer = service.activity.peer;
     let io = TokioIo::new(WatchedIo::new(stream, activity.clone()));
     let conn = serving.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
