@@ -209,8 +209,14 @@ impl RunningDebugServer {
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>, allow: Arc<ArcSwap<AllowList>>) {
     let mut stop = state.stop.clone();
+    // Saturated and capped: a huge `max_sessions` is no bound, not an overflow or a semaphore
+    // too large to make (either would end the console's accept loop).
     let connections = Arc::new(Semaphore::new(
-        state.config.max_sessions + EXTRA_CONNECTIONS,
+        state
+            .config
+            .max_sessions
+            .saturating_add(EXTRA_CONNECTIONS)
+            .min(Semaphore::MAX_PERMITS),
     ));
     let mut tasks = tokio::task::JoinSet::new();
     loop {

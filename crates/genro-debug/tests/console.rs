@@ -366,6 +366,18 @@ async fn sessions_beyond_the_limit_are_refused_with_a_reason() {
 }
 
 #[tokio::test]
+async fn a_session_limit_past_any_count_lets_sessions_in() {
+    logs();
+    // The largest count, and the largest a tokio semaphore holds (`MAX_PERMITS`).
+    for max in [usize::MAX, usize::MAX >> 3] {
+        let f = fixture(|c| c.max_sessions = max, HOLD, 4).await;
+        let mut session = login(&f.addr).await;
+        session.call(&ClientMessage::Ls).await.unwrap();
+        let _second = login(&f.addr).await;
+    }
+}
+
+#[tokio::test]
 async fn an_idle_session_times_out() {
     logs();
     let f = fixture(|c| c.session_timeout = Duration::from_millis(300), HOLD, 4).await;

@@ -66,9 +66,17 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let body_limit = usize::try_from(config.limits.body_limit).unwrap_or(usize::MAX);
     app.map_response(|r: Response<B>| r.map(EdgeBody::plain))
-        .map_request(move |req: Request<IncomingBody>| req.map(|b| Limited::new(b, body_limit)))
+        .map_request(body_limit(config))
+}
+
+/// Puts `[limits] body_limit` on each request's body.
+fn body_limit(
+    config: &Config,
+) -> impl Fn(Request<IncomingBody>) -> Request<Limited<IncomingBody>> + Clone + Send + Sync + 'static
+{
+    let limit = usize::try_from(config.limits.body_limit).unwrap_or(usize::MAX);
+    move |req| req.map(|body| Limited::new(body, limit))
 }
 
 /// `app` inside the edge layers `config` asks for. Compression and CORS are put on only when
@@ -94,8 +102,7 @@ where
     } else {
         tower::util::Either::Right(app)
     };
-    let body_limit = usize::try_from(config.limits.body_limit).unwrap_or(usize::MAX);
-    app.map_request(move |req: Request<IncomingBody>| req.map(|b| Limited::new(b, body_limit)))
+    app.map_request(body_limit(config))
 }
 
 /// Compresses only responses whose size is known before they are sent. tower-http's encoders

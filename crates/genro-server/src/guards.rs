@@ -14,14 +14,14 @@
 //! One service and one future, around genro-envelope's `CancelService`, instead of a layer
 //! for each (tower's `Filter`, `Timeout`, `LoadShed` and `ConcurrencyLimit`, and a wrapper to
 //! give them one error type): every layer's future holds the one inside it and is moved whole
-//! at each level. Here a request that sets no limit pays a `Content-Length` lookup and an `Arc` clone
-//! of its envelope; a timer and a semaphore permit only when those limits are configured.
+//! at each level. Here a request that sets no limit pays a `Content-Length` lookup and an `Arc`
+//! clone of its envelope; a timer and a concurrency slot (the server's `Slots`, as connections
+//! and executor jobs take) only when those limits are configured.
 
 use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -30,13 +30,13 @@ use genro_envelope::{CancelFuture, CancelLayer, CancelService};
 use genro_errors::BoxError;
 use http::Request;
 use pin_project_lite::pin_project;
-use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore},
-    time::Sleep,
-};
+use tokio::time::Sleep;
 use tower::{load_shed::error::Overloaded, timeout::error::Elapsed, Layer, Service};
 
-use crate::config::LimitsSection;
+use crate::{
+    config::LimitsSection,
+    slots::{Slot, Slots},
+};
 
 /// The limits of [`Guarded`], from `[limits]`: shared by every clone of the service (the
 /// concurrency limit counts the requests of the whole server).
@@ -44,7 +44,7 @@ use crate::config::LimitsSection;
 pub(crate) struct Guards {
     body_limit: u64,
     timeout: Option<Duration>,
-    concurrency: Option<Arc<Semaphore>>,
+    concurrency: Option<Slots>,
 }
 
 impl Guards {
@@ -53,7 +53,7 @@ impl Guards {
             body_limit: limits.body_limit,
             timeout: limits.request_timeout,
             concurrency: (limits.concurrency_limit > 0)
-                .then(|| Arc::new(Semaphore::new(limits.concurrency_limit))),
+                .then(|| Slots::new(limits.concurrency_limit)),
         }
     }
 
@@ -126,8 +126,8 @@ where
         }
         let permit = match &guards.concurrency {
             None => None,
-            Some(semaphore) => match semaphore.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
+            Some(slots) => match slots.try_take() {
+                Ok(slot) => Some(slot),
                 Err(_) => return GuardedFuture::refused(Overloaded::new()),
             },
         };
@@ -159,7 +159,7 @@ pin_project! {
         state: State<F>,
         // Boxed: a timer is several cache lines, and only a configured timeout needs one.
         deadline: Option<Pin<Box<Sleep>>>,
-        _permit: Option<OwnedSemaphorePermit>,
+        _permit: Option<Slot>,
     }
 }
 
@@ -238,7 +238,7 @@ impl std::error::Error for BodyTooLarge {}
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
+    use std::{convert::Infallible, sync::Arc};
 
     use genro_envelope::{Cancelled, RequestEnvelope};
     use tower::ServiceExt;
@@ -306,5 +306,17 @@ mod tests {
         envelope.cancel();
         let error = waiting.await.unwrap().unwrap_err();
         assert!(error.is::<Cancelled>(), "{error}");
+    }
+
+    /// A concurrency limit past what a semaphore holds (tokio's `MAX_PERMITS`) is as good as no
+    /// limit: the server starts and serves, where a semaphore of that size panics.
+    #[tokio::test]
+    async fn a_concurrency_limit_past_what_a_semaphore_holds_serves() {
+        let limits = limits(&format!("concurrency_limit = {}\n", usize::MAX));
+        assert_eq!(limits.concurrency_limit, usize::MAX);
+        let service = Guards::new(&limits).wrap(tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>("served")
+        }));
+        assert_eq!(service.oneshot(Request::new(())).await.unwrap(), "served");
     }
 }
