@@ -1,22 +1,5 @@
-//! The limits every request of the application passes inside the error layer, as one service
-//! ([`Guarded`]): the body limit by `Content-Length`, the concurrency limit, the request timeout,
-//! and cancellation through the envelope (the debug console's `cancel`, and the drain's for
-//! what outlives it). Each refusal is an error the error layer renders with an error id and a
-//! request id:
-//!
-//! | refusal | error | answer |
-//! |---|---|---|
-//! | `Content-Length` over `[limits] body_limit` | [`BodyTooLarge`] | 413 |
-//! | `[limits] concurrency_limit` requests already in progress | tower's `Overloaded` | 503 |
-//! | longer than `[limits] request_timeout` | tower's `Elapsed` | 504 |
-//! | cancelled through the envelope | genro-envelope's `Cancelled` | 503 |
-//!
-//! One service and one future, around genro-envelope's `CancelService`, instead of a layer
-//! for each (tower's `Filter`, `Timeout`, `LoadShed` and `ConcurrencyLimit`, and a wrapper to
-//! give them one error type): every layer's future holds the one inside it and is moved whole
-//! at each level. Here a request that sets no limit pays a `Content-Length` lookup and an `Arc`
-//! clone of its envelope; a timer and a concurrency slot (the server's `Slots`, as connections
-//! and executor jobs take) only when those limits are configured.
+//! [`Guarded`]: the server's limits on every request of the application, as one service inside
+//! the error layer (its docs give the refusals and why it is one service).
 
 use std::{
     fmt,
@@ -77,23 +60,16 @@ impl Guards {
 /// | cancelled through the envelope | genro-envelope's `Cancelled` | 503 |
 ///
 /// One service and one future for the limits, around genro-envelope's `CancelService`, rather
-/// than a layer for each: every layer's future holds the one inside it and is moved whole at
-/// each level. A request pays a `Content-Length` lookup and a reference to its envelope; a timer
-/// and a semaphore permit only when those limits are set.
-#[derive(Clone)]
+/// than a layer for each (tower's `Filter`, `Timeout`, `LoadShed` and `ConcurrencyLimit`, and a
+/// wrapper to give them one error type): every layer's future holds the one inside it and is
+/// moved whole at each level. A request pays a `Content-Length` lookup and a reference to its
+/// envelope; a timer and a concurrency slot (from the same counted slots as connections and
+/// executor jobs) only when those limits are set.
+#[derive(Clone, Debug)]
 pub struct Guarded<S> {
     // Cancellation through the envelope is genro-envelope's own service.
     inner: CancelService<S>,
     guards: Guards,
-}
-
-impl<S: fmt::Debug> fmt::Debug for Guarded<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Guarded")
-            .field("inner", &self.inner)
-            .field("guards", &self.guards)
-            .finish()
-    }
 }
 
 /// The `Content-Length` a request declares, when it declares one that can be read.
