@@ -246,7 +246,7 @@ fn promtool(args: &[&str]) {
         .args(args)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards"))
         .output()
-        .expect("promtool is installed (.ci/run installs the Debian package prometheus)");
+        .expect("promtool is needed (Debian: prometheus; scripts/test installs it)");
     assert!(
         out.status.success(),
         "promtool {args:?}:\n{}{}",

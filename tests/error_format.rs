@@ -179,7 +179,8 @@ async fn every_error_the_framework_makes_answers_in_one_format() {
     ] {
         assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
     }
-    let log = server.log();
+    // Logged by a writer thread of its own: waited for, not assumed.
+    let log = server.wait_for_log("status=404");
     let not_found = log
         .lines()
         .find(|l| l.contains("request failed") && l.contains("status=404"))

@@ -185,9 +185,8 @@ async fn socket_activation_serves_on_the_inherited_socket_without_binding() {
     let (status, headers, _) = get(&server.url("/")).await;
     assert_eq!(status, 200);
     assert!(headers.contains_key("x-request-id"));
-    assert!(server
-        .log()
-        .contains(&format!("sockets=main={inherited_addr}")));
+    // The log is written by a thread of its own: wait for the line, not for the order.
+    server.wait_for_log(&format!("sockets=main={inherited_addr}"));
     drop(held);
 }
 
@@ -239,6 +238,23 @@ fn socket_activation_mismatches_are_clear_start_up_errors() {
         None,
     );
     assert!(unused.contains("[\"metrics\"] not used"), "{unused}");
+    // Digits only: Rust's integer parse would take a sign.
+    let signed = start_error("ops-signed-pid", vec![listener()], None, Some("+$$"));
+    assert!(
+        signed.contains("LISTEN_PID: the sockets are meant for process \"+"),
+        "{signed}"
+    );
+    // One socket under two names: the console would accept the application's connections.
+    let one = TcpListener::bind("127.0.0.1:0").unwrap();
+    let twice = vec![OwnedFd::from(one.try_clone().unwrap()), OwnedFd::from(one)];
+    let passed_twice = start_error("ops-one-socket-twice", twice, Some("main:debug"), None);
+    assert!(
+        passed_twice.contains(
+            "the sockets \"main\" (descriptor 3) and \"debug\" (descriptor 4) are one socket \
+             passed twice"
+        ),
+        "{passed_twice}"
+    );
     let udp = OwnedFd::from(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
     let wrong_type = start_error("ops-wrong-type", vec![udp], None, None);
     assert!(wrong_type.contains("is not a TCP socket"), "{wrong_type}");
@@ -485,6 +501,62 @@ async fn an_upgrade_that_fails_to_start_leaves_the_old_process_serving() {
     });
 }
 
+/// A process that cannot write `[server] pid_file` does not start: at an upgrade the old process
+/// serves on with its own pid in the file, so `kill $(cat pid_file)` never names an exited one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_cannot_write_the_pid_file_is_never_ready() {
+    let dir = temp_dir("ops-pid-unwritable");
+    let pid_file = dir.join("server.pid");
+    let pid_value = pid_file.display().to_string();
+    let mut server = start(
+        "ops-pid-unwritable-server",
+        &[
+            ("server", "pid_file", &pid_value),
+            ("executors", "processes", "0"),
+        ],
+    );
+    wait_until(Duration::from_secs(5), "the pid file", || {
+        pid_in(&pid_file) == Some(server.pid())
+    });
+    // The file is written through `<pid_file>.partial`: a directory there makes the write fail,
+    // for root too (a read-only or full disk does the same).
+    let blocker = dir.join("server.pid.partial");
+    std::fs::create_dir(&blocker).unwrap();
+    server.signal("USR2");
+    server.wait_for_stderr("server.pid_file: cannot write");
+    server.wait_for_log("exited before it was ready");
+    server.wait_for_log("this process keeps serving");
+    assert_eq!(pid_in(&pid_file), Some(server.pid()));
+    assert!(running(server.pid()));
+    let (status, _, _) = get(&server.url("/")).await;
+    assert_eq!(status, 200);
+    // A first start fails the same way, with the reason.
+    let config = config_with(
+        &dir,
+        "examples/server.ini",
+        &[
+            ("server", "port", "0"),
+            ("server", "pid_file", &pid_value),
+            ("executors", "processes", "0"),
+        ],
+    );
+    let refused = Command::new(example())
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "it started: {said}");
+    assert!(said.contains("server.pid_file: cannot write"), "{said}");
+    assert_eq!(pid_in(&pid_file), Some(server.pid()));
+    // Writable again: the old process stops as usual and removes its file.
+    std::fs::remove_dir(&blocker).unwrap();
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(15)).0.success());
+    assert!(!pid_file.exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_hears_ready_watchdog_reloading_and_stopping() {
     let dir = temp_dir("ops-notify-socket");
@@ -545,7 +617,8 @@ async fn systemd_hears_ready_watchdog_reloading_and_stopping() {
             .all(|m| m == "WATCHDOG=1" || m.contains("READY=1")),
         "{ready:?}"
     );
+    // The log has its own writer thread: systemd may hear READY=1 before the line is written.
+    server.wait_for_log("configuration reloaded");
     server.signal("TERM");
     until("STOPPING=1");
-    assert!(server.log().contains("configuration reloaded"));
 }

@@ -53,7 +53,7 @@ impl Browser {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("{binary} is needed for this test (Debian: apt-get install chromium): {e}")
+                panic!("{binary} is needed for this test (Debian: chromium; scripts/test installs it): {e}")
             });
         let stderr = BufReader::new(child.stderr.take().unwrap());
         let url = tokio::task::spawn_blocking(move || {

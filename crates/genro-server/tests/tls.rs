@@ -91,16 +91,14 @@ async fn alpn_negotiates_http2_and_http1_still_works() {
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, "over tls");
     }
-    // curl, where the machine has it, negotiates HTTP/2 too.
-    if let Ok(out) = std::process::Command::new("curl")
+    // curl, another client, negotiates HTTP/2 too.
+    let out = std::process::Command::new("curl")
         .args(["-sk", "--http2", "-o", "/dev/null", "-w", "%{http_version}"])
         .arg(format!("https://localhost:{port}/"))
         .output()
-    {
-        if out.status.success() {
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "2");
-        }
-    }
+        .expect("curl is needed (Debian: curl; scripts/test installs it)");
+    assert!(out.status.success(), "curl: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2");
     handle.shutdown();
     task.await.unwrap().unwrap();
 }

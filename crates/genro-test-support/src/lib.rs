@@ -97,7 +97,7 @@ pub fn series_value(text: &str, series: &str) -> Option<f64> {
 ///
 /// # Panics
 ///
-/// When promtool is not installed (`apt-get install -y prometheus`; `.ci/run` installs it).
+/// When promtool is not installed (Debian: prometheus; `scripts/test` installs it).
 #[must_use]
 pub fn promtool(text: &str) -> (bool, String) {
     use std::process::{Command, Stdio};
@@ -107,7 +107,7 @@ pub fn promtool(text: &str) -> (bool, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool is needed: apt-get install -y prometheus (.ci/run installs it)");
+        .expect("promtool is needed (Debian: prometheus; scripts/test installs it)");
     child
         .stdin
         .take()

@@ -188,6 +188,7 @@ impl Inherited {
             let listener = adopt(&mut fds, index, &name).map_err(StartError::Setup)?;
             sockets.push((name, Some(listener)));
         }
+        one_socket_each(&sockets).map_err(StartError::Setup)?;
         Ok(Self { sockets })
     }
 
@@ -249,6 +250,45 @@ impl Inherited {
     }
 }
 
+/// Fails when one socket is passed under two names (two descriptors of it, a `dup`): each port
+/// would accept from the same queue, the application's and the console's connections alike.
+fn one_socket_each(sockets: &[(String, Option<std::net::TcpListener>)]) -> Result<(), String> {
+    let identities: Vec<_> = sockets
+        .iter()
+        .map(|(_, listener)| listener.as_ref().and_then(identity))
+        .collect();
+    for (j, b) in identities.iter().enumerate() {
+        for (i, a) in identities[..j].iter().enumerate() {
+            if a.is_some() && a == b {
+                return Err(format!(
+                    "LISTEN_FDS: the sockets {:?} (descriptor {}) and {:?} (descriptor {}) are one \
+                     socket passed twice: each port needs a socket of its own",
+                    sockets[i].0,
+                    descriptor(i),
+                    sockets[j].0,
+                    descriptor(j)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a descriptor refers to (the device and inode `fstat` gives a socket): shared by every
+/// descriptor of one socket.
+#[cfg(unix)]
+fn identity(listener: &std::net::TcpListener) -> Option<(u64, u64)> {
+    use std::os::{fd::AsFd, unix::fs::MetadataExt};
+    let descriptor = listener.as_fd().try_clone_to_owned().ok()?;
+    let metadata = std::fs::File::from(descriptor).metadata().ok()?;
+    Some((metadata.dev(), metadata.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_: &std::net::TcpListener) -> Option<(u64, u64)> {
+    None
+}
+
 /// The first inherited descriptor (`SD_LISTEN_FDS_START`).
 const FIRST_FD: i32 = 3;
 
@@ -263,10 +303,8 @@ fn parse(
     let Some(fds) = fds else {
         return Ok(Vec::new());
     };
-    let count: usize = fds
-        .trim()
-        .parse()
-        .ok()
+    let count: usize = digits(fds)
+        .and_then(|fds| fds.parse().ok())
         .filter(|n| (1..=NAMES.len()).contains(n))
         .ok_or_else(|| {
             format!(
@@ -274,7 +312,7 @@ fn parse(
                 NAMES.len()
             )
         })?;
-    match pid.map(str::trim) {
+    match pid {
         None => {
             return Err(
                 "LISTEN_FDS is set without LISTEN_PID: the sockets may be meant for another \
@@ -282,7 +320,7 @@ fn parse(
                     .to_owned(),
             )
         }
-        Some(pid) if pid.parse::<u32>().ok() != Some(own_pid) => {
+        Some(pid) if digits(pid).and_then(|pid| pid.parse::<u32>().ok()) != Some(own_pid) => {
             return Err(format!(
                 "LISTEN_PID: the sockets are meant for process {pid:?}, and this is {own_pid}"
             ))
@@ -318,6 +356,12 @@ fn parse(
         }
     }
     Ok(names)
+}
+
+/// `value` when it is a decimal number written with digits alone, as systemd writes these
+/// variables (Rust's integer parse also takes a sign: `+1234`).
+fn digits(value: &str) -> Option<&str> {
+    (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())).then_some(value)
 }
 
 /// The descriptor of the inherited socket at `index`.
@@ -373,5 +417,9 @@ mod tests {
         assert!(err("2", Some("7"), Some("main")).contains("1 name(s) for LISTEN_FDS=2"));
         assert!(err("2", Some("7"), Some("main:admin")).contains("\"admin\""));
         assert!(err("2", Some("7"), Some("main:main")).contains("names two sockets"));
+        // Digits only, as systemd writes them.
+        assert!(err("1", Some("+7"), None).contains("meant for process \"+7\""));
+        assert!(err("1", Some(" 7"), None).contains("meant for process"));
+        assert!(err("+1", Some("7"), None).contains("LISTEN_FDS: \"+1\""));
     }
 }

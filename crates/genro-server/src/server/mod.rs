@@ -292,6 +292,22 @@ impl AsgiServer {
             started.stop().await;
             return Err(e);
         }
+        // Before the process says it is ready: a process that cannot name itself in the pid
+        // file does not start, so an upgrade to it fails and the old process serves on with its
+        // file, and `kill $(cat pid_file)` never names a process that has exited.
+        let pid_file = match config.server.pid_file.as_deref().map(PidFile::write) {
+            None => None,
+            Some(Ok(pid_file)) => Some(pid_file),
+            Some(Err(e)) => {
+                self.run_shutdown_hooks().await;
+                self.context
+                    .shared
+                    .lifecycle
+                    .send_replace(Lifecycle::Stopped);
+                started.stop().await;
+                return Err(StartError::Setup(e));
+            }
+        };
 
         let connections = self.count_connections(&config);
         // Two types of served application, one with tower-http's CORS and compression and one
@@ -310,11 +326,6 @@ impl AsgiServer {
             .store(true, std::sync::atomic::Ordering::Release);
         shared.lifecycle.send_replace(Lifecycle::Serving);
         startup::announce(&config, bound);
-        let pid_file = config.server.pid_file.as_deref().and_then(|path| {
-            PidFile::write(path)
-                .inspect_err(|e| tracing::error!("{e}"))
-                .ok()
-        });
         #[cfg(unix)]
         {
             notify.ready(upgraded.is_some());

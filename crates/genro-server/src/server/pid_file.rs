@@ -1,5 +1,6 @@
-//! `[server] pid_file`: the serving process's pid, written once it accepts, removed when it
-//! stops, unless a process started by an upgrade has written its own since.
+//! `[server] pid_file`: the serving process's pid, written once its sockets listen and before it
+//! reports ready (a process that cannot write it does not start), removed when it stops, unless
+//! a process started by an upgrade has written its own since.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,13 @@ impl PidFile {
         let partial = PathBuf::from(partial);
         std::fs::write(&partial, format!("{}\n", std::process::id()))
             .and_then(|()| std::fs::rename(&partial, path))
-            .map_err(|e| format!("server.pid_file: cannot write {}: {e}", path.display()))?;
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&partial);
+                format!(
+                    "server.pid_file: cannot write {}: {e}; the server does not start without it",
+                    path.display()
+                )
+            })?;
         Ok(Self {
             path: path.to_owned(),
         })
