@@ -41,7 +41,8 @@ struct Entry {
 /// The requests held on error, shared by the error layer's observer and the console.
 ///
 /// A request is held when its error response is a server error (5xx, a panic included) and it
-/// was not cancelled from the console; client errors (4xx) are answered at once.
+/// was not cancelled from the console; client errors (4xx) are answered at once. Cancelling a
+/// held request from the console releases it with 503.
 ///
 /// ```
 /// use std::time::Duration;
@@ -178,6 +179,14 @@ impl Holds {
         let (tx, rx) = oneshot::channel();
         {
             let mut held = self.lock();
+            // Cancelled from the console after its handler failed, before it was held: the
+            // console said it ends with 503. (The console sets the flag before it looks for
+            // the request here, under this lock: one of the two sees the other.)
+            if envelope.is_cancelled() {
+                drop(held);
+                report.answer_with(StatusCode::SERVICE_UNAVAILABLE);
+                return;
+            }
             if held.len() >= self.inner.max {
                 drop(held);
                 self.inner.not_held.inc();

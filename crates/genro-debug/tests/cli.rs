@@ -231,3 +231,70 @@ async fn commands_on_standard_input_give_the_same_output() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("GENRO_DEBUG_SECRET"));
 }
+
+/// Characters a terminal acts on instead of showing: C0 but for the line ends the terminal
+/// itself writes, DEL, C1, and the bidirectional formatting characters.
+fn acted_on(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\r')
+        || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_client_wrote_reaches_the_terminal_as_visible_escapes() {
+    common::capture_backtraces();
+    let f = fixture(|_| {}, HOLD, 4).await;
+    let app = f.app;
+    // C1 controls pass HTTP/1 where ESC does not: CSI clears the screen, OSC retitles the
+    // window, NEL breaks the line, RLO reverses what follows.
+    let client = tokio::spawn(async move {
+        fetch(
+            app,
+            "/hostile/c1\u{9b}2J",
+            "user-agent: \u{9d}0;TITLE\u{9c}\u{202e}gpj.exe\r\nx-note: one\u{85}two\r\n",
+        )
+        .await
+    });
+    while f.holds.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = f.registry.snapshot()[0].short_id().to_string();
+    let addr = f.addr.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut p = spawn(console(&addr, Some(SECRET)));
+        p.exp_string("genro-debug> ").unwrap();
+        let mut seen = String::new();
+        for command in ["ls", &format!("show {id}"), "held", &format!("attach {id}")] {
+            p.send_line(command).unwrap();
+            seen.push_str(&p.exp_string("genro-debug> ").unwrap());
+        }
+        p.send_line("continue").unwrap();
+        p.exp_string("genro-debug> ").unwrap();
+        p.send_line("quit").unwrap();
+        p.exp_eof().unwrap();
+        seen
+    })
+    .await
+    .unwrap();
+    // rexpect hands each byte the terminal received over as one char: the bytes, as UTF-8.
+    let bytes: Vec<u8> = seen
+        .chars()
+        .map(|c| u8::try_from(c).expect("one byte per char"))
+        .collect();
+    let seen = String::from_utf8(bytes).expect("the console writes UTF-8");
+    let acted: Vec<char> = seen.chars().filter(|&c| acted_on(c)).collect();
+    assert!(
+        acted.is_empty(),
+        "{acted:?} reached the terminal:\n{seen:?}"
+    );
+    // Each field is still there, its controls shown as escapes.
+    for shown in [
+        "/hostile/c1\\u{9b}2J",                              // ls, show: the path
+        "user-agent: \\u{9d}0;TITLE\\u{9c}\\u{202e}gpj.exe", // show: a header
+        "x-note: one\\u{85}two",                             // show: a header
+        "agent = \\u{9d}0;TITLE",                            // show: an annotation
+        "cannot serve \\u{9d}0;TITLE\\u{9c}",                // held, attach: the error
+    ] {
+        assert!(seen.contains(shown), "{shown} not in:\n{seen}");
+    }
+    assert_eq!(client.await.unwrap().status, 500);
+}

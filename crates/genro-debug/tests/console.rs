@@ -523,6 +523,41 @@ async fn a_held_request_can_be_released_with_a_status_of_the_debuggers_choosing(
     assert_eq!(answer.header("x-error-id").as_deref(), Some(id.as_str()));
 }
 
+/// `cancel` on a held request does what it announces: the request is released at once with 503,
+/// long before `hold_timeout`.
+#[tokio::test]
+async fn cancelling_a_held_request_releases_it_with_the_503_it_announces() {
+    logs();
+    let f = fixture(|_| {}, HOLD, 4).await;
+    let app = f.app;
+    let client = tokio::spawn(async move { fetch(app, "/panic", "").await });
+    let mut console = login(&f.addr).await;
+    let id = wait_until(
+        async || match console.call(&ClientMessage::Held).await.unwrap() {
+            ServerMessage::HeldList { held } => held.first().map(|h| h.request.id.clone()),
+            _ => None,
+        },
+    )
+    .await;
+    let answer = tokio::time::timeout(
+        HOLD / 4,
+        command_answers(
+            &mut console,
+            ClientMessage::Cancel { id: id.clone() },
+            &format!("cancelled {id}: it was held on error, and is released with 503"),
+            client,
+            503,
+            &id,
+        ),
+    )
+    .await
+    .expect("released at once, not at hold_timeout");
+    assert!(answer.body.contains(&id), "{}", answer.body);
+    assert!(f.holds.is_empty());
+    let reply = console.call(&ClientMessage::Held).await.unwrap();
+    assert_eq!(reply, ServerMessage::HeldList { held: Vec::new() });
+}
+
 #[tokio::test]
 async fn a_cancelled_request_ends_with_503_its_handler_dropped_and_leaves_the_registry() {
     logs();

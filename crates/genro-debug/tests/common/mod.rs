@@ -51,7 +51,8 @@ impl Drop for Guard {
 }
 
 /// The app: `/slow` waits for ever (with a drop guard), `/panic` annotates and panics,
-/// `/notfound` returns a 404 error, `/ok`.
+/// `/hostile/…` annotates with its user agent and panics with it, `/notfound` returns a 404
+/// error, `/ok`.
 pub async fn fixture(
     configure: impl FnOnce(&mut DebugConfig),
     hold_timeout: Duration,
@@ -86,6 +87,23 @@ pub async fn fixture(
             }),
         )
         .route("/ok", get(|| async { "fine" }))
+        // What a hostile client writes reaches an annotation and the error message.
+        .route(
+            "/hostile/{*rest}",
+            get(
+                |Envelope(envelope): Envelope, headers: http::HeaderMap| async move {
+                    let agent = headers
+                        .get("user-agent")
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        .unwrap_or_default();
+                    envelope.annotate("agent", agent.clone());
+                    if envelope.path().starts_with("/hostile/") {
+                        panic!("cannot serve {agent}");
+                    }
+                    "unreachable"
+                },
+            ),
+        )
         .route(
             "/notfound",
             get(|| async {

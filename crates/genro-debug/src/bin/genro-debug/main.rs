@@ -18,7 +18,10 @@ use genro_debug::{
     Client, ClientError, Secret,
 };
 use rustyline::{error::ReadlineError, DefaultEditor};
+use shown::{line, lines};
 use tokio::runtime::Runtime;
+
+mod shown;
 
 const HELP: &str = "\
 commands:
@@ -85,7 +88,7 @@ fn main() -> ExitCode {
     let client = match runtime.block_on(Client::connect(&addr, &secret)) {
         Ok(client) => client,
         Err(e) => {
-            eprintln!("genro-debug: {e}");
+            eprintln!("genro-debug: {}", line(&e.to_string()));
             return ExitCode::FAILURE;
         }
     };
@@ -114,7 +117,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("genro-debug: {e}");
+            eprintln!("genro-debug: {}", line(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -291,21 +294,21 @@ fn render(reply: &ServerMessage) -> String {
             for h in held {
                 out.push_str(&format!(
                     "{:<8}  {:>6}  {:<5}  {:<12}  {:>7}  {:>7}  {}\n",
-                    h.request.id,
+                    line(&h.request.id),
                     h.status,
-                    h.kind,
-                    h.error_type,
+                    line(&h.kind),
+                    line(&h.error_type),
                     seconds(h.held_s),
                     seconds(h.release_in_s),
-                    h.message
+                    line(&h.message)
                 ));
             }
             out
         }
         ServerMessage::Attached { held } => attached(held),
-        ServerMessage::Done { message } => format!("{message}\n"),
-        ServerMessage::Error { message } => format!("error: {message}\n"),
-        other => format!("{other:?}\n"),
+        ServerMessage::Done { message } => format!("{}\n", line(message)),
+        ServerMessage::Error { message } => format!("error: {}\n", line(message)),
+        other => format!("{}\n", line(&format!("{other:?}"))),
     }
 }
 
@@ -325,12 +328,12 @@ fn table(requests: &[RequestSummary]) -> String {
     for r in requests {
         out.push_str(&format!(
             "{:<8}  {:<7}  {:>7}  {:<9}  {:>5}  {}\n",
-            r.id,
-            r.method,
+            line(&r.id),
+            line(&r.method),
             seconds(r.age_s),
-            r.phase,
+            line(&r.phase),
             r.annotations,
-            r.target
+            line(&r.target)
         ));
     }
     out.push_str(&format!("({} in flight)\n", requests.len()));
@@ -339,7 +342,8 @@ fn table(requests: &[RequestSummary]) -> String {
 
 fn detail(r: &RequestDetail) -> String {
     let mut out = String::new();
-    let mut field = |k: &str, v: &str| out.push_str(&format!("{k:<12} {v}\n"));
+    // Every value is escaped here: most of them the client or the handler wrote.
+    let mut field = |k: &str, v: &str| out.push_str(&format!("{k:<12} {}\n", line(v)));
     field("id", &r.id);
     field("internal id", &r.internal_id);
     field("external id", r.external_id.as_deref().unwrap_or("-"));
@@ -351,13 +355,13 @@ fn detail(r: &RequestDetail) -> String {
     field("phase", &r.phase);
     out.push_str("annotations:\n");
     for (k, v) in &r.annotations {
-        out.push_str(&format!("  {k} = {v}\n"));
+        out.push_str(&format!("  {} = {}\n", line(k), line(v)));
     }
     match &r.headers {
         Some(headers) => {
             out.push_str("headers:\n");
             for (k, v) in headers {
-                out.push_str(&format!("  {k}: {v}\n"));
+                out.push_str(&format!("  {}: {}\n", line(k), line(v)));
             }
         }
         None => out.push_str("headers: (not kept by this server)\n"),
@@ -368,11 +372,11 @@ fn detail(r: &RequestDetail) -> String {
                 let age = waiting
                     .age_s
                     .map_or_else(String::new, |s| format!(" (traced {} ago)", seconds(s)));
-                out.push_str(&format!("waiting on{age}:\n{trace}\n"));
+                out.push_str(&format!("waiting on{age}:\n{}\n", lines(trace)));
             }
             (None, why) => out.push_str(&format!(
                 "waiting on: unavailable: {}\n",
-                why.as_deref().unwrap_or("no trace")
+                line(why.as_deref().unwrap_or("no trace"))
             )),
         }
     }
@@ -382,19 +386,19 @@ fn detail(r: &RequestDetail) -> String {
 fn attached(h: &HeldDetail) -> String {
     let mut out = format!(
         "held {} ({}, {}) → {}; held {}, released anyway in {}\n",
-        h.request.id,
-        h.kind,
-        h.error_type,
+        line(&h.request.id),
+        line(&h.kind),
+        line(&h.error_type),
         h.status,
         seconds(h.held_s),
         seconds(h.release_in_s)
     );
     out.push_str("error:\n");
     for (i, e) in h.chain.iter().enumerate() {
-        out.push_str(&format!("  {i}: {e}\n"));
+        out.push_str(&format!("  {i}: {}\n", line(e)));
     }
     match &h.backtrace {
-        Some(bt) => out.push_str(&format!("backtrace:\n{bt}\n")),
+        Some(bt) => out.push_str(&format!("backtrace:\n{}\n", lines(bt))),
         None => out.push_str("backtrace: (none captured; run the server with RUST_BACKTRACE=1)\n"),
     }
     out.push_str(&detail(&h.request));
