@@ -369,3 +369,60 @@ async fn traceparent_is_continued_or_refused_and_reaches_body_log_and_webhook() 
     server.signal("TERM");
     assert!(server.wait(Duration::from_secs(5)).0.success());
 }
+
+/// A client sending 404s as fast as it can does not write a log line per request: past
+/// `[errors] client_error_lines_per_second` they are summed up, and every one is still counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_client_errors_is_summed_up_in_the_log_and_counted_in_full() {
+    let server = start(
+        "client-error-flood",
+        &[
+            ("errors", "client_error_lines_per_second", "2"),
+            ("executors", "processes", "0"),
+        ],
+    );
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let url: http::Uri = server.url("/no-such-page").parse().unwrap();
+    for _ in 0..200 {
+        let res = client.get(url.clone()).await.unwrap();
+        assert_eq!(res.status(), 404);
+    }
+    // Every 404 is written or summed up, the last second's summary once that second ends.
+    let tally = |log: &str| {
+        let written = log
+            .lines()
+            .filter(|l| l.contains("request failed") && l.contains("status=404"))
+            .filter(|l| !l.contains("more like this"))
+            .count() as u64;
+        let summed: u64 = log
+            .lines()
+            .filter_map(|l| l.split("suppressed=").nth(1))
+            .filter_map(|n| n.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        (written, summed)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (written, summed) = loop {
+        let (written, summed) = tally(&server.log());
+        if written + summed >= 200 || std::time::Instant::now() > deadline {
+            break (written, summed);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        written + summed,
+        200,
+        "{written} written, {summed} summed up"
+    );
+    // Two lines a second: a handful, however long the flood took here.
+    assert!(
+        written <= 20 && summed >= 180,
+        "{written} written, {summed} summed up"
+    );
+    let (_, _, metrics) = get(&server.url("/metrics")).await;
+    assert!(
+        metrics.contains(r#"errors_total{kind="status",type="not_found"} 200"#),
+        "{metrics}"
+    );
+}

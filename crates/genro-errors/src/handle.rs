@@ -21,6 +21,7 @@ use crate::{
     observer,
     problem::{render, Extra, Format, Problem},
     report::{CANCELLED, ERROR_PATH_PANIC, OTHER, PANIC},
+    throttle::Verdict,
     Error, ErrorKind, ErrorReport,
 };
 
@@ -323,7 +324,7 @@ async fn respond<B: RenderedBody>(
             true
         }
     };
-    log(&report, settings.client_level);
+    log(&report, settings);
     settings.count(kind, error_type);
     if report.critical && !settings.notifiers.is_empty() {
         settings.notifiers.send(notification(&report));
@@ -429,7 +430,7 @@ fn notification(report: &ErrorReport) -> Notification {
         ))
 }
 
-fn log(report: &ErrorReport, client_level: Option<tracing::Level>) {
+fn log(report: &ErrorReport, settings: &Settings) {
     let envelope = &*report.envelope;
     // A backtrace tells where a server error came from; for a client error it is noise.
     let backtrace = if report.status.is_server_error() {
@@ -457,10 +458,16 @@ fn log(report: &ErrorReport, client_level: Option<tracing::Level>) {
     let level = if report.status.is_server_error() {
         tracing::Level::ERROR
     } else {
-        match client_level {
-            Some(level) => level,
-            None => return,
+        let Some(level) = settings.client_level else {
+            return;
+        };
+        // A client's errors, as fast as it can send them, are summed up past a rate.
+        if let Some(throttle) = &settings.client_lines {
+            if throttle.admit(report, level) == Verdict::Suppress {
+                return;
+            }
         }
+        level
     };
     match level {
         tracing::Level::ERROR => event!(error),

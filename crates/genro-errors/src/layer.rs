@@ -1,6 +1,7 @@
 use std::{
     error::Error as StdError,
     fmt,
+    num::NonZeroU32,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -18,7 +19,12 @@ use prometheus_client::{
 };
 use tower_layer::Layer;
 
-use crate::{report::OTHER, ErrorKind, ErrorReport, ErrorService, Observer, Problem};
+use crate::{
+    report::OTHER, throttle::Throttle, ErrorKind, ErrorReport, ErrorService, Observer, Problem,
+};
+
+/// Client-error lines a second for each kind of line, by default.
+const DEFAULT_CLIENT_LINES: NonZeroU32 = NonZeroU32::new(10).expect("not zero");
 
 pub(crate) type Render =
     dyn Fn(&(dyn StdError + 'static), &RequestEnvelope) -> Option<Problem> + Send + Sync;
@@ -46,6 +52,8 @@ pub(crate) struct Settings {
     pub(crate) errors: Family<ErrorLabels, Counter>,
     pub(crate) framework: bool,
     pub(crate) client_level: Option<tracing::Level>,
+    /// The bound on client-error lines; `None` writes every one.
+    pub(crate) client_lines: Option<Throttle>,
 }
 
 impl Settings {
@@ -107,6 +115,7 @@ impl ErrorLayer {
                 errors: Family::default(),
                 framework: false,
                 client_level: Some(tracing::Level::WARN),
+                client_lines: Some(Throttle::new(DEFAULT_CLIENT_LINES)),
             }),
         }
     }
@@ -255,6 +264,18 @@ impl ErrorLayer {
         self
     }
 
+    /// At most `per_second` client-error lines a second for each kind of line (the same status,
+    /// error type and route): 10 by default, `None` for every line. The lines left out of a
+    /// second are summed up in one line when it ends, `N more like this in the last second`;
+    /// `errors_total` counts every error either way. Server errors are always logged, each one.
+    ///
+    /// Without it, a client sending 404s as fast as it can writes a log line per request.
+    #[must_use]
+    pub fn client_error_lines_per_second(mut self, per_second: Option<NonZeroU32>) -> Self {
+        self.settings_mut().client_lines = per_second.map(Throttle::new);
+        self
+    }
+
     /// Registers `errors_total{kind,type}` in a prometheus-client registry. `type` takes only
     /// the labels of registered handlers, `timeout`, `body_limit`, `overloaded`, `cancelled`,
     /// `panic`, `error_path_panic`, `other`, and with [`framework_errors`](Self::framework_errors)
@@ -289,6 +310,14 @@ impl fmt::Debug for ErrorLayer {
             .field("show_traceback", &self.settings.traceback.get())
             .field("framework_errors", &self.settings.framework)
             .field("client_error_level", &self.settings.client_level)
+            .field(
+                "client_error_lines_per_second",
+                &self
+                    .settings
+                    .client_lines
+                    .as_ref()
+                    .map(Throttle::per_second),
+            )
             .field("observers", &self.settings.observers.len())
             .field("notifiers", &self.settings.notifiers)
             .finish_non_exhaustive()

@@ -97,6 +97,7 @@ mod panic;
 mod problem;
 mod report;
 mod service;
+mod throttle;
 
 pub use body::RenderedBody;
 pub use error::{BoxError, Error};

@@ -685,3 +685,78 @@ async fn observers_of_a_response_nobody_awaits_any_more_are_stopped() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn client_error_lines_past_the_rate_are_summed_up_and_every_server_error_is_written() {
+    let logs = logs();
+    let layer = ErrorLayer::new().client_error_lines_per_second(std::num::NonZeroU32::new(3));
+    let mut registry = Registry::default();
+    layer.register_metrics(&mut registry);
+    let app = Router::new()
+        .route(
+            "/throttled/{n}",
+            get(|| async {
+                Err::<String, Error>(Error::msg("gone for good").with_status(StatusCode::GONE))
+            }),
+        )
+        .route(
+            "/throttled-broken/{n}",
+            get(|| async { Err::<String, Error>(Error::msg("broken")) }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(EnvelopeLayer::new())
+                .layer(layer),
+        );
+    // A client erring as fast as it can, and a server failing as often: within one second
+    // (the clock is paused).
+    for n in 0..25 {
+        assert_eq!(
+            get_with(&app, &format!("/throttled/{n}"), None)
+                .await
+                .status,
+            410
+        );
+        assert_eq!(
+            get_with(&app, &format!("/throttled-broken/{n}"), None)
+                .await
+                .status,
+            500
+        );
+    }
+    // The summary is written when the second ends.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let out = loop {
+        let out = logs.contents();
+        if out.contains("22 more like this") {
+            break out;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no summary:\n{out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let lines = |needle: &str| -> Vec<&str> {
+        out.lines()
+            .filter(|l| l.contains("request failed") && l.contains(needle))
+            .collect()
+    };
+    assert_eq!(lines("path=/throttled/").len(), 3, "{out}");
+    let summaries = lines("more like this");
+    assert_eq!(summaries.len(), 1, "{out}");
+    assert!(
+        summaries[0].contains("WARN")
+            && summaries[0].contains("22 more like this in the last second")
+            && summaries[0].contains("status=410")
+            && summaries[0].contains("suppressed=22"),
+        "{}",
+        summaries[0]
+    );
+    // Server errors are never left out.
+    assert_eq!(lines("path=/throttled-broken/").len(), 25, "{out}");
+    // Every error is counted, written or not.
+    let mut metrics = String::new();
+    encode(&mut metrics, &registry).unwrap();
+    assert!(
+        metrics.contains(r#"errors_total{kind="error",type="other"} 50"#),
+        "{metrics}"
+    );
+}

@@ -2,7 +2,7 @@
 //! written, and a `read` beside it that takes each key from the resolver (environment, file,
 //! or that default), parsed into its type, and checks what the keys must agree on.
 
-use std::{path::PathBuf, time::Duration};
+use std::{num::NonZeroU32, path::PathBuf, time::Duration};
 
 use http::{HeaderName, Method};
 
@@ -11,8 +11,9 @@ use super::{
     source::Secret,
     value::{
         self, humanize, Allow, AllowList, Encoding, ALLOW_LIST, BACKLOG, BOOLEAN, CLIENT_LEVEL,
-        COUNT, DURATION, ENCODINGS, ENDPOINT, HEADERS, HEADER_NAMES, HOST, METHODS, NAMES,
-        OPTIONAL_DURATION, OPTIONAL_PORT, OPTIONAL_TEXT, ORIGINS, PATH, PORT, SIZE, SMALL_SIZE,
+        COUNT, DURATION, ENCODINGS, ENDPOINT, HEADERS, HEADER_NAMES, HOST, LINE_RATE, METHODS,
+        NAMES, OPTIONAL_DURATION, OPTIONAL_PORT, OPTIONAL_TEXT, ORIGINS, PATH, PORT, SIZE,
+        SMALL_SIZE,
     },
 };
 use crate::logging::format::{LogFormat, LogLevel};
@@ -407,6 +408,10 @@ pub struct ErrorsSection {
     /// The level 4xx errors are logged at, `None` for none (`client_error_level`: `warning`,
     /// `info`, `debug`, `trace` or `off`).
     pub client_error_level: Option<tracing::Level>,
+    /// At most this many 4xx log lines a second for each status, error type and route, the
+    /// rest summed up in one line (`client_error_lines_per_second`: a number, or `unlimited`);
+    /// see [`ErrorLayer::client_error_lines_per_second`](genro_errors::ErrorLayer::client_error_lines_per_second).
+    pub client_error_lines_per_second: Option<NonZeroU32>,
 }
 
 impl Default for ErrorsSection {
@@ -419,6 +424,7 @@ impl Default for ErrorsSection {
             notify_webhook: None,
             framework_errors: true,
             client_error_level: Some(tracing::Level::WARN),
+            client_error_lines_per_second: NonZeroU32::new(10),
         }
     }
 }
@@ -465,6 +471,12 @@ impl ErrorsSection {
             notify_webhook: webhook,
             framework_errors: r.get(s, "framework_errors", d.framework_errors, &BOOLEAN),
             client_error_level: r.get(s, "client_error_level", d.client_error_level, &CLIENT_LEVEL),
+            client_error_lines_per_second: r.get(
+                s,
+                "client_error_lines_per_second",
+                d.client_error_lines_per_second,
+                &LINE_RATE,
+            ),
         }
     }
 }

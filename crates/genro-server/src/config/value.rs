@@ -2,7 +2,7 @@
 //! what it expected when it cannot) and writes a value back as a person would type it, which is
 //! how `--print-config` shows a default: from the value itself, never from a second string.
 
-use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
+use std::{fmt, net::IpAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 
 pub use genro_debug::{AllowList, Cidr};
 
@@ -87,6 +87,20 @@ fn client_level(text: &str) -> Result<Option<tracing::Level>, Expected> {
         ),
     }
 }
+
+/// Log lines a second: a whole number from 1, or `unlimited`.
+pub(crate) const LINE_RATE: Kind<Option<NonZeroU32>> = Kind {
+    parse: |text| match text.trim() {
+        "unlimited" => Ok(None),
+        text => count(text)
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .and_then(NonZeroU32::new)
+            .map(Some)
+            .ok_or_else(|| "a number of lines a second from 1, or unlimited".to_owned()),
+    },
+    render: |rate| rate.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+};
 
 /// Text, or nothing (empty).
 pub(crate) const OPTIONAL_TEXT: Kind<Option<String>> = Kind {

@@ -183,6 +183,7 @@ impl Started {
             .notifiers(notifiers.clone())
             .framework_errors(config.errors.framework_errors)
             .client_error_level(config.errors.client_error_level)
+            .client_error_lines_per_second(config.errors.client_error_lines_per_second)
             .handler("body_limit", |e: &BodyTooLarge, _envelope| {
                 Problem::new(http::StatusCode::PAYLOAD_TOO_LARGE).detail(e.to_string())
             });
