@@ -110,7 +110,8 @@ pub struct FailureLimit {
     pub failures: u32,
     /// The window the failures are counted in.
     pub window: Duration,
-    /// How long a locked-out IP is refused, even with the right secret.
+    /// How long a locked-out IP's wrong answers are refused (each a second late); its right
+    /// answer still logs in, so that failing logins cannot lock the operator out.
     pub lockout: Duration,
 }
 
@@ -134,8 +135,9 @@ struct Record {
     last: Option<Instant>,
 }
 
-/// Failed logins per IP. An IP with too many failures is refused for a while; other IPs are not
-/// affected (there is no global lockout for an attacker to trigger).
+/// Failed logins per IP. An IP with too many failures has its wrong answers refused as
+/// rate-limited for a while; other IPs are not affected (there is no global lockout for an
+/// attacker to trigger), and a right answer is never refused.
 #[derive(Debug)]
 pub(crate) struct Limiter {
     limit: FailureLimit,

@@ -25,11 +25,13 @@ pub struct DebugConfig {
     /// Host names a client may use besides IP literals and `localhost` (the `Host` check that
     /// defeats DNS rebinding).
     pub allowed_hosts: Vec<String>,
-    /// Most sessions open at once (4).
+    /// Most sessions logged in at once (4). Connections that have not logged in hold no
+    /// session: they have a budget of their own.
     pub max_sessions: usize,
     /// A session with no command for this long is closed (10 minutes).
     pub session_timeout: Duration,
-    /// A connection that has not logged in after this long is closed (10 seconds).
+    /// A connection that has not logged in this long after its accept is closed, whatever it
+    /// does meanwhile (10 seconds).
     pub login_timeout: Duration,
     /// The largest message a client may send; a larger one closes the session (1 MiB).
     pub max_message_size: usize,

@@ -98,8 +98,9 @@
 //! | `allowed_ips` on the socket's peer address (`::ffff:a.b.c.d` is `a.b.c.d`; never `X-Forwarded-For`) | accept, before any byte is read or answered | anyone outside the allowed networks, and forged forwarding headers |
 //! | `Host` must be an IP literal, `localhost` or a name in `allowed_hosts`; a browser's `Origin` must be the console's own | every HTTP request, the handshake included (403) | DNS rebinding (a page on evil.example whose name resolves to 127.0.0.1, as in Werkzeug's CVE-2024-34069) and cross-site WebSockets |
 //! | challenge-response: HMAC-SHA256 of a fresh 32-byte nonce and the `Host`, checked in constant time | login | the secret on the wire, replay, timing attacks |
-//! | 10 failures in 60 s lock that IP out for 60 s, right secret or not; other IPs are unaffected | login | brute force, without the global lockout an attacker could trigger (Werkzeug's PIN) |
-//! | sessions, connections, message size, login time and idle time are bounded | always | exhaustion by a client that is allowed in |
+//! | 10 failures in 60 s lock that IP's wrong answers out for 60 s (refused a second late); its right answer still logs in; other IPs are unaffected | login | brute force, without a lockout an attacker could trigger against the operator, who shares 127.0.0.1 with every local user (Werkzeug's PIN) |
+//! | a connection holds a session only once logged in; before that it holds one of 16 places of its own for at most `login_timeout` from its accept, and when all are taken the oldest is closed for the newest | always | stalled connections (trickled heads, WebSockets that never answer) keeping the operator out |
+//! | sessions, message size and idle time are bounded | always | exhaustion by a client that is allowed in |
 //! | an audit line (`genro_debug::audit` target) for every login, refusal, command and release, with the peer address (`ls` and `held`, which the web view polls every second, at DEBUG; the rest at INFO or WARN) | always | acting unseen |
 //!
 //! The secret never crosses the wire and never appears in logs, metrics, errors or `Debug`
@@ -132,6 +133,7 @@ mod auth;
 mod client;
 mod config;
 mod hold;
+mod pending;
 pub mod protocol;
 mod server;
 mod session;

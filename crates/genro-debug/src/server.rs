@@ -4,7 +4,7 @@
 use std::{
     fmt,
     net::{IpAddr, SocketAddr},
-    sync::{atomic::AtomicUsize, Arc},
+    sync::{atomic::AtomicUsize, Arc, Mutex, PoisonError},
 };
 
 use arc_swap::ArcSwap;
@@ -15,11 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::{
-    net::TcpListener,
-    sync::{watch, Semaphore},
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle, time::Instant};
 use tokio_tungstenite::{
     tungstenite::{handshake::derive_accept_key, protocol::Role, protocol::WebSocketConfig},
     WebSocketStream,
@@ -30,12 +26,10 @@ use crate::{
     auth::Limiter,
     config::{DebugConfig, DebugError},
     hold::Holds,
+    pending::PendingPlace,
     session,
     state::{stopped, LogFilter, Metrics, State},
 };
-
-/// HTTP connections open at once past the sessions: the page and its script, and handshakes.
-const EXTRA_CONNECTIONS: usize = 8;
 
 const INDEX_HTML: &str = include_str!("page/index.html");
 const CONSOLE_JS: &str = include_str!("page/console.js");
@@ -118,7 +112,8 @@ impl RemoteDebugServer {
         );
         registry.register(
             "debug_refused_connections",
-            "Connections to the debug console refused by allowed_ips or the connection bound",
+            "Connections to the debug console refused by allowed_ips, or closed before login to \
+             make room for a newer one",
             self.metrics.refused_connections.clone(),
         );
     }
@@ -146,6 +141,7 @@ impl RemoteDebugServer {
         let allow = Arc::new(ArcSwap::from_pointee(self.config.allowed_ips.clone()));
         let state = Arc::new(State {
             limiter: Limiter::new(self.config.failures),
+            pending: Arc::default(),
             config: self.config,
             registry: self.registry,
             holds: self.holds,
@@ -209,15 +205,6 @@ impl RunningDebugServer {
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>, allow: Arc<ArcSwap<AllowList>>) {
     let mut stop = state.stop.clone();
-    // Saturated and capped: a huge `max_sessions` is no bound, not an overflow or a semaphore
-    // too large to make (either would end the console's accept loop).
-    let connections = Arc::new(Semaphore::new(
-        state
-            .config
-            .max_sessions
-            .saturating_add(EXTRA_CONNECTIONS)
-            .min(Semaphore::MAX_PERMITS),
-    ));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -243,17 +230,17 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, allow: Arc<ArcSwa
             drop(stream);
             continue;
         }
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        // Until it logs in, a connection holds a place of the pending budget, not a session,
+        // and has login_timeout from now to log in.
+        let (place, evicted) = state.pending.admit();
+        if evicted {
             state.metrics.refused_connections.inc();
-            tracing::warn!(target: "genro_debug::audit", peer = %peer, "connection refused: too many connections");
-            continue;
-        };
+            tracing::warn!(target: "genro_debug::audit", peer = %peer, "the oldest connection not logged in was closed to make room");
+        }
+        let deadline = Instant::now() + state.config.login_timeout;
         let state = state.clone();
         while tasks.try_join_next().is_some() {}
-        tasks.spawn(async move {
-            serve_connection(stream, peer, state).await;
-            drop(permit);
-        });
+        tasks.spawn(serve_connection(stream, peer, state, place, deadline));
     }
     // Sessions see the stop too; wait for them to say goodbye.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
@@ -263,13 +250,31 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, allow: Arc<ArcSwa
     tasks.abort_all();
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, state: Arc<State>) {
+/// A connection before login: what the upgrade to a session takes with it.
+struct Before {
+    place: Mutex<Option<PendingPlace>>,
+    deadline: Instant,
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: Arc<State>,
+    place: PendingPlace,
+    deadline: Instant,
+) {
     let _ = stream.set_nodelay(true);
+    let mut taken = place.taken();
+    let before = Arc::new(Before {
+        place: Mutex::new(Some(place)),
+        deadline,
+    });
     let service = hyper::service::service_fn({
         let state = state.clone();
         move |req| {
             let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(route(req, peer, &state)) }
+            let before = before.clone();
+            async move { Ok::<_, std::convert::Infallible>(route(req, peer, &state, &before)) }
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -279,8 +284,14 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, state
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     let mut stop = state.stop.clone();
+    // The connection ends at its upgrade (the session goes on in a task of its own, with the
+    // place), or at login_timeout from its accept, or when a newer connection takes its place.
     tokio::select! {
         _ = conn => {}
+        () = tokio::time::sleep_until(deadline) => {
+            tracing::debug!(target: "genro_debug::audit", peer = %peer, "connection closed: not logged in within debug.login_timeout");
+        }
+        () = taken.wait() => {}
         () = stopped(&mut stop) => {}
     }
 }
@@ -351,7 +362,12 @@ pub(crate) fn origin_allowed(origin: Option<&HeaderValue>, host: &str) -> bool {
         .is_some_and(|o| o.eq_ignore_ascii_case(host))
 }
 
-fn route(req: Request<Incoming>, peer: SocketAddr, state: &Arc<State>) -> Response<Full<Bytes>> {
+fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    state: &Arc<State>,
+    before: &Before,
+) -> Response<Full<Bytes>> {
     let host = req
         .headers()
         .get(header::HOST)
@@ -370,7 +386,7 @@ fn route(req: Request<Incoming>, peer: SocketAddr, state: &Arc<State>) -> Respon
         (&Method::GET, "/") => asset(INDEX_HTML, "text/html; charset=utf-8"),
         (&Method::GET, "/console.js") => asset(CONSOLE_JS, "text/javascript; charset=utf-8"),
         (&Method::GET, "/console.css") => asset(CONSOLE_CSS, "text/css; charset=utf-8"),
-        (&Method::GET, "/ws") => upgrade(req, peer, host, state),
+        (&Method::GET, "/ws") => upgrade(req, peer, host, state, before),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -380,6 +396,7 @@ fn upgrade(
     peer: SocketAddr,
     host: String,
     state: &Arc<State>,
+    before: &Before,
 ) -> Response<Full<Bytes>> {
     let headers = req.headers();
     let has = |name: header::HeaderName, token: &str| {
@@ -402,6 +419,16 @@ fn upgrade(
             "this is the console's WebSocket: connect with a WebSocket client\n",
         );
     };
+    // One upgrade per connection: the place goes with it.
+    let Some(place) = before
+        .place
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    else {
+        return text(StatusCode::BAD_REQUEST, "one WebSocket per connection\n");
+    };
+    let deadline = before.deadline;
     let upgrade = hyper::upgrade::on(&mut req);
     let state = state.clone();
     tokio::spawn(async move {
@@ -412,7 +439,7 @@ fn upgrade(
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        session::run(ws, peer, host, state).await;
+        session::run(ws, peer, host, state, place, deadline).await;
     });
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -1,11 +1,12 @@
 //! One console session: the challenge, the login, then commands until the client leaves, idles
 //! out, or the server stops.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
 use genro_envelope::taskdump::TaskDumper;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 use tokio_tungstenite::{
     tungstenite::{self, Message},
     WebSocketStream,
@@ -13,6 +14,7 @@ use tokio_tungstenite::{
 
 use crate::{
     auth,
+    pending::PendingPlace,
     protocol::{ClientMessage, Refusal, ServerMessage, WaitingOn, VERSION},
     state::{stopped, Outcome, State},
     view,
@@ -52,17 +54,28 @@ async fn refuse(ws: &mut Socket, reason: Refusal, message: String) {
     let _ = ws.close(None).await;
 }
 
-pub(crate) async fn run(mut ws: Socket, peer: SocketAddr, host: String, state: Arc<State>) {
-    let ip = peer.ip();
-    let login = |outcome: &'static str| {
-        state
-            .metrics
-            .logins
-            .get_or_create(&Outcome { outcome })
-            .inc();
-    };
+/// How much longer a wrong answer from a locked-out address waits for its refusal: a guesser that
+/// waits for each answer is slowed down, and a right answer is let in at once.
+const LOCKED_OUT_DELAY: Duration = Duration::from_secs(1);
+
+/// A session: the login, then commands until the client leaves, idles out, or the server stops.
+/// Until it logs in, the connection holds `place` among the connections not logged in, and has
+/// until `deadline` to answer the challenge.
+pub(crate) async fn run(
+    mut ws: Socket,
+    peer: SocketAddr,
+    host: String,
+    state: Arc<State>,
+    place: PendingPlace,
+    deadline: Instant,
+) {
+    if !log_in(&mut ws, peer, &host, &state, &place, deadline).await {
+        return;
+    }
+    // Logged in: a session now, no longer a connection waiting to log in.
+    drop(place);
     let Some(_slot) = state.enter() else {
-        login(Refusal::TooManySessions.as_str());
+        count_login(&state, Refusal::TooManySessions.as_str());
         tracing::warn!(target: "genro_debug::audit", peer = %peer, max_sessions = state.config.max_sessions, "login refused: too many sessions");
         let message = format!(
             "the console has its most sessions open ({}); try again when one ends",
@@ -70,102 +83,147 @@ pub(crate) async fn run(mut ws: Socket, peer: SocketAddr, host: String, state: A
         );
         return refuse(&mut ws, Refusal::TooManySessions, message).await;
     };
-    if let Some(left) = state.limiter.locked(ip) {
-        login(Refusal::RateLimited.as_str());
-        tracing::warn!(target: "genro_debug::audit", peer = %peer, "login refused: rate-limited");
-        let message = format!(
-            "too many failed logins from {ip}: refused for {}s more",
-            left.as_secs() + 1
-        );
-        return refuse(&mut ws, Refusal::RateLimited, message).await;
-    }
-    let nonce = auth::nonce();
-    let context = auth::context(&host);
-    let challenge = ServerMessage::Challenge {
-        version: VERSION,
-        nonce: nonce.clone(),
-        context: context.clone(),
-    };
-    if !send(&mut ws, &challenge).await {
-        return;
-    }
-    let answer = match tokio::time::timeout(state.config.login_timeout, next(&mut ws)).await {
-        Err(_) => {
-            login(Refusal::LoginTimeout.as_str());
-            tracing::warn!(target: "genro_debug::audit", peer = %peer, "login refused: no answer in time");
-            let message = "no login within debug.login_timeout".to_owned();
-            return refuse(&mut ws, Refusal::LoginTimeout, message).await;
-        }
-        Ok(Next::Gone) => return,
-        Ok(Next::Bad(what)) => {
-            login(Refusal::BadMessage.as_str());
-            tracing::warn!(target: "genro_debug::audit", peer = %peer, "login refused: {what}");
-            return refuse(&mut ws, Refusal::BadMessage, format!("refused: {what}")).await;
-        }
-        Ok(Next::Text(text)) => {
-            if let Ok(ClientMessage::Login { answer }) = ClientMessage::decode(&text) {
-                answer
-            } else {
-                login(Refusal::BadMessage.as_str());
-                tracing::warn!(target: "genro_debug::audit", peer = %peer, "login refused: not a login message");
-                let message = "the first message must be a login".to_owned();
-                return refuse(&mut ws, Refusal::BadMessage, message).await;
-            }
-        }
-    };
-    if !auth::verify(&state.config.secret, &nonce, &context, &answer) {
-        let locked = state.limiter.failed(ip);
-        login(Refusal::WrongSecret.as_str());
-        tracing::warn!(target: "genro_debug::audit", peer = %peer, locked_out = locked, "login refused: wrong secret");
-        let message = "wrong secret".to_owned();
-        return refuse(&mut ws, Refusal::WrongSecret, message).await;
-    }
-    state.limiter.succeeded(ip);
-    login("ok");
+    count_login(&state, "ok");
     tracing::info!(target: "genro_debug::audit", peer = %peer, "login ok");
     let welcome = ServerMessage::Welcome {
         version: VERSION,
         holding: state.holds.is_some(),
     };
-    if !send(&mut ws, &welcome).await {
-        return;
+    if send(&mut ws, &welcome).await {
+        commands(&mut ws, peer, &state).await;
     }
+    tracing::info!(target: "genro_debug::audit", peer = %peer, "session ended");
+}
+
+fn count_login(state: &State, outcome: &'static str) {
+    state
+        .metrics
+        .logins
+        .get_or_create(&Outcome { outcome })
+        .inc();
+}
+
+/// The challenge and its answer: whether the client gave the right one. A wrong answer, a late
+/// one, or a connection closed to make room is refused (and counted) here.
+async fn log_in(
+    ws: &mut Socket,
+    peer: SocketAddr,
+    host: &str,
+    state: &State,
+    place: &PendingPlace,
+    deadline: Instant,
+) -> bool {
+    let ip = peer.ip();
+    let nonce = auth::nonce();
+    let context = auth::context(host);
+    let challenge = ServerMessage::Challenge {
+        version: VERSION,
+        nonce: nonce.clone(),
+        context: context.clone(),
+    };
+    if !send(ws, &challenge).await {
+        return false;
+    }
+    let mut taken = place.taken();
+    let answer = tokio::select! {
+        () = taken.wait() => {
+            tracing::debug!(target: "genro_debug::audit", peer = %peer, "connection closed before login to make room");
+            return false;
+        }
+        answer = tokio::time::timeout_at(deadline, next(ws)) => answer,
+    };
+    let answer = match answer {
+        Err(_) => {
+            count_login(state, Refusal::LoginTimeout.as_str());
+            tracing::warn!(target: "genro_debug::audit", peer = %peer, "login refused: no answer in time");
+            let message = "no login within debug.login_timeout".to_owned();
+            refuse(ws, Refusal::LoginTimeout, message).await;
+            return false;
+        }
+        Ok(Next::Gone) => return false,
+        Ok(Next::Bad(what)) => {
+            count_login(state, Refusal::BadMessage.as_str());
+            tracing::warn!(target: "genro_debug::audit", peer = %peer, "login refused: {what}");
+            refuse(ws, Refusal::BadMessage, format!("refused: {what}")).await;
+            return false;
+        }
+        Ok(Next::Text(text)) => {
+            if let Ok(ClientMessage::Login { answer }) = ClientMessage::decode(&text) {
+                answer
+            } else {
+                count_login(state, Refusal::BadMessage.as_str());
+                tracing::warn!(target: "genro_debug::audit", peer = %peer, "login refused: not a login message");
+                let message = "the first message must be a login".to_owned();
+                refuse(ws, Refusal::BadMessage, message).await;
+                return false;
+            }
+        }
+    };
+    if auth::verify(&state.config.secret, &nonce, &context, &answer) {
+        // Right, even from an address locked out: the lockout refuses wrong answers only, so
+        // that failing logins cannot lock the operator out.
+        state.limiter.succeeded(ip);
+        return true;
+    }
+    let locked = state.limiter.locked(ip);
+    let now_locked = state.limiter.failed(ip);
+    let Some(left) = locked else {
+        count_login(state, Refusal::WrongSecret.as_str());
+        tracing::warn!(target: "genro_debug::audit", peer = %peer, locked_out = now_locked, "login refused: wrong secret");
+        refuse(ws, Refusal::WrongSecret, "wrong secret".to_owned()).await;
+        return false;
+    };
+    count_login(state, Refusal::RateLimited.as_str());
+    tracing::warn!(target: "genro_debug::audit", peer = %peer, "login refused: wrong secret, locked out");
+    tokio::select! {
+        () = taken.wait() => return false,
+        () = tokio::time::sleep(LOCKED_OUT_DELAY) => {}
+    }
+    let message = format!(
+        "too many failed logins from {ip}: wrong answers are refused for {}s more",
+        left.as_secs() + 1
+    );
+    refuse(ws, Refusal::RateLimited, message).await;
+    false
+}
+
+/// Commands, each answered, until the client leaves, idles out, or the server stops.
+async fn commands(ws: &mut Socket, peer: SocketAddr, state: &State) {
     let mut stop = state.stop.clone();
     loop {
         let incoming = tokio::select! {
             () = stopped(&mut stop) => {
                 let message = "the server is shutting down".to_owned();
-                refuse(&mut ws, Refusal::ShuttingDown, message).await;
-                break;
+                refuse(ws, Refusal::ShuttingDown, message).await;
+                return;
             }
-            incoming = tokio::time::timeout(state.config.session_timeout, next(&mut ws)) => incoming,
+            incoming = tokio::time::timeout(state.config.session_timeout, next(ws)) => incoming,
         };
         let text = match incoming {
             Err(_) => {
                 tracing::info!(target: "genro_debug::audit", peer = %peer, "session closed: idle");
                 let message = "closed after debug.session_timeout without a command".to_owned();
-                refuse(&mut ws, Refusal::IdleTimeout, message).await;
+                refuse(ws, Refusal::IdleTimeout, message).await;
                 return;
             }
-            Ok(Next::Gone) => break,
+            Ok(Next::Gone) => return,
             Ok(Next::Bad(what)) => {
                 tracing::warn!(target: "genro_debug::audit", peer = %peer, "session closed: {what}");
-                refuse(&mut ws, Refusal::BadMessage, format!("closed: {what}")).await;
+                refuse(ws, Refusal::BadMessage, format!("closed: {what}")).await;
                 return;
             }
             Ok(Next::Text(text)) => text,
         };
         let reply = match ClientMessage::decode(&text) {
-            Ok(command) => command_reply(&state, peer, command).await,
+            Ok(command) => command_reply(state, peer, command).await,
             Err(e) => ServerMessage::Error {
                 message: format!("not a command of protocol {VERSION}: {e}"),
             },
         };
-        if !send(&mut ws, &reply).await {
-            break;
+        if !send(ws, &reply).await {
+            return;
         }
     }
-    tracing::info!(target: "genro_debug::audit", peer = %peer, "session ended");
 }
 
 fn error(message: String) -> ServerMessage {

@@ -1,5 +1,6 @@
 //! What every connection and session of one console shares: the settings, the registry, the
-//! holds, the login limiter, the session count and the metrics, and the stop signal.
+//! holds, the login limiter, the connections not logged in, the session count and the metrics,
+//! and the stop signal.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -10,7 +11,7 @@ use prometheus_client::{
 };
 use tokio::sync::watch;
 
-use crate::{auth::Limiter, config::DebugConfig, hold::Holds};
+use crate::{auth::Limiter, config::DebugConfig, hold::Holds, pending::Pending};
 
 /// Sets the server's log filter: given a filter such as `info,my_app=debug`, applies it or says
 /// why not.
@@ -36,6 +37,9 @@ pub(crate) struct State {
     pub(crate) holds: Option<Holds>,
     pub(crate) log_filter: Option<LogFilter>,
     pub(crate) limiter: Limiter,
+    /// Connections that have not logged in.
+    pub(crate) pending: std::sync::Arc<Pending>,
+    /// Sessions logged in.
     pub(crate) sessions: AtomicUsize,
     pub(crate) metrics: Metrics,
     pub(crate) stop: watch::Receiver<bool>,
@@ -47,7 +51,7 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
-/// A place among the open sessions, given back when dropped.
+/// A place among the sessions logged in, given back when dropped.
 pub(crate) struct SessionSlot<'a>(&'a State);
 
 impl State {

@@ -15,7 +15,10 @@ use genro_debug::{
 };
 use genro_registry::EnvelopeRegistry;
 use genro_test_support::LogBuffer;
-use tokio::net::TcpSocket;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
 
 const HOLD: Duration = Duration::from_secs(20);
 
@@ -178,7 +181,7 @@ async fn wrong_secrets_of_any_length_are_refused_and_the_secret_leaks_nowhere() 
 
 // RELIABILITY 19: 10 failures lock that IP out, even with the right secret; no other IP.
 #[tokio::test]
-async fn ten_failures_lock_out_that_ip_and_no_other() {
+async fn ten_failures_lock_out_that_ips_wrong_answers_and_no_other() {
     logs();
     let f = fixture(
         |c| c.allowed_ips = AllowList::new(["127.0.0.0/8".parse().unwrap()]),
@@ -193,15 +196,25 @@ async fn ten_failures_lock_out_that_ip_and_no_other() {
             Refusal::WrongSecret
         );
     }
-    let locked = login_from("127.0.0.3", &f.addr, &secret()).await;
+    // Locked out: a wrong answer is refused as such, and answered late.
+    let started = Instant::now();
+    let locked = login_from("127.0.0.3", &f.addr, &wrong).await;
     let Err(ClientError::Refused { reason, message }) = locked else {
-        panic!("the locked-out IP got in");
+        panic!("a wrong secret got in");
     };
     assert_eq!(reason, Refusal::RateLimited);
     assert!(
         message.contains("127.0.0.3") && message.contains("refused for"),
         "{message}"
     );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // The right answer from the same address gets in: failing logins cannot lock the
+    // operator out.
+    let mut operator = login_from("127.0.0.3", &f.addr, &secret()).await.unwrap();
+    assert!(matches!(
+        operator.call(&ClientMessage::Ls).await.unwrap(),
+        ServerMessage::Requests { .. }
+    ));
     // No global lockout: another allowlisted IP logs in.
     let mut other = login_from("127.0.0.4", &f.addr, &secret()).await.unwrap();
     assert!(matches!(
@@ -363,6 +376,113 @@ async fn sessions_beyond_the_limit_are_refused_with_a_reason() {
     assert!(message.contains("most sessions open (2)"), "{message}");
     first.close().await;
     wait_until(async || Client::connect(&f.addr, &secret()).await.ok()).await;
+}
+
+/// A WebSocket that completed its handshake and got its challenge, and will never answer it.
+async fn silent_websocket(addr: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(handshake(addr, "").as_bytes())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The 101 head, then the challenge's frame.
+    while !(seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.ends_with(b"}")) {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("challenge"));
+    stream
+}
+
+/// Whether the server closes `stream` within `limit` (reading and dropping what it sends).
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+// RELIABILITY 39: unauthenticated connections hold no session.
+#[tokio::test]
+async fn websockets_that_never_answer_their_challenge_hold_no_session() {
+    logs();
+    let f = fixture(|c| c.max_sessions = 2, HOLD, 4).await;
+    let mut silent = Vec::new();
+    for _ in 0..6 {
+        silent.push(silent_websocket(&f.addr).await);
+    }
+    let mut first = login(&f.addr).await;
+    let _second = login(&f.addr).await;
+    assert!(matches!(
+        first.call(&ClientMessage::Ls).await.unwrap(),
+        ServerMessage::Requests { .. }
+    ));
+    assert!(metrics_text(&f.metrics).contains("debug_sessions 2"));
+    // max_sessions still bounds the sessions logged in.
+    let third = Client::connect(&f.addr, &secret()).await;
+    assert_eq!(refusal(third), Refusal::TooManySessions);
+}
+
+// RELIABILITY 39: connections that stall before login cannot keep a new one out.
+#[tokio::test]
+async fn connections_trickling_a_head_cannot_keep_the_operator_out() {
+    logs();
+    let f = fixture(|_| {}, HOLD, 4).await;
+    let mut trickling = Vec::new();
+    for _ in 0..40 {
+        let mut stream = TcpStream::connect(&f.addr).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        trickling.push(stream);
+    }
+    let mut operator = login(&f.addr).await;
+    assert!(matches!(
+        operator.call(&ClientMessage::Ls).await.unwrap(),
+        ServerMessage::Requests { .. }
+    ));
+    // The oldest were closed to make room; the login (done now) took none of the budget.
+    assert!(closed_within(&mut trickling[0], Duration::from_secs(5)).await);
+}
+
+// RELIABILITY 39: a connection that does not log in has login_timeout from its accept,
+// whatever it does meanwhile.
+#[tokio::test]
+async fn a_connection_that_does_not_log_in_is_closed_at_login_timeout() {
+    logs();
+    let f = fixture(|c| c.login_timeout = Duration::from_millis(800), HOLD, 4).await;
+    let started = Instant::now();
+    // Loading the page over and over on one kept-alive connection.
+    let mut browsing = TcpStream::connect(&f.addr).await.unwrap();
+    let request = format!("GET /console.css HTTP/1.1\r\nhost: {}\r\n\r\n", f.addr);
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        if browsing.write_all(request.as_bytes()).await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), browsing.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(_)) => {}
+            Err(_) => break false,
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(closed, "the connection stopped answering but stayed open");
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    // A WebSocket that never answers: closed at the same deadline.
+    let started = Instant::now();
+    let mut silent = silent_websocket(&f.addr).await;
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
+    assert!(started.elapsed() >= Duration::from_millis(700));
 }
 
 #[tokio::test]

@@ -504,11 +504,12 @@ pub struct DebugSection {
     pub hold_timeout: Duration,
     /// Most requests held at once (`max_held`); past it, errors are answered at once.
     pub max_held: usize,
-    /// Most console sessions at once (`max_sessions`).
+    /// Most console sessions logged in at once (`max_sessions`).
     pub max_sessions: usize,
     /// A session with no command for this long is closed (`session_timeout`).
     pub session_timeout: Duration,
-    /// A connection that has not logged in after this long is closed (`login_timeout`).
+    /// A connection that has not logged in this long after its accept is closed
+    /// (`login_timeout`).
     pub login_timeout: Duration,
     /// The largest message a client may send (`max_message_size`); larger closes the session.
     pub max_message_size: u64,
@@ -516,7 +517,8 @@ pub struct DebugSection {
     pub login_failures: usize,
     /// The window failed logins are counted in (`failure_window`).
     pub failure_window: Duration,
-    /// How long a locked-out IP is refused, even with the right secret (`lockout`).
+    /// How long a locked-out IP's wrong answers are refused; its right answer still logs in
+    /// (`lockout`).
     pub lockout: Duration,
     /// Request headers masked in the console besides `authorization`, `proxy-authorization`,
     /// `cookie` and `set-cookie` (`mask_headers`).
