@@ -13,6 +13,10 @@
 //! ```text
 //! instructions <stack> <n>     run n requests through <stack>
 //! instructions sizes           print per-request memory figures
+//!
+//! A stack's name may end in `+headers` (curl's three headers), `+traceparent`, `+missing` (a
+//! request for a route that does not exist: a 404) and `+logged` (log lines formatted into a
+//! sink, as the server's text log would write them).
 //! instructions                 smoke run of every stack (what `cargo test --benches` does)
 //! ```
 
@@ -63,6 +67,7 @@ const STACKS: &[&str] = &[
     "user-metrics",
     "errors",
     "errors-framework",
+    "errors-unlimited",
     "envelope-start",
     "genro-without-errors",
     "genro",
@@ -239,6 +244,14 @@ fn build(stack: &str) -> Router {
         "errors-framework" => router().layer(
             ServiceBuilder::new().layer(genro_asgi::ErrorLayer::new().framework_errors(true)),
         ),
+        // Every client-error line written: with `+missing+logged`, what the bound on them saves.
+        "errors-unlimited" => router().layer(
+            ServiceBuilder::new().layer(
+                genro_asgi::ErrorLayer::new()
+                    .framework_errors(true)
+                    .client_error_lines_per_second(None),
+            ),
+        ),
         // A trace started for each request without a `traceparent` (the server's default).
         "envelope-start" => {
             router().layer(ServiceBuilder::new().layer(EnvelopeLayer::new().start_traces(true)))
@@ -365,11 +378,28 @@ async fn run(stack: &str, n: usize) {
     let (stack, traceparent) = stack
         .strip_suffix("+traceparent")
         .map_or((stack, false), |s| (s, true));
+    // `STACK+logged`: log lines are formatted as the server's text log does, into a sink.
+    let (stack, logged) = stack
+        .strip_suffix("+logged")
+        .map_or((stack, false), |s| (s, true));
+    let _logging = logged.then(|| {
+        tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(std::io::sink)
+                .with_ansi(false)
+                .finish(),
+        )
+    });
+    // `STACK+missing`: the request is for a route that does not exist (a 404).
+    let (stack, missing) = stack
+        .strip_suffix("+missing")
+        .map_or((stack, false), |s| (s, true));
+    let path = if missing { "/missing" } else { "/hello" };
     // Routes made once, as `axum::serve` makes them (see the crate documentation).
     let mut svc = build(stack).with_state::<()>(());
     for _ in 0..n {
         // A static URI, as hyper gives shared bytes: cloning it costs no allocation.
-        let mut req = Request::get(http::Uri::from_static("/hello"));
+        let mut req = Request::get(http::Uri::from_static(path));
         if headers {
             req = req
                 .header(
@@ -397,6 +427,11 @@ async fn run(stack: &str, n: usize) {
             .call(req)
             .await
             .unwrap_or_else(|e: Infallible| match e {});
+        if missing {
+            assert_eq!(res.status(), StatusCode::NOT_FOUND);
+            res.into_body().collect().await.expect("body");
+            continue;
+        }
         assert_eq!(res.status(), StatusCode::OK);
         let body = res.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(body.len(), 13);

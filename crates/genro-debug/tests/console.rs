@@ -609,10 +609,8 @@ async fn a_panicking_request_is_held_attached_and_continued_with_its_own_error_i
         .any(|l| l.contains(&id)));
 }
 
-#[tokio::test]
-async fn a_held_request_can_be_released_with_a_status_of_the_debuggers_choosing() {
-    logs();
-    let f = fixture(|_| {}, HOLD, 4).await;
+/// A request to `/panic` on its way, held; a console logged in; the held request's id.
+async fn held_panic(f: &common::Fixture) -> (tokio::task::JoinHandle<common::Raw>, Client, String) {
     let app = f.app;
     let client = tokio::spawn(async move { fetch(app, "/panic", "").await });
     let mut console = login(&f.addr).await;
@@ -623,6 +621,14 @@ async fn a_held_request_can_be_released_with_a_status_of_the_debuggers_choosing(
         },
     )
     .await;
+    (client, console, id)
+}
+
+#[tokio::test]
+async fn a_held_request_can_be_released_with_a_status_of_the_debuggers_choosing() {
+    logs();
+    let f = fixture(|_| {}, HOLD, 4).await;
+    let (client, mut console, id) = held_panic(&f).await;
     let bad = console
         .call(&ClientMessage::Release {
             id: id.clone(),
@@ -649,16 +655,7 @@ async fn a_held_request_can_be_released_with_a_status_of_the_debuggers_choosing(
 async fn cancelling_a_held_request_releases_it_with_the_503_it_announces() {
     logs();
     let f = fixture(|_| {}, HOLD, 4).await;
-    let app = f.app;
-    let client = tokio::spawn(async move { fetch(app, "/panic", "").await });
-    let mut console = login(&f.addr).await;
-    let id = wait_until(
-        async || match console.call(&ClientMessage::Held).await.unwrap() {
-            ServerMessage::HeldList { held } => held.first().map(|h| h.request.id.clone()),
-            _ => None,
-        },
-    )
-    .await;
+    let (client, mut console, id) = held_panic(&f).await;
     let answer = tokio::time::timeout(
         HOLD / 4,
         command_answers(
