@@ -458,7 +458,11 @@ fn log(report: &ErrorReport, settings: &Settings) {
     let level = if report.status.is_server_error() {
         tracing::Level::ERROR
     } else {
-        let Some(level) = settings.client_level else {
+        // Nothing to do when no subscriber writes the level (a cheap, global check).
+        let Some(level) = settings
+            .client_level
+            .filter(|&l| tracing::level_enabled!(l))
+        else {
             return;
         };
         // A client's errors, as fast as it can send them, are summed up past a rate.

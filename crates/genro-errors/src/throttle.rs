@@ -5,7 +5,6 @@
 //! through here, and `errors_total` counts every error, logged or not.
 
 use std::{
-    collections::HashMap,
     num::NonZeroU32,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
@@ -22,7 +21,7 @@ const MAX_KINDS: usize = 64;
 const WINDOW: Duration = Duration::from_secs(1);
 
 /// What makes two client-error lines alike.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Kind {
     status: u16,
     error_type: &'static str,
@@ -30,6 +29,14 @@ pub(crate) struct Kind {
 }
 
 impl Kind {
+    /// Whether `report`'s line is of this kind (compared in place: nothing is allocated for a
+    /// kind already seen).
+    fn matches(&self, report: &ErrorReport) -> bool {
+        self.status == report.status.as_u16()
+            && self.error_type == report.error_type
+            && self.route.as_deref() == report.envelope.route()
+    }
+
     fn of(report: &ErrorReport) -> Self {
         Self {
             status: report.status.as_u16(),
@@ -58,7 +65,8 @@ struct Seen {
 #[derive(Debug)]
 struct Window {
     started: Instant,
-    seen: HashMap<Kind, Seen>,
+    /// A few kinds at a time (at most [`MAX_KINDS`]): searched in order.
+    seen: Vec<(Kind, Seen)>,
     /// A task will write the summaries when the second ends.
     flush_scheduled: bool,
 }
@@ -83,7 +91,7 @@ impl Throttle {
             per_second,
             window: Arc::new(Mutex::new(Window {
                 started: Instant::now(),
-                seen: HashMap::new(),
+                seen: Vec::new(),
                 flush_scheduled: false,
             })),
         }
@@ -100,13 +108,7 @@ impl Throttle {
         let (verdict, ended, flush_at) = {
             let mut window = self.lock();
             let ended = window.roll(now);
-            let kind = Kind::of(report);
-            let kind = if window.seen.len() < MAX_KINDS || window.seen.contains_key(&kind) {
-                kind
-            } else {
-                Kind::others()
-            };
-            let seen = window.seen.entry(kind).or_default();
+            let seen = window.seen_for(report);
             let verdict = if seen.lines < self.per_second.get() {
                 seen.lines += 1;
                 Verdict::Write
@@ -147,6 +149,28 @@ impl Throttle {
 }
 
 impl Window {
+    /// The count of `report`'s kind, made on its first line of the second.
+    fn seen_for(&mut self, report: &ErrorReport) -> &mut Seen {
+        let at = match self.seen.iter().position(|(kind, _)| kind.matches(report)) {
+            Some(at) => at,
+            None => {
+                let kind = if self.seen.len() < MAX_KINDS {
+                    Kind::of(report)
+                } else {
+                    Kind::others()
+                };
+                match self.seen.iter().position(|(k, _)| *k == kind) {
+                    Some(at) => at,
+                    None => {
+                        self.seen.push((kind, Seen::default()));
+                        self.seen.len() - 1
+                    }
+                }
+            }
+        };
+        &mut self.seen[at].1
+    }
+
     /// Starts a new second if the current one has ended; returns the suppressed counts of the
     /// one that ended.
     fn roll(&mut self, now: Instant) -> Vec<(Kind, u64)> {
@@ -156,7 +180,7 @@ impl Window {
         self.started = now;
         self.flush_scheduled = false;
         self.seen
-            .drain()
+            .drain(..)
             .filter(|(_, seen)| seen.suppressed > 0)
             .map(|(kind, seen)| (kind, seen.suppressed))
             .collect()
