@@ -193,7 +193,9 @@ fn summarize(ended: Vec<(Kind, u64)>, level: tracing::Level) {
         let route = kind.route.as_deref().unwrap_or("-");
         macro_rules! event {
             ($level:ident) => {
+                // Of no request: not inside the span of the one whose line rolled the second.
                 tracing::$level!(
+                    parent: None,
                     status = kind.status,
                     error_type = kind.error_type,
                     route,
