@@ -151,23 +151,21 @@ impl Throttle {
 impl Window {
     /// The count of `report`'s kind, made on its first line of the second.
     fn seen_for(&mut self, report: &ErrorReport) -> &mut Seen {
-        let at = match self.seen.iter().position(|(kind, _)| kind.matches(report)) {
-            Some(at) => at,
-            None => {
-                let kind = if self.seen.len() < MAX_KINDS {
-                    Kind::of(report)
-                } else {
-                    Kind::others()
-                };
-                match self.seen.iter().position(|(k, _)| *k == kind) {
-                    Some(at) => at,
-                    None => {
-                        self.seen.push((kind, Seen::default()));
-                        self.seen.len() - 1
-                    }
-                }
-            }
-        };
+        let found = self.seen.iter().position(|(kind, _)| kind.matches(report));
+        let at = found.unwrap_or_else(|| {
+            let kind = if self.seen.len() < MAX_KINDS {
+                Kind::of(report)
+            } else {
+                Kind::others()
+            };
+            self.seen
+                .iter()
+                .position(|(seen, _)| *seen == kind)
+                .unwrap_or_else(|| {
+                    self.seen.push((kind, Seen::default()));
+                    self.seen.len() - 1
+                })
+        });
         &mut self.seen[at].1
     }
 
