@@ -7,7 +7,7 @@ mod common;
 use std::{
     net::{SocketAddr, TcpListener},
     os::fd::OwnedFd,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -350,22 +350,26 @@ fn pid_in(file: &Path) -> Option<u32> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_upgrades_under_load_lose_no_request_and_leave_no_process() {
-    let dir = temp_dir("ops-upgrade-pid");
-    let pid_file = dir.join("server.pid");
-    let pid_value = pid_file.display().to_string();
-    let mut first = start(
-        "ops-upgrade",
+/// The example with `[server] pid_file` in a directory of its own, once the file names it.
+fn start_with_pid_file(name: &str) -> (Server, PathBuf) {
+    let pid_file = temp_dir(&format!("{name}-pid")).join("server.pid");
+    let server = start(
+        name,
         &[
-            ("server", "pid_file", &pid_value),
+            ("server", "pid_file", &pid_file.display().to_string()),
             ("executors", "processes", "0"),
         ],
     );
-    let addr = first.addr();
     wait_until(Duration::from_secs(5), "the pid file", || {
-        pid_in(&pid_file) == Some(first.pid())
+        pid_in(&pid_file) == Some(server.pid())
     });
+    (server, pid_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_upgrades_under_load_lose_no_request_and_leave_no_process() {
+    let (mut first, pid_file) = start_with_pid_file("ops-upgrade");
+    let addr = first.addr();
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());
     let mut clients = Vec::new();
@@ -458,19 +462,7 @@ async fn five_upgrades_under_load_lose_no_request_and_leave_no_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_that_fails_to_start_leaves_the_old_process_serving() {
-    let dir = temp_dir("ops-upgrade-fails-pid");
-    let pid_file = dir.join("server.pid");
-    let pid_value = pid_file.display().to_string();
-    let server = start(
-        "ops-upgrade-fails",
-        &[
-            ("server", "pid_file", &pid_value),
-            ("executors", "processes", "0"),
-        ],
-    );
-    wait_until(Duration::from_secs(5), "the pid file", || {
-        pid_in(&pid_file) == Some(server.pid())
-    });
+    let (server, pid_file) = start_with_pid_file("ops-upgrade-fails");
     // The new process reads the configuration again: a bad value stops it at start-up.
     let config = server.log_path().parent().unwrap().join("server.ini");
     let good = std::fs::read_to_string(&config).unwrap();
@@ -505,21 +497,11 @@ async fn an_upgrade_that_fails_to_start_leaves_the_old_process_serving() {
 /// serves on with its own pid in the file, so `kill $(cat pid_file)` never names an exited one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_that_cannot_write_the_pid_file_is_never_ready() {
-    let dir = temp_dir("ops-pid-unwritable");
-    let pid_file = dir.join("server.pid");
-    let pid_value = pid_file.display().to_string();
-    let mut server = start(
-        "ops-pid-unwritable-server",
-        &[
-            ("server", "pid_file", &pid_value),
-            ("executors", "processes", "0"),
-        ],
-    );
-    wait_until(Duration::from_secs(5), "the pid file", || {
-        pid_in(&pid_file) == Some(server.pid())
-    });
+    let (mut server, pid_file) = start_with_pid_file("ops-pid-unwritable-server");
     // The file is written through `<pid_file>.partial`: a directory there makes the write fail,
     // for root too (a read-only or full disk does the same).
+    let dir = pid_file.parent().unwrap();
+    let pid_value = pid_file.display().to_string();
     let blocker = dir.join("server.pid.partial");
     std::fs::create_dir(&blocker).unwrap();
     server.signal("USR2");
@@ -532,7 +514,7 @@ async fn a_process_that_cannot_write_the_pid_file_is_never_ready() {
     assert_eq!(status, 200);
     // A first start fails the same way, with the reason.
     let config = config_with(
-        &dir,
+        dir,
         "examples/server.ini",
         &[
             ("server", "port", "0"),

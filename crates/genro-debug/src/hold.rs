@@ -176,17 +176,15 @@ impl Holds {
             return;
         }
         let envelope = report.envelope.clone();
+        // Cancelled after its handler failed and before it got here: answered as cancelled,
+        // without a hold (a cancel from now on is seen by the hold's own wait, below).
+        if envelope.is_cancelled() {
+            report.answer_with(StatusCode::SERVICE_UNAVAILABLE);
+            return;
+        }
         let (tx, rx) = oneshot::channel();
         {
             let mut held = self.lock();
-            // Cancelled from the console after its handler failed, before it was held: the
-            // console said it ends with 503. (The console sets the flag before it looks for
-            // the request here, under this lock: one of the two sees the other.)
-            if envelope.is_cancelled() {
-                drop(held);
-                report.answer_with(StatusCode::SERVICE_UNAVAILABLE);
-                return;
-            }
             if held.len() >= self.inner.max {
                 drop(held);
                 self.inner.not_held.inc();
@@ -219,7 +217,15 @@ impl Holds {
             hold_timeout = ?self.inner.timeout,
             "request held for a debugger"
         );
-        let how = if let Ok(Ok(release)) = tokio::time::timeout(self.inner.timeout, rx).await {
+        // Cancelling a held request (from the console, or by any holder of its envelope)
+        // releases it with the 503 a cancelled request gets.
+        let released = tokio::select! {
+            released = tokio::time::timeout(self.inner.timeout, rx) => released,
+            () = genro_envelope::plumbing::cancelled(&envelope) => {
+                Ok(Ok(Release::Status(StatusCode::SERVICE_UNAVAILABLE)))
+            }
+        };
+        let how = if let Ok(Ok(release)) = released {
             release
         } else {
             tracing::info!(
@@ -267,6 +273,11 @@ impl Holds {
             held_s,
             release_in_s,
         })
+    }
+
+    /// Whether the request whose short or internal id is `id` is held.
+    pub(crate) fn is_held(&self, id: &str) -> bool {
+        position(&self.lock(), id).is_some()
     }
 
     /// Releases the held request `id`; with `status`, it gets that status instead of its own.

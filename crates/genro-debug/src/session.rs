@@ -257,13 +257,10 @@ async fn command_reply(state: &State, peer: SocketAddr, command: ClientMessage) 
             Some(envelope) => {
                 let short = envelope.short_id();
                 tracing::warn!(target: "genro_debug::audit", peer = %peer, error_id = %short, "command: cancel");
-                // The flag first: a request that fails from now on is not held (the hold reads
-                // it), and one held already is released here with the same 503.
+                // A held request watches the signal too: it is released with the same 503.
+                let held = state.holds.as_ref().is_some_and(|holds| holds.is_held(&id));
                 envelope.cancel();
-                let held = state.holds.as_ref().and_then(|holds| {
-                    holds.release(&id, Some(http::StatusCode::SERVICE_UNAVAILABLE))
-                });
-                let message = if held.is_some() {
+                let message = if held {
                     format!("cancelled {short}: it was held on error, and is released with 503")
                 } else {
                     format!("cancelled {short}: it ends with 503")

@@ -12,7 +12,11 @@
 //! - [`is_grpc`] and [`truncated`]: the checks and bounds every genro crate applies the same way;
 //! - [`serving_client`]: the client address for a server that polls its requests' futures
 //!   itself, without a [`ClientAddr`](crate::ClientAddr) extension per request;
-//! - [`Synthesized`]: the mark on responses a genro layer made itself.
+//! - [`Synthesized`]: the mark on responses a genro layer made itself;
+//! - [`cancelled`]: the cancel signal, for an error observer that holds a request after its
+//!   handler ended.
+
+use std::{future::Future, task::Poll};
 
 use http::{Request, Response};
 
@@ -20,6 +24,29 @@ pub use crate::settings::Attached;
 pub use crate::truncate::truncated;
 pub use crate::watch::{BodyWatch, ResponseWatch, WatchedBody, WatchedFuture};
 use crate::{EnvelopeLayer, RequestEnvelope};
+
+/// Resolves once `envelope`'s request is cancelled ([`RequestEnvelope::cancel`]), at once if it
+/// was already: for an error observer that holds a request after its handler ended, as the
+/// debug console's hold does, so that a cancel reaches a held request as it reaches a running
+/// one.
+///
+/// The signal keeps one waiter: while the handler runs, that is the request's
+/// [`CancelFuture`](crate::CancelFuture); wait here only once it has finished.
+pub fn cancelled(envelope: &RequestEnvelope) -> impl Future<Output = ()> + Send + '_ {
+    let signal = envelope.cancel_signal();
+    std::future::poll_fn(move |cx| {
+        if signal.is_cancelled() {
+            return Poll::Ready(());
+        }
+        signal.register(cx.waker());
+        // A cancel between the check and the registration woke no one: look again.
+        if signal.is_cancelled() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+}
 
 /// Gives `req` its envelope, as `layer`'s service does: reads the external id, builds the
 /// envelope, records the ids on the current span and puts the envelope in the request
@@ -149,4 +176,36 @@ macro_rules! inner_service {
     (@clone $value:expr, $reset:expr) => {
         $reset
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use http::{Method, Uri};
+
+    use super::cancelled;
+    use crate::RequestEnvelope;
+
+    #[tokio::test]
+    async fn cancelled_resolves_on_a_cancel_and_at_once_after_one() {
+        let envelope = Arc::new(RequestEnvelope::new(Method::GET, Uri::from_static("/")));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), cancelled(&envelope))
+                .await
+                .is_err(),
+            "not cancelled yet"
+        );
+        let waiting = tokio::spawn({
+            let envelope = envelope.clone();
+            async move { cancelled(&envelope).await }
+        });
+        tokio::task::yield_now().await;
+        envelope.cancel();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken by the cancel")
+            .unwrap();
+        cancelled(&envelope).await;
+    }
 }
