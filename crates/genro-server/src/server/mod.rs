@@ -309,6 +309,14 @@ impl AsgiServer {
             }
         };
 
+        // Ready before the first connection is accepted: the sockets already listen (the
+        // start-up hooks may have told a client where), and a connection the kernel queued
+        // meanwhile must find the server ready, not a "not ready" from a race with this line.
+        let shared = &self.context.shared;
+        shared
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        shared.lifecycle.send_replace(Lifecycle::Serving);
         let connections = self.count_connections(&config);
         // Two types of served application, one with tower-http's CORS and compression and one
         // without: an application that does not use them does not carry their (larger) service
@@ -320,11 +328,6 @@ impl AsgiServer {
             let app = edge::plain(app, &config);
             self.accept(listeners, app, &config, &started, &connections)
         };
-        let shared = &self.context.shared;
-        shared
-            .ready
-            .store(true, std::sync::atomic::Ordering::Release);
-        shared.lifecycle.send_replace(Lifecycle::Serving);
         startup::announce(&config, bound);
         #[cfg(unix)]
         {
