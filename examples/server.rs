@@ -117,7 +117,8 @@ async fn application(server: ServerContext) -> String {
         app.app_name().unwrap_or("-"),
         app.get("greeting").unwrap_or("-"),
         app.secret_key().map_or("-".to_owned(), ToString::to_string),
-        app.secret_key().map_or(0, genro_asgi::server::Secret::len),
+        app.secret_key()
+            .map_or(0, genro_asgi::server::config::SecretValue::len),
         server.registry().len(),
     )
 }

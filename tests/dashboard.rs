@@ -137,7 +137,7 @@ async fn exported_names() -> BTreeSet<String> {
     use genro_asgi::Notifier;
     // The second one is de-duplicated: both outcomes get series.
     for _ in 0..2 {
-        let n = genro_asgi::Notification::new("t", genro_asgi::watchdog::Severity::Critical, "m");
+        let n = genro_asgi::Notification::new("t", genro_asgi::Severity::Critical, "m");
         webhook.notify(n).await;
     }
 

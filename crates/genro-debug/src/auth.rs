@@ -49,7 +49,7 @@ impl Secret {
         self.0.is_empty()
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
+    pub(crate) fn mac(&self) -> Hmac<Sha256> {
         // HMAC takes a key of any length.
         Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length")
     }
@@ -59,13 +59,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret(<{} bytes, hidden>)", self.0.len())
     }
-}
-
-/// What the answer to a challenge signs besides the nonce: the protocol and the `Host` the
-/// client connected to.
-#[must_use]
-pub fn context(host: &str) -> String {
-    format!("genro-debug/{} {host}", crate::protocol::VERSION)
 }
 
 /// A fresh random nonce, in hex.
@@ -79,15 +72,6 @@ pub(crate) fn nonce() -> String {
     let mut bytes = [0u8; NONCE_LEN];
     getrandom::fill(&mut bytes).expect("the operating system's random source");
     hex::encode(bytes)
-}
-
-/// The answer to a challenge: `HMAC-SHA256(secret, nonce ‖ context)`, in lowercase hex.
-#[must_use]
-pub fn answer(secret: &Secret, nonce: &str, context: &str) -> String {
-    let mut mac = secret.mac();
-    mac.update(nonce.as_bytes());
-    mac.update(context.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Whether `answer` is the right answer, compared in constant time. An answer that is not hex,
@@ -201,32 +185,6 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_right_secret_answers_whatever_the_wrong_ones_length() {
-        let secret = Secret::new("correct horse battery staple");
-        let nonce = nonce();
-        let context = context("127.0.0.1:8001");
-        let right = answer(&secret, &nonce, &context);
-        assert!(verify(&secret, &nonce, &context, &right));
-        for wrong in [
-            "correct horse",
-            "correct horse battery stapl!",
-            "correct horse battery staple, and more",
-        ] {
-            let a = answer(&Secret::new(wrong), &nonce, &context);
-            assert!(!verify(&secret, &nonce, &context, &a), "{wrong}");
-        }
-        // Another nonce, another host, a cut or padded answer, junk: all wrong.
-        assert!(!verify(&secret, &super::nonce(), &context, &right));
-        assert!(!verify(&secret, &nonce, &self::context("evil:80"), &right));
-        assert!(!verify(&secret, &nonce, &context, &right[..62]));
-        assert!(!verify(&secret, &nonce, &context, &format!("{right}00")));
-        assert!(!verify(&secret, &nonce, &context, "zz"));
-        assert!(!verify(&secret, &nonce, &context, ""));
-        assert_ne!(nonce, self::nonce(), "nonces are fresh");
-        assert!(!format!("{secret:?}").contains("horse"));
-    }
 
     #[tokio::test(start_paused = true)]
     async fn ten_failures_lock_one_ip_out_for_the_lockout_and_no_other() {

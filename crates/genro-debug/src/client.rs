@@ -10,8 +10,8 @@ use tokio_tungstenite::{
 };
 
 use crate::{
-    auth::{self, Secret},
-    protocol::{ClientMessage, Refusal, ServerMessage},
+    auth::Secret,
+    protocol::{self, ClientMessage, Refusal, ServerMessage},
 };
 
 /// Why a session could not be opened or went on no longer.
@@ -154,12 +154,12 @@ impl Client {
             other => return Err(unexpected(&other)),
         };
         // Sign only a challenge for the console this client meant to reach.
-        if context != auth::context(addr) {
+        if context != protocol::context(addr) {
             return Err(ClientError::Protocol(format!(
                 "the challenge is for {context:?}, not for {addr}"
             )));
         }
-        let answer = auth::answer(secret, &nonce, &context);
+        let answer = protocol::answer(secret, &nonce, &context);
         write(&mut ws, &ClientMessage::Login { answer }).await?;
         match read(&mut ws).await? {
             ServerMessage::Welcome { holding, .. } => Ok(Self { ws, holding }),

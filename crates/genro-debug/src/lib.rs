@@ -141,7 +141,7 @@ mod state;
 mod view;
 
 pub use allow::{AllowList, Cidr, InvalidCidr};
-pub use auth::{answer, context, FailureLimit, Secret, MIN_SECRET_LEN};
+pub use auth::{FailureLimit, Secret, MIN_SECRET_LEN};
 pub use client::{Client, ClientError};
 pub use config::{DebugConfig, DebugError, DEFAULT_MAX_MESSAGE_SIZE};
 pub use hold::Holds;

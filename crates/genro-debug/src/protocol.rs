@@ -5,7 +5,10 @@
 //! reply, in order. A refusal ([`ServerMessage::Refused`]) is followed by the close of the
 //! connection. See the crate documentation for an example exchange.
 
+use hmac::Mac;
 use serde::{Deserialize, Serialize};
+
+use crate::auth::Secret;
 
 /// The protocol version, in the challenge and in the answer's signed context.
 pub const VERSION: u32 = 1;
@@ -273,4 +276,52 @@ pub struct HeldDetail {
     pub held_s: f64,
     /// Seconds until it is released anyway.
     pub release_in_s: f64,
+}
+
+/// What the answer to a challenge signs besides the nonce: the protocol and the `Host` the
+/// client connected to.
+#[must_use]
+pub fn context(host: &str) -> String {
+    format!("genro-debug/{VERSION} {host}")
+}
+
+/// The answer to a challenge: `HMAC-SHA256(secret, nonce ‖ context)`, in lowercase hex.
+#[must_use]
+pub fn answer(secret: &Secret, nonce: &str, context: &str) -> String {
+    let mut mac = secret.mac();
+    mac.update(nonce.as_bytes());
+    mac.update(context.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{nonce, verify};
+
+    #[test]
+    fn only_the_right_secret_answers_whatever_the_wrong_ones_length() {
+        let secret = Secret::new("correct horse battery staple");
+        let nonce = nonce();
+        let context = context("127.0.0.1:8001");
+        let right = answer(&secret, &nonce, &context);
+        assert!(verify(&secret, &nonce, &context, &right));
+        for wrong in [
+            "correct horse",
+            "correct horse battery stapl!",
+            "correct horse battery staple, and more",
+        ] {
+            let a = answer(&Secret::new(wrong), &nonce, &context);
+            assert!(!verify(&secret, &nonce, &context, &a), "{wrong}");
+        }
+        // Another nonce, another host, a cut or padded answer, junk: all wrong.
+        assert!(!verify(&secret, &crate::auth::nonce(), &context, &right));
+        assert!(!verify(&secret, &nonce, &super::context("evil:80"), &right));
+        assert!(!verify(&secret, &nonce, &context, &right[..62]));
+        assert!(!verify(&secret, &nonce, &context, &format!("{right}00")));
+        assert!(!verify(&secret, &nonce, &context, "zz"));
+        assert!(!verify(&secret, &nonce, &context, ""));
+        assert_ne!(nonce, crate::auth::nonce(), "nonces are fresh");
+        assert!(!format!("{secret:?}").contains("horse"));
+    }
 }

@@ -15,7 +15,7 @@ use tokio_tungstenite::{
 use crate::{
     auth,
     pending::PendingPlace,
-    protocol::{ClientMessage, Refusal, ServerMessage, WaitingOn, VERSION},
+    protocol::{self, ClientMessage, Refusal, ServerMessage, WaitingOn, VERSION},
     state::{stopped, Outcome, State},
     view,
 };
@@ -115,7 +115,7 @@ async fn log_in(
 ) -> bool {
     let ip = peer.ip();
     let nonce = auth::nonce();
-    let context = auth::context(host);
+    let context = protocol::context(host);
     let challenge = ServerMessage::Challenge {
         version: VERSION,
         nonce: nonce.clone(),

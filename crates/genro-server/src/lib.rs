@@ -60,7 +60,7 @@
 //!   application installed first is kept;
 //! - the request path: [`GenroLayer`](genro_stack::GenroLayer) (envelope, registry, metrics,
 //!   errors) inside an axum router's routing, so route templates reach the metrics; inside the
-//!   error layer, the server's limits ([`app::Guarded`]): the body limit by `Content-Length`
+//!   error layer, the server's limits ([`app::Limits`]): the body limit by `Content-Length`
 //!   (413), the concurrency limit (503 with `Retry-After`), the request timeout (504) and
 //!   cancellation; on the body itself, the body limit and the body read timeout;
 //! - the metrics endpoint (`[metrics] endpoint`, on the main port or `export_port`), and
@@ -124,11 +124,11 @@
 //!
 //! # Where things are
 //!
-//! The crate root has what a server binary uses: [`AsgiServer`], [`ServerHandle`],
-//! [`ServerContext`], [`Config`] with its sections and value types, and [`AsgiApplication`] for
-//! a service that is not an axum `Router`. [`cli`] is the shared command line, [`executor`] the
-//! pools, [`app`] the types a served application is made of, and `grpc` (feature `tonic`) gRPC
-//! health that follows the drain.
+//! The crate root has what a server binary names: [`AsgiServer`], [`ServerHandle`],
+//! [`ServerContext`], [`Config`] and [`ConfigError`], and [`AsgiApplication`] for a service that
+//! is not an axum `Router`. [`config`] has the sections and the kinds of value, [`cli`] the
+//! shared command line, [`executor`] the pools, [`app`] the types a served application is made
+//! of, and `grpc` (feature `tonic`) gRPC health that follows the drain.
 //!
 //! # Why these dependencies
 //!
@@ -153,35 +153,24 @@
 //!
 //! 1.89.
 
-// From the ground floor up: nothing imports a file listed after it.
-pub mod app;
-mod body;
-mod builtins;
 pub mod cli;
-mod config;
+pub mod config;
 mod conn;
-mod edge;
 pub mod executor;
 #[cfg(feature = "tonic")]
 pub mod grpc;
-mod guards;
 mod logging;
+mod request;
 mod server;
 mod slots;
 mod state;
 mod suggest;
 mod tls;
 
-pub use app::{AsgiApplication, IntoApplication};
-pub use config::{
-    Allow, AllowList, Cidr, CompressionSection, Config, ConfigError, ConfigProblem, CorsSection,
-    DebugSection, Effective, Encoding, ErrorsSection, ExecutorsSection, HealthSection,
-    LimitsSection, LoggingSection, MetricsSection, Secret, Section, ServerSection, ShutdownSection,
-    Source, SslSection, TaskdumpSection, WatchdogSection, ENV_PREFIX, MAX_FILE_SIZE,
-};
-pub use logging::format::{LogFormat, LogLevel, LogTemplate};
+pub use config::{Config, ConfigError};
+pub use request::app::{self, AsgiApplication, IntoApplication};
 pub use server::{AsgiServer, ServerHandle, StartError};
-pub use state::{Bound, ServerContext};
+pub use state::{ListenAddrs, ServerContext};
 
 /// The error of the server's functions, and what handlers return: one type, so that
 /// `fn main() -> Result<(), genro_server::Error>` works with `?` on both.

@@ -1,5 +1,5 @@
 //! The ground floor of the server: where it is in its life ([`Lifecycle`]), the addresses it
-//! listens on ([`Bound`]), and the state every other part shares, which handlers reach as a
+//! listens on ([`ListenAddrs`]), and the state every other part shares, which handlers reach as a
 //! [`ServerContext`]. This file imports nothing of the server above it.
 
 use std::{
@@ -35,7 +35,7 @@ pub(crate) enum Lifecycle {
 /// The addresses the server listens on, once bound.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Bound {
+pub struct ListenAddrs {
     /// The main listener.
     pub main: Option<SocketAddr>,
     /// The metrics export listener (`[metrics] export_port`).
@@ -71,7 +71,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: MetricsCollector,
     pub(crate) ready: AtomicBool,
     pub(crate) lifecycle: watch::Sender<Lifecycle>,
-    pub(crate) bound: watch::Sender<Bound>,
+    pub(crate) bound: watch::Sender<ListenAddrs>,
     pub(crate) executors: Executors,
     /// Stops asked for through a handle (each one a permit): the first begins the stop, a
     /// second ends the `drain_delay`.
@@ -106,7 +106,7 @@ impl ServerContext {
                 metrics,
                 ready: AtomicBool::new(false),
                 lifecycle: watch::channel(Lifecycle::Starting).0,
-                bound: watch::channel(Bound::default()).0,
+                bound: watch::channel(ListenAddrs::default()).0,
                 executors: Executors::new(threads),
                 stops: Notify::new(),
                 upgrades: Notify::new(),
@@ -141,7 +141,7 @@ impl ServerContext {
     /// The addresses the server listens on (known once it has bound them, before the
     /// `on_startup` hooks run).
     #[must_use]
-    pub fn bound(&self) -> Bound {
+    pub fn bound(&self) -> ListenAddrs {
         *self.shared.bound.borrow()
     }
 

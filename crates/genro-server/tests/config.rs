@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use genro_server::{Config, LogFormat, Source};
+use genro_server::{
+    config::{LogFormat, Source},
+    Config,
+};
 use proptest::prelude::*;
 
 const SEED: &str = include_str!("fixtures/seed.ini");

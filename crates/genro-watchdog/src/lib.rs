@@ -3,7 +3,7 @@
 //!
 //! A [`Watchdog`] scans an [`EnvelopeRegistry`](genro_registry::EnvelopeRegistry) every
 //! `interval`. A request older than `timeout` is logged once at warning level; older than
-//! `critical`, once more at error level, and each [`Notifier`] is called once. Each report carries
+//! `critical`, once more at error level, and each [`Notifier`](genro_notify::Notifier) is called once. Each report carries
 //! the request's ids, method, path, route, age, phase (still handling, or streaming its body),
 //! client and the annotations its handler wrote. Counters and gauges go to a prometheus-client
 //! `Registry` through [`Watchdog::register_metrics`].
@@ -79,10 +79,10 @@
 //! - A scan locks one registry shard at a time and, under the lock, only compares ages and clones
 //!   the envelopes of stuck requests; logging and notifying happen after. The running watchdog
 //!   yields to the runtime between shards. The request path does not notice a scan.
-//! - Notifications go through genro-notify's [`Notifiers`]: each notifier has its own bounded
+//! - Notifications go through genro-notify's [`Notifiers`](genro_notify::Notifiers): each notifier has its own bounded
 //!   queue, task and time limit, so one slow or broken notifier never silences another, and a
 //!   mass stall of thousands of requests never starts thousands of tasks. The error layer's
-//!   critical errors use the same path: give both the same [`Notifiers`].
+//!   critical errors use the same path: give both the same [`Notifiers`](genro_notify::Notifiers).
 //! - `WebhookNotifier` (feature `webhook`) posts JSON with hyper and rustls. Its queue is
 //!   bounded, each attempt has a timeout, transient failures are retried with capped exponential
 //!   backoff, and repeats are de-duplicated.
@@ -91,7 +91,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `webhook` | no    | `WebhookNotifier` (re-exported from genro-notify), with hyper's client and rustls |
+//! | `webhook` | no    | genro-notify's `WebhookNotifier`, with hyper's client and rustls |
 //!
 //! # Minimum supported Rust version
 //!
@@ -99,7 +99,4 @@
 
 mod watchdog;
 
-pub use genro_notify::{Notification, Notifier, Notifiers, NotifyFuture, RequestInfo, Severity};
-#[cfg(feature = "webhook")]
-pub use genro_notify::{Outcome, WebhookBuilder, WebhookError, WebhookNotifier};
 pub use watchdog::{ScanSummary, Watchdog, WatchdogConfig, WatchdogError, WatchdogHandle};

@@ -9,9 +9,10 @@ use std::{
 };
 
 use genro_envelope::EnvelopeLayer;
+use genro_notify::{Notification, Severity};
 use genro_registry::{EnvelopeRegistry, RegistryLayer};
 use genro_test_support::LogBuffer;
-use genro_watchdog::{Notification, Severity, Watchdog, WatchdogConfig};
+use genro_watchdog::{Watchdog, WatchdogConfig};
 use http::{Request, Response};
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tokio::sync::oneshot;

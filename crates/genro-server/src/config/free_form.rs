@@ -1,11 +1,11 @@
 //! Free-form sections: `[application]`, and any section of the user's own. Every key is
-//! accepted as text; a key whose name says secret, password or token is kept as a [`Secret`].
+//! accepted as text; a key whose name says secret, password or token is kept as a [`SecretValue`].
 
 use std::collections::BTreeMap;
 
 use super::{
     resolver::{Resolver, MASK},
-    source::{Secret, Source},
+    source::{SecretValue, Source},
 };
 
 /// A free-form section: `[application]`, or one of your own.
@@ -18,7 +18,7 @@ pub struct Section {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Value {
     Plain(String),
-    Secret(Secret),
+    Secret(SecretValue),
 }
 
 /// Whether a free-form key holds a secret, by its name.
@@ -47,7 +47,7 @@ impl Section {
 
     /// A secret value.
     #[must_use]
-    pub fn secret(&self, key: &str) -> Option<&Secret> {
+    pub fn secret(&self, key: &str) -> Option<&SecretValue> {
         match self.values.get(key) {
             Some((Value::Secret(s), _)) => Some(s),
             _ => None,
@@ -73,7 +73,7 @@ impl Section {
 
     /// `secret_key`, for `[application]`.
     #[must_use]
-    pub fn secret_key(&self) -> Option<&Secret> {
+    pub fn secret_key(&self) -> Option<&SecretValue> {
         self.secret("secret_key")
     }
 }
@@ -91,7 +91,7 @@ impl Section {
             };
             let value = if is_secret_key(&key) {
                 r.record(name, &key, MASK.into(), source.clone());
-                Value::Secret(Secret::new(text))
+                Value::Secret(SecretValue::new(text))
             } else {
                 r.record(name, &key, text.clone(), source.clone());
                 Value::Plain(text)

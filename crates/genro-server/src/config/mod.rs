@@ -29,8 +29,10 @@ pub use sections::{
     LimitsSection, LoggingSection, MetricsSection, ServerSection, ShutdownSection, SslSection,
     TaskdumpSection, WatchdogSection,
 };
-pub use source::{ConfigError, ConfigProblem, Effective, Secret, Source};
-pub use value::{Allow, AllowList, Cidr, Encoding};
+pub use source::{ConfigError, ConfigProblem, ResolvedKey, SecretValue, Source};
+pub use value::{Allow, Encoding};
+
+pub use crate::logging::format::{LogFormat, LogLevel, LogTemplate};
 
 use resolver::{Resolver, SECTIONS};
 
@@ -74,7 +76,7 @@ pub struct Config {
     /// `[application]`, free-form.
     pub application: Section,
     custom: BTreeMap<String, Section>,
-    effective: Vec<Effective>,
+    effective: Vec<ResolvedKey>,
     path: Option<PathBuf>,
 }
 
@@ -214,7 +216,7 @@ impl Config {
 
     /// Every value genro read, with its source, secrets masked: what `--print-config` prints.
     #[must_use]
-    pub fn effective(&self) -> &[Effective] {
+    pub fn effective(&self) -> &[ResolvedKey] {
         &self.effective
     }
 

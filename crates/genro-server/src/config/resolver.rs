@@ -11,7 +11,7 @@ use crate::suggest::closest;
 
 use super::{
     ini::Ini,
-    source::{ConfigError, ConfigProblem, Effective, Secret, Source},
+    source::{ConfigError, ConfigProblem, ResolvedKey, SecretValue, Source},
     value::Kind,
 };
 
@@ -46,7 +46,7 @@ pub(crate) struct Resolver<'a> {
     /// (section, key) → (variable, value).
     env: BTreeMap<(String, String), (String, String)>,
     problems: Vec<ConfigProblem>,
-    effective: Vec<Effective>,
+    effective: Vec<ResolvedKey>,
     asked: BTreeSet<(String, String)>,
 }
 
@@ -127,7 +127,7 @@ impl<'a> Resolver<'a> {
 
     /// Notes a value for [`Config::effective`](crate::Config::effective).
     pub(crate) fn record(&mut self, section: &str, key: &str, value: String, source: Source) {
-        self.effective.push(Effective {
+        self.effective.push(ResolvedKey {
             section: section.to_owned(),
             key: key.to_owned(),
             value,
@@ -217,15 +217,15 @@ impl<'a> Resolver<'a> {
     }
 
     /// A secret: recorded masked, never parsed, never shown.
-    pub(crate) fn secret(&mut self, section: &str, key: &str) -> (Secret, Source) {
+    pub(crate) fn secret(&mut self, section: &str, key: &str) -> (SecretValue, Source) {
         match self.raw(section, key) {
             None => {
                 self.record(section, key, String::new(), Source::Default);
-                (Secret::default(), Source::Default)
+                (SecretValue::default(), Source::Default)
             }
             Some((text, source)) => {
                 self.record(section, key, MASK.into(), source.clone());
-                (Secret::new(text), source)
+                (SecretValue::new(text), source)
             }
         }
     }
@@ -259,7 +259,7 @@ impl<'a> Resolver<'a> {
 
     /// Unknown keys and look-alike sections become problems; then the verdict, and what was
     /// read.
-    pub(crate) fn finish(mut self) -> Result<Vec<Effective>, ConfigError> {
+    pub(crate) fn finish(mut self) -> Result<Vec<ResolvedKey>, ConfigError> {
         // The known keys of each section, gathered once: a file of many unknown keys is still
         // reported in one pass.
         let mut known: BTreeMap<&str, Vec<String>> = BTreeMap::new();

@@ -4,16 +4,16 @@
 
 use std::{num::NonZeroU32, path::PathBuf, time::Duration};
 
+use genro_debug::AllowList;
 use http::{HeaderName, Method};
 
 use super::{
     resolver::Resolver,
-    source::Secret,
+    source::SecretValue,
     value::{
-        self, humanize, Allow, AllowList, Encoding, ALLOW_LIST, BACKLOG, BOOLEAN, CLIENT_LEVEL,
-        COUNT, DURATION, ENCODINGS, ENDPOINT, HEADERS, HEADER_NAMES, HOST, LINE_RATE, METHODS,
-        NAMES, OPTIONAL_DURATION, OPTIONAL_PORT, OPTIONAL_TEXT, ORIGINS, PATH, PORT, SIZE,
-        SMALL_SIZE,
+        self, humanize, Allow, Encoding, ALLOW_LIST, BACKLOG, BOOLEAN, CLIENT_LEVEL, COUNT,
+        DURATION, ENCODINGS, ENDPOINT, HEADERS, HEADER_NAMES, HOST, LINE_RATE, METHODS, NAMES,
+        OPTIONAL_DURATION, OPTIONAL_PORT, OPTIONAL_TEXT, ORIGINS, PATH, PORT, SIZE, SMALL_SIZE,
     },
 };
 use crate::logging::format::{LogFormat, LogLevel};
@@ -499,7 +499,7 @@ pub struct DebugSection {
     /// Host names a client may use besides IP literals and `localhost` (`allowed_hosts`).
     pub allowed_hosts: Vec<String>,
     /// The shared secret (`secret`), at least 16 bytes.
-    pub secret: Secret,
+    pub secret: SecretValue,
     /// Longest a failing request waits for a debugger (`hold_timeout`).
     pub hold_timeout: Duration,
     /// Most requests held at once (`max_held`); past it, errors are answered at once.
@@ -534,7 +534,7 @@ impl Default for DebugSection {
             host: "127.0.0.1".into(),
             allowed_ips: AllowList::loopback(),
             allowed_hosts: Vec::new(),
-            secret: Secret::default(),
+            secret: SecretValue::default(),
             hold_timeout: Duration::from_secs(30),
             max_held: 8,
             max_sessions: 4,

@@ -1,4 +1,4 @@
-//! What a value is and where it came from: [`Source`], [`Secret`], [`Effective`], and the
+//! What a value is and where it came from: [`Source`], [`SecretValue`], [`ResolvedKey`], and the
 //! problems a configuration can have ([`ConfigProblem`], [`ConfigError`]).
 
 use std::{fmt, sync::Arc};
@@ -34,9 +34,9 @@ impl fmt::Display for Source {
 /// secret, password or token). It never appears in Debug or Display output, logs or errors;
 /// [`expose`](Self::expose) gives the value where it is needed.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
+pub struct SecretValue(String);
 
-impl Secret {
+impl SecretValue {
     /// A secret holding `value`.
     #[must_use]
     pub fn new(value: impl Into<String>) -> Self {
@@ -62,13 +62,13 @@ impl Secret {
     }
 }
 
-impl fmt::Debug for Secret {
+impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(********)")
+        f.write_str("SecretValue(********)")
     }
 }
 
-impl fmt::Display for Secret {
+impl fmt::Display for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("********")
     }
@@ -170,9 +170,9 @@ impl fmt::Debug for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// One effective value, for [`Config::effective`](crate::Config::effective).
+/// One key with the value in force and where it came from, for [`Config::effective`](crate::Config::effective).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effective {
+pub struct ResolvedKey {
     /// The section.
     pub section: String,
     /// The key.

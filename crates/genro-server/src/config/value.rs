@@ -4,7 +4,7 @@
 
 use std::{fmt, net::IpAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 
-pub use genro_debug::{AllowList, Cidr};
+use genro_debug::{AllowList, Cidr};
 
 use http::{HeaderName, Method};
 

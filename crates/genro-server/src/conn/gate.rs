@@ -22,12 +22,12 @@ use atomic_waker::AtomicWaker;
 
 /// Whether the gated futures were woken, and the task to wake when they are.
 #[derive(Debug, Default)]
-struct Signal {
+struct WakeFlag {
     woken: AtomicBool,
     task: AtomicWaker,
 }
 
-impl Wake for Signal {
+impl Wake for WakeFlag {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -41,13 +41,13 @@ impl Wake for Signal {
 /// One per connection: the waker its gated futures are polled with.
 #[derive(Debug)]
 pub(crate) struct Gate {
-    signal: Arc<Signal>,
+    signal: Arc<WakeFlag>,
     waker: Waker,
 }
 
 impl Gate {
     pub(crate) fn new() -> Self {
-        let signal = Arc::new(Signal::default());
+        let signal = Arc::new(WakeFlag::default());
         Self {
             waker: Waker::from(signal.clone()),
             signal,

@@ -13,7 +13,7 @@ use std::{
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::activity::Activity;
+use crate::request::activity::Activity;
 
 pin_project! {
     /// A connection's stream whose writes are noted in its [`Activity`]: one that waits (the

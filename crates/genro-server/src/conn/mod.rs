@@ -7,13 +7,13 @@
 //! before it was accepted) is skipped; any other (out of file descriptors or memory) is
 //! counted, logged once per run of failures, and waited out a little rather than spun on.
 //!
-//! The files below this one: `io` (the writes watched), `activity` (what a connection is
-//! doing, and the per-request adapter hyper calls) and `gate` (the connection's timer and the
+//! The files below this one: `io` (the writes watched), `look` (what the connection's task
+//! decides from its requests' activity, which the request path counts) and `gate` (the connection's timer and the
 //! lifecycle, polled only when they wake the task).
 
-mod activity;
 mod gate;
 mod io;
+mod look;
 
 use std::{
     io as stdio,
@@ -25,7 +25,6 @@ use std::{
 };
 
 use genro_errors::BoxError;
-use hyper::Request;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
@@ -36,16 +35,18 @@ use tokio::{
     sync::watch,
     time::Instant,
 };
-use tower::Service;
 
 use self::{
-    activity::{Activity, Looked, Next, PerRequest, Timeouts},
     gate::Gate,
     io::WatchedIo,
+    look::{Looked, Next, Timeouts},
 };
 use crate::{
-    body::IncomingBody,
     config::LimitsSection,
+    request::{
+        activity::Activity,
+        adapter::{PerRequest, PortService},
+    },
     slots::{Slot, Slots},
     state::Lifecycle,
     tls::Tls,
@@ -99,33 +100,6 @@ fn builder(limits: &LimitsSection) -> auto::Builder<TokioExecutor> {
         http2.keep_alive_interval(every).keep_alive_timeout(every);
     }
     builder
-}
-
-/// What a port serves: the application (or the export port's endpoints) as hyper calls it.
-pub(crate) trait Served<B>:
-    Service<
-        Request<IncomingBody>,
-        Response = http::Response<B>,
-        Error: Into<BoxError>,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<S, B> Served<B> for S where
-    S: Service<
-            Request<IncomingBody>,
-            Response = http::Response<B>,
-            Error: Into<BoxError>,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
 }
 
 /// What a served response's body must be for hyper.
@@ -212,7 +186,7 @@ fn is_per_connection(error: &stdio::Error) -> bool {
 
 /// What every connection of a listener is served with.
 #[derive(Debug)]
-pub(crate) struct Serving {
+pub(crate) struct Port {
     builder: auto::Builder<TokioExecutor>,
     timeouts: Timeouts,
     /// The port's budget of connections.
@@ -220,13 +194,13 @@ pub(crate) struct Serving {
     connections: Arc<Connections>,
 }
 
-impl Serving {
-    /// Serving with `limits`, at most `max` connections at once on this port.
+impl Port {
+    /// Port with `limits`, at most `max` connections at once on this port.
     pub(crate) fn new(limits: &LimitsSection, max: usize, connections: Arc<Connections>) -> Self {
         Self {
             builder: builder(limits),
             timeouts: Timeouts {
-                first_request: limits.header_read_timeout,
+                header_read: limits.header_read_timeout,
                 idle: limits.idle_timeout,
                 write: limits.write_timeout,
                 body_read: limits.body_read_timeout,
@@ -242,11 +216,11 @@ impl Serving {
 pub(crate) async fn accept_loop<A, B>(
     listener: TcpListener,
     app: A,
-    serving: Arc<Serving>,
+    serving: Arc<Port>,
     tls: Option<(Arc<Tls>, Duration)>,
     mut lifecycle: watch::Receiver<Lifecycle>,
 ) where
-    A: Served<B>,
+    A: PortService<B>,
     B: ResponseBody,
 {
     let draining = |l: &Lifecycle| *l >= Lifecycle::Draining;
@@ -300,12 +274,12 @@ pub(crate) async fn accept_loop<A, B>(
 async fn connection<A, B>(
     stream: TcpStream,
     service: PerRequest<A>,
-    serving: Arc<Serving>,
+    serving: Arc<Port>,
     tls: Option<(Arc<Tls>, Duration)>,
     lifecycle: watch::Receiver<Lifecycle>,
     open: (Slot, Slot),
 ) where
-    A: Served<B>,
+    A: PortService<B>,
     B: ResponseBody,
 {
     let peer = service.activity.peer;
@@ -340,11 +314,11 @@ async fn connection<A, B>(
 async fn serve_connection<I, A, B>(
     stream: I,
     service: PerRequest<A>,
-    serving: &Serving,
+    serving: &Port,
     mut lifecycle: watch::Receiver<Lifecycle>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    A: Served<B>,
+    A: PortService<B>,
     B: ResponseBody,
 {
     let timeouts = &serving.timeouts;
@@ -417,7 +391,7 @@ async fn serve_connection<I, A, B>(
                         conn.as_mut().graceful_shutdown();
                     }
                 }
-                let next = match activity.next(now, timeouts, &mut looked) {
+                let next = match looked.next(&activity, now, timeouts) {
                     Next::CheckAt(at) => at,
                     Next::Stalled => {
                         tracing::debug!(%peer, write_timeout = ?timeouts.write, "connection closed: the client stopped reading its response");

@@ -2,7 +2,7 @@
 
 use std::{fmt, net::SocketAddr};
 
-use crate::state::{Bound, Lifecycle, ServerContext};
+use crate::state::{Lifecycle, ListenAddrs, ServerContext};
 
 /// Controls a server from outside: its bound addresses, readiness and shutdown. Cheap to clone;
 /// get one with [`AsgiServer::handle`](crate::AsgiServer::handle) before serving.
@@ -18,7 +18,7 @@ impl ServerHandle {
 
     /// The addresses once the server has bound them (at once if it has); `None` if the server
     /// stopped first.
-    pub async fn bound(&self) -> Option<Bound> {
+    pub async fn bound(&self) -> Option<ListenAddrs> {
         let shared = &self.context.shared;
         let mut bound = shared.bound.subscribe();
         let mut life = shared.lifecycle.subscribe();

@@ -28,11 +28,11 @@ use tokio::net::TcpListener;
 use super::startup::StartError;
 use crate::{
     config::{Config, ServerSection},
-    state::Bound,
+    state::ListenAddrs,
 };
 
 /// The names an inherited socket can have.
-const NAMES: [&str; 3] = ["main", "metrics", "debug"];
+const SOCKET_NAMES: [&str; 3] = ["main", "metrics", "debug"];
 
 /// The listening sockets: the main port, and the metrics' and the debug console's own ports
 /// when configured.
@@ -105,8 +105,8 @@ impl Listeners {
         .filter_map(|(name, listener)| Some((name, listener?)))
     }
 
-    pub(crate) fn bound(&self) -> Bound {
-        Bound {
+    pub(crate) fn bound(&self) -> ListenAddrs {
+        ListenAddrs {
             main: self.main.local_addr().ok(),
             export: self.export.as_ref().and_then(|l| l.local_addr().ok()),
             debug: self.debug.as_ref().and_then(|l| l.local_addr().ok()),
@@ -170,7 +170,7 @@ impl Inherited {
     /// Takes the sockets the environment passes (none when `LISTEN_FDS` is not set).
     pub(crate) fn from_env() -> Result<Self, StartError> {
         let var = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-        let passed = parse(
+        let passed = parse_listen_env(
             var("LISTEN_FDS").as_deref(),
             var("LISTEN_PID").as_deref(),
             var("LISTEN_FDNAMES").as_deref(),
@@ -294,7 +294,7 @@ const FIRST_FD: i32 = 3;
 
 /// The names of the sockets the variables pass, in descriptor order; none when `LISTEN_FDS` is
 /// not set. An error names the variable and what is wrong with it.
-fn parse(
+fn parse_listen_env(
     fds: Option<&str>,
     pid: Option<&str>,
     names: Option<&str>,
@@ -305,11 +305,11 @@ fn parse(
     };
     let count: usize = digits(fds)
         .and_then(|fds| fds.parse().ok())
-        .filter(|n| (1..=NAMES.len()).contains(n))
+        .filter(|n| (1..=SOCKET_NAMES.len()).contains(n))
         .ok_or_else(|| {
             format!(
                 "LISTEN_FDS: {fds:?} is not a count of sockets from 1 to {}",
-                NAMES.len()
+                SOCKET_NAMES.len()
             )
         })?;
     match pid {
@@ -329,7 +329,11 @@ fn parse(
     }
     let mut names: Vec<String> = match names {
         Some(names) => names.split(':').map(str::to_owned).collect(),
-        None => NAMES.iter().take(count).map(|&n| n.to_owned()).collect(),
+        None => SOCKET_NAMES
+            .iter()
+            .take(count)
+            .map(|&n| n.to_owned())
+            .collect(),
     };
     if names.len() != count {
         return Err(format!(
@@ -339,7 +343,7 @@ fn parse(
     }
     let unknown: Vec<_> = names
         .iter()
-        .filter(|n| !NAMES.contains(&n.as_str()))
+        .filter(|n| !SOCKET_NAMES.contains(&n.as_str()))
         .collect();
     if count == 1 && !unknown.is_empty() {
         // One socket under systemd's default name (the unit's): the main port.
@@ -394,22 +398,28 @@ fn adopt(
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::parse_listen_env;
 
     #[test]
     fn the_variables_name_the_sockets_or_say_what_is_wrong() {
-        assert_eq!(parse(None, None, None, 7).unwrap(), Vec::<String>::new());
-        assert_eq!(parse(Some("1"), Some("7"), None, 7).unwrap(), ["main"]);
         assert_eq!(
-            parse(Some("2"), Some("7"), Some("debug:main"), 7).unwrap(),
+            parse_listen_env(None, None, None, 7).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            parse_listen_env(Some("1"), Some("7"), None, 7).unwrap(),
+            ["main"]
+        );
+        assert_eq!(
+            parse_listen_env(Some("2"), Some("7"), Some("debug:main"), 7).unwrap(),
             ["debug", "main"]
         );
         // systemd's default name (the unit's) for the one socket: the main port.
         assert_eq!(
-            parse(Some("1"), Some("7"), Some("app.socket"), 7).unwrap(),
+            parse_listen_env(Some("1"), Some("7"), Some("app.socket"), 7).unwrap(),
             ["main"]
         );
-        let err = |fds, pid, names| parse(Some(fds), pid, names, 7).unwrap_err();
+        let err = |fds, pid, names| parse_listen_env(Some(fds), pid, names, 7).unwrap_err();
         assert!(err("1", Some("8"), None).contains("meant for process \"8\""));
         assert!(err("1", None, None).contains("without LISTEN_PID"));
         assert!(err("x", Some("7"), None).contains("LISTEN_FDS"));

@@ -35,18 +35,21 @@ use self::{
     listen::{Inherited, Listeners},
     pid_file::PidFile,
     signals::Signals,
-    startup::{ServerCollector, Started},
-    systemd::Notify,
+    startup::{Parts, ServerCollector},
+    systemd::Systemd,
     wait::{prepare_upgrade, wait_for_shutdown, Stop},
 };
 use crate::{
-    app::{IntoApplication, RequestLayers},
-    builtins::{self, Builtins, WithBuiltins},
     config::Config,
-    conn::{self, Connections, Serving},
-    edge,
+    conn::{self, Connections, Port},
     executor::{Executors, ProcessJobs},
     logging::{self, Logging},
+    request::{
+        adapter::PortService,
+        app::{IntoApplication, RequestLayers},
+        builtins::{self, Builtins, WithBuiltins},
+        edge,
+    },
     state::{Lifecycle, ServerContext},
 };
 
@@ -258,7 +261,7 @@ impl AsgiServer {
         // Installed first, for the whole run: a signal that comes while the server starts, or
         // while it handles another, waits its turn.
         let mut signals = Signals::install();
-        let notify = Notify::from_env();
+        let notify = Systemd::from_env();
         #[cfg(unix)]
         let upgraded = upgrade::UpgradeNotify::from_env();
         let config = self.config();
@@ -269,7 +272,7 @@ impl AsgiServer {
             None => Inherited::from_env()?,
         };
         let mut listeners = Listeners::open(&config, inherited).await?;
-        let mut started = Started::start(&self.context, &self.errors, &self.envelope, &config)?;
+        let mut started = Parts::start(&self.context, &self.errors, &self.envelope, &config)?;
         startup::start_process_pool(&self.context, &config, self.process_jobs.take())?;
         let app = self.application(app, &config, &started);
 
@@ -393,7 +396,7 @@ impl AsgiServer {
         &self,
         app: A,
         config: &Config,
-        started: &Started,
+        started: &Parts,
     ) -> WithBuiltins<A::Service> {
         let layers = RequestLayers::new(started.genro.clone(), &config.limits);
         WithBuiltins::new(
@@ -443,15 +446,15 @@ impl AsgiServer {
         listeners: Listeners,
         app: S,
         config: &Config,
-        started: &Started,
+        started: &Parts,
         connections: &Arc<Connections>,
     ) -> Vec<tokio::task::JoinHandle<()>>
     where
-        S: conn::Served<B>,
+        S: PortService<B>,
         B: conn::ResponseBody,
     {
         let limits = &config.limits;
-        let serving = Arc::new(Serving::new(
+        let serving = Arc::new(Port::new(
             limits,
             limits.max_connections,
             connections.clone(),
@@ -473,7 +476,7 @@ impl AsgiServer {
                 export,
                 builtins::export_port(config, &self.context),
                 // Its own small budget: a scrape is answered while the main port is full.
-                Arc::new(Serving::new(
+                Arc::new(Port::new(
                     limits,
                     conn::MONITORING_CONNECTIONS,
                     connections.clone(),

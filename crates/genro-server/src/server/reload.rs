@@ -11,7 +11,7 @@ use genro_envelope::taskdump::TaskDumper;
 use rustls::sign::CertifiedKey;
 use tokio::sync::oneshot;
 
-use super::startup::Started;
+use super::startup::Parts;
 use crate::{
     config::{Config, ConfigError},
     logging::Logging,
@@ -41,7 +41,7 @@ pub(crate) const LIVE: &[&str] = &[
 /// What a reload read from disk: the configuration file and, with TLS on, the certificates it
 /// names. Read on a thread of its own, so that a slow or hanging file (a large one, a FIFO, a
 /// dead network mount) holds neither the signal loop nor the exit.
-pub(crate) struct Read {
+pub(crate) struct Reloaded {
     path: PathBuf,
     config: Result<Config, ConfigError>,
     certificates: Option<Result<CertifiedKey, String>>,
@@ -49,7 +49,7 @@ pub(crate) struct Read {
 
 /// Starts reading the configuration file again; the result arrives on the receiver. `None` when
 /// the configuration was not read from a file, or no thread can be started.
-pub(crate) fn read(shared: &Shared, tls: bool) -> Option<oneshot::Receiver<Read>> {
+pub(crate) fn reread(shared: &Shared, tls: bool) -> Option<oneshot::Receiver<Reloaded>> {
     let Some(path) = shared.config.load().path().map(Path::to_owned) else {
         tracing::warn!("SIGHUP: the configuration was not read from a file; nothing to reload");
         return None;
@@ -64,7 +64,7 @@ pub(crate) fn read(shared: &Shared, tls: bool) -> Option<oneshot::Receiver<Read>
                 Ok(new) if tls && new.ssl.enabled => Some(tls::load(&new.ssl)),
                 _ => None,
             };
-            let _ = tx.send(Read {
+            let _ = tx.send(Reloaded {
                 path,
                 config,
                 certificates,
@@ -82,11 +82,16 @@ pub(crate) fn read(shared: &Shared, tls: bool) -> Option<oneshot::Receiver<Read>
 /// Applies what a reload read: the log level, the watchdog's thresholds, the traces' limits,
 /// `show_traceback`, the CORS origins and the TLS certificates. A broken file is refused and the running
 /// configuration stays; changes that need a restart are logged and not applied.
-pub(crate) fn apply(shared: &Shared, started: &Started, logging: Option<&Logging>, read: Read) {
-    let new = match read.config {
+pub(crate) fn apply(
+    shared: &Shared,
+    started: &Parts,
+    logging: Option<&Logging>,
+    reloaded: Reloaded,
+) {
+    let new = match reloaded.config {
         Ok(new) => new,
         Err(e) => {
-            tracing::error!(path = %read.path.display(), error = %e, "SIGHUP: new configuration refused; the running one stays");
+            tracing::error!(path = %reloaded.path.display(), error = %e, "SIGHUP: new configuration refused; the running one stays");
             return;
         }
     };
@@ -130,7 +135,7 @@ pub(crate) fn apply(shared: &Shared, started: &Started, logging: Option<&Logging
         }
     }
     let restart = needs_restart(&old, &new);
-    if let (Some(tls), Some(certificates)) = (&started.tls, read.certificates) {
+    if let (Some(tls), Some(certificates)) = (&started.tls, reloaded.certificates) {
         match certificates {
             Ok(certified) => {
                 tls.install(certified);

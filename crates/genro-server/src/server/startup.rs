@@ -13,12 +13,11 @@ use genro_watchdog::{Watchdog, WatchdogHandle};
 use tokio::net::TcpListener;
 
 use crate::{
-    app::BodyTooLarge,
     config::Config,
     conn::Connections,
-    edge::LiveOrigins,
     executor::{ProcessJobs, ProcessPool},
-    state::{Bound, Lifecycle, ServerContext, Shared},
+    request::{app::BodyTooLarge, edge::LiveOrigins},
+    state::{Lifecycle, ListenAddrs, ServerContext, Shared},
     tls::Tls,
 };
 
@@ -143,7 +142,7 @@ impl prometheus_client::collector::Collector for ServerCollector {
 }
 
 /// The background parts that start with the server and stop with it.
-pub(crate) struct Started {
+pub(crate) struct Parts {
     pub(crate) genro: GenroLayer,
     pub(crate) watchdog: Option<WatchdogHandle>,
     pub(crate) traceback: TracebackSwitch,
@@ -155,7 +154,7 @@ pub(crate) struct Started {
     pub(crate) debug: Option<RunningDebugServer>,
 }
 
-impl Started {
+impl Parts {
     /// Starts them for `config`: notifications, the error layer with its live traceback
     /// switch, the metrics of every part, the watchdog, the request stack and TLS.
     pub(crate) fn start(
@@ -283,7 +282,7 @@ impl Started {
     }
 }
 
-pub(crate) fn announce(config: &Config, bound: Bound) {
+pub(crate) fn announce(config: &Config, bound: ListenAddrs) {
     let Some(main) = bound.main else { return };
     let scheme = if config.ssl.enabled { "https" } else { "http" };
     let metrics = match (config.metrics.enabled, bound.export) {

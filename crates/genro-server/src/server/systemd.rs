@@ -13,11 +13,11 @@ use sd_notify::NotifyState;
 
 /// The notifications of one run of the server.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Notify {
+pub(crate) struct Systemd {
     enabled: bool,
 }
 
-impl Notify {
+impl Systemd {
     pub(crate) fn from_env() -> Self {
         Self {
             enabled: cfg!(unix) && std::env::var_os("NOTIFY_SOCKET").is_some(),

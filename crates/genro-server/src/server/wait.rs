@@ -9,8 +9,8 @@ use super::{
     listen::Listeners,
     reload,
     signals::{Signal, Signals},
-    startup::Started,
-    systemd::Notify,
+    startup::Parts,
+    systemd::Systemd,
 };
 use crate::{config::Config, logging::Logging, state::Shared};
 
@@ -28,17 +28,20 @@ type Upgrading<'a> = std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> 
 
 /// What starts an upgrade, when this platform and the sockets allow one.
 #[cfg(unix)]
-pub(crate) type Upgrader = upgrade::Upgrader;
+pub(crate) type PlatformUpgrader = upgrade::Upgrader;
 #[cfg(not(unix))]
-pub(crate) type Upgrader = std::convert::Infallible;
+pub(crate) type PlatformUpgrader = std::convert::Infallible;
 
 #[cfg(unix)]
-pub(crate) fn prepare_upgrade(config: &Config, listeners: &Listeners) -> Result<Upgrader, String> {
+pub(crate) fn prepare_upgrade(
+    config: &Config,
+    listeners: &Listeners,
+) -> Result<PlatformUpgrader, String> {
     upgrade::Upgrader::new(config, listeners)
 }
 
 #[cfg(not(unix))]
-pub(crate) fn prepare_upgrade(_: &Config, _: &Listeners) -> Result<Upgrader, String> {
+pub(crate) fn prepare_upgrade(_: &Config, _: &Listeners) -> Result<PlatformUpgrader, String> {
     Err("upgrades exist only on Unix".into())
 }
 
@@ -49,10 +52,10 @@ pub(crate) fn prepare_upgrade(_: &Config, _: &Listeners) -> Result<Upgrader, Str
 pub(crate) async fn wait_for_shutdown(
     shared: &Shared,
     signals: &mut Signals,
-    started: &Started,
+    started: &Parts,
     logging: Option<&Logging>,
-    notify: Notify,
-    upgrader: Result<Upgrader, String>,
+    notify: Systemd,
+    upgrader: Result<PlatformUpgrader, String>,
 ) -> Stop {
     let mut reading = None;
     let mut again = false;
@@ -69,7 +72,7 @@ pub(crate) async fn wait_for_shutdown(
                 Signal::Reload if reading.is_some() => again = true,
                 Signal::Reload => {
                     notify.reloading();
-                    reading = reload::read(shared, started.tls.is_some());
+                    reading = reload::reread(shared, started.tls.is_some());
                     if reading.is_none() {
                         notify.reloaded();
                     }
@@ -86,7 +89,7 @@ pub(crate) async fn wait_for_shutdown(
                     reload::apply(shared, started, logging, read);
                 }
                 if std::mem::take(&mut again) {
-                    reading = reload::read(shared, started.tls.is_some());
+                    reading = reload::reread(shared, started.tls.is_some());
                 }
                 if reading.is_none() {
                     notify.reloaded();
@@ -109,7 +112,7 @@ pub(crate) async fn wait_for_shutdown(
 /// Starts an upgrade, unless one is in progress or none can be made (logged).
 fn start_upgrade<'a>(
     upgrading: &mut Option<Upgrading<'a>>,
-    upgrader: &'a Result<Upgrader, String>,
+    upgrader: &'a Result<PlatformUpgrader, String>,
     why: &str,
 ) {
     if upgrading.is_some() {

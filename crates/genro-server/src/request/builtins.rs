@@ -95,7 +95,7 @@ where
     }
 }
 
-fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+fn text_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *res.status_mut() = status;
     res.headers_mut().insert(
@@ -137,12 +137,12 @@ impl Builtins {
     fn health_response(&self, path: &str) -> Option<Response<Full<Bytes>>> {
         let (live, ready) = self.health.as_ref()?;
         if path == live {
-            Some(plain(StatusCode::OK, "live\n"))
+            Some(text_response(StatusCode::OK, "live\n"))
         } else if path == ready {
             Some(if self.context.is_ready() {
-                plain(StatusCode::OK, "ready\n")
+                text_response(StatusCode::OK, "ready\n")
             } else {
-                let mut res = plain(StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
+                let mut res = text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 res
@@ -210,7 +210,7 @@ pub(crate) fn export_port<B>(
         + 'static,
 > {
     let not_found = tower::service_fn(|_req: Request<B>| async {
-        Ok::<_, Infallible>(plain(
+        Ok::<_, Infallible>(text_response(
             StatusCode::NOT_FOUND,
             "not found: this port serves the metrics only\n",
         ))

@@ -12,9 +12,12 @@ use genro_stack::GenroLayer;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-pub use crate::body::{BodyReadTimeout, IncomingBody};
-pub use crate::guards::{BodyTooLarge, Guarded, GuardedFuture};
-use crate::{config::LimitsSection, guards::Guards};
+use super::limits::LimitsLayer;
+pub use super::{
+    body::{BodyReadTimeout, IncomingBody},
+    limits::{BodyTooLarge, Limits, LimitsFuture},
+};
+use crate::config::LimitsSection;
 
 /// The request body an application receives: the client's, with the body read timeout
 /// (`[limits] body_read_timeout`) and the body limit (`[limits] body_limit`: reading past it
@@ -23,13 +26,13 @@ pub type RequestBody = http_body_util::Limited<IncomingBody>;
 
 /// The layers every request of the application passes, as the configuration sets them: the
 /// genro stack (envelope, registry, metrics, errors) outside, and inside the error layer the
-/// server's limits ([`Guarded`]: the body limit by `Content-Length`, the concurrency limit,
+/// server's limits ([`Limits`]: the body limit by `Content-Length`, the concurrency limit,
 /// the request timeout, cancellation), so that each refusal is rendered (413, 503, 504, 503)
 /// with an error id and a request id.
 #[derive(Clone, Debug)]
 pub struct RequestLayers {
     pub(crate) genro: GenroLayer,
-    pub(crate) guards: Guards,
+    pub(crate) limits: LimitsLayer,
 }
 
 impl RequestLayers {
@@ -37,21 +40,20 @@ impl RequestLayers {
     pub(crate) fn new(genro: GenroLayer, limits: &LimitsSection) -> Self {
         Self {
             genro,
-            guards: Guards::new(limits),
+            limits: LimitsLayer::new(limits),
         }
     }
 
     /// Wraps `service` in the request layers.
     pub fn wrap<S>(&self, service: S) -> Wrapped<S> {
-        self.genro.layer(self.guards.wrap(service))
+        self.genro.layer(self.limits.layer(service))
     }
 }
 
-/// The service inside the error layer: the user's, behind the server's limits.
-pub type Inner<S> = Guarded<S>;
-
-/// A service inside the whole request path.
-pub type Wrapped<S> = <GenroLayer as Layer<Inner<S>>>::Service;
+/// A service inside the whole request path: the type [`RequestLayers::wrap`] makes, named only
+/// by this crate's own `IntoApplication` impls.
+#[doc(hidden)]
+pub type Wrapped<S> = <GenroLayer as Layer<Limits<S>>>::Service;
 
 /// Something the server can serve: an axum `Router` (its routes get the request layers inside
 /// the routing, so route templates reach metrics), or any tower service through

@@ -1,5 +1,5 @@
-//! [`Guarded`]: the server's limits on every request of the application, as one service inside
-//! the error layer (its docs give the refusals and why it is one service).
+//! [`LimitsLayer`] and [`Limits`]: the server's limits on every request of the application, as
+//! one service inside the error layer (its docs give the refusals and why it is one service).
 
 use std::{
     fmt,
@@ -21,16 +21,16 @@ use crate::{
     slots::{Slot, Slots},
 };
 
-/// The limits of [`Guarded`], from `[limits]`: shared by every clone of the service (the
-/// concurrency limit counts the requests of the whole server).
+/// Puts [`Limits`] on a service, with the limits of `[limits]`: shared by every clone of the
+/// service (the concurrency limit counts the requests of the whole server).
 #[derive(Clone, Debug)]
-pub(crate) struct Guards {
+pub(crate) struct LimitsLayer {
     body_limit: u64,
     timeout: Option<Duration>,
     concurrency: Option<Slots>,
 }
 
-impl Guards {
+impl LimitsLayer {
     pub(crate) fn new(limits: &LimitsSection) -> Self {
         Self {
             body_limit: limits.body_limit,
@@ -39,12 +39,16 @@ impl Guards {
                 .then(|| Slots::new(limits.concurrency_limit)),
         }
     }
+}
+
+impl<S> Layer<S> for LimitsLayer {
+    type Service = Limits<S>;
 
     /// `service` behind these limits.
-    pub(crate) fn wrap<S>(&self, service: S) -> Guarded<S> {
-        Guarded {
+    fn layer(&self, service: S) -> Limits<S> {
+        Limits {
             inner: CancelLayer::new().layer(service),
-            guards: self.clone(),
+            limits: self.clone(),
         }
     }
 }
@@ -66,10 +70,10 @@ impl Guards {
 /// envelope; a timer and a concurrency slot (from the same counted slots as connections and
 /// executor jobs) only when those limits are set.
 #[derive(Clone, Debug)]
-pub struct Guarded<S> {
+pub struct Limits<S> {
     // Cancellation through the envelope is genro-envelope's own service.
     inner: CancelService<S>,
-    guards: Guards,
+    limits: LimitsLayer,
 }
 
 /// The `Content-Length` a request declares, when it declares one that can be read.
@@ -78,14 +82,14 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
     length.to_str().ok()?.parse().ok()
 }
 
-impl<S, B> Service<Request<B>> for Guarded<S>
+impl<S, B> Service<Request<B>> for Limits<S>
 where
     S: Service<Request<B>>,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = GuardedFuture<CancelFuture<S::Future>>;
+    type Future = LimitsFuture<CancelFuture<S::Future>>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -93,25 +97,25 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let guards = &self.guards;
-        if let Some(length) = declared_length(&req).filter(|&l| l > guards.body_limit) {
-            return GuardedFuture::refused(BodyTooLarge {
+        let limits = &self.limits;
+        if let Some(length) = declared_length(&req).filter(|&l| l > limits.body_limit) {
+            return LimitsFuture::refused(BodyTooLarge {
                 length,
-                limit: guards.body_limit,
+                limit: limits.body_limit,
             });
         }
-        let permit = match &guards.concurrency {
+        let permit = match &limits.concurrency {
             None => None,
             Some(slots) => match slots.try_take() {
                 Ok(slot) => Some(slot),
-                Err(_) => return GuardedFuture::refused(Overloaded::new()),
+                Err(_) => return LimitsFuture::refused(Overloaded::new()),
             },
         };
-        GuardedFuture {
+        LimitsFuture {
             state: State::Running {
                 future: self.inner.call(req),
             },
-            deadline: guards.timeout.map(|t| Box::pin(tokio::time::sleep(t))),
+            deadline: limits.timeout.map(|t| Box::pin(tokio::time::sleep(t))),
             _permit: permit,
         }
     }
@@ -127,10 +131,10 @@ pin_project! {
 }
 
 pin_project! {
-    /// Response future of [`Guarded`]: the application's (behind genro-envelope's
+    /// Response future of [`Limits`]: the application's (behind genro-envelope's
     /// cancellation), ended early by the timeout; it holds the request's concurrency permit
     /// until the response head is ready.
-    pub struct GuardedFuture<F> {
+    pub struct LimitsFuture<F> {
         #[pin]
         state: State<F>,
         // Boxed: a timer is several cache lines, and only a configured timeout needs one.
@@ -139,7 +143,7 @@ pin_project! {
     }
 }
 
-impl<F> GuardedFuture<F> {
+impl<F> LimitsFuture<F> {
     fn refused(error: impl Into<BoxError>) -> Self {
         Self {
             state: State::Refused {
@@ -151,13 +155,13 @@ impl<F> GuardedFuture<F> {
     }
 }
 
-impl<F> fmt::Debug for GuardedFuture<F> {
+impl<F> fmt::Debug for LimitsFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GuardedFuture").finish_non_exhaustive()
+        f.debug_struct("LimitsFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, T> Future for GuardedFuture<F>
+impl<F, T> Future for LimitsFuture<F>
 where
     F: Future<Output = Result<T, BoxError>>,
 {
@@ -170,7 +174,7 @@ where
             StateProj::Refused { error } => {
                 return Poll::Ready(Err(error.take().expect("polled after completion")))
             }
-            StateProj::Done => panic!("GuardedFuture polled after it completed"),
+            StateProj::Done => panic!("LimitsFuture polled after it completed"),
         };
         if poll.is_ready() {
             this.state.set(State::Done);
@@ -238,10 +242,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn each_limit_refuses_with_the_error_the_error_layer_renders() {
-        let guards = Guards::new(&limits(
+        let layer = LimitsLayer::new(&limits(
             "body_limit = 10\nrequest_timeout = 1s\nconcurrency_limit = 1\n",
         ));
-        let service = guards.wrap(pending_forever());
+        let service = layer.layer(pending_forever());
         let long = Request::builder()
             .header("content-length", "11")
             .body(())
@@ -269,7 +273,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancel_through_the_envelope_ends_a_waiting_request() {
-        let service = Guards::new(&limits("")).wrap(pending_forever());
+        let service = LimitsLayer::new(&limits("")).layer(pending_forever());
         let envelope = Arc::new(RequestEnvelope::new(
             http::Method::GET,
             http::Uri::from_static("/"),
@@ -290,9 +294,10 @@ mod tests {
     async fn a_concurrency_limit_past_what_a_semaphore_holds_serves() {
         let limits = limits(&format!("concurrency_limit = {}\n", usize::MAX));
         assert_eq!(limits.concurrency_limit, usize::MAX);
-        let service = Guards::new(&limits).wrap(tower::service_fn(|_req: Request<()>| async {
-            Ok::<_, Infallible>("served")
-        }));
+        let service =
+            LimitsLayer::new(&limits).layer(tower::service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>("served")
+            }));
         assert_eq!(service.oneshot(Request::new(())).await.unwrap(), "served");
     }
 }

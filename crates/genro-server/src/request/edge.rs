@@ -1,7 +1,7 @@
 //! The layers around the whole application, tower-http's own: CORS (`[cors]`) and compression
 //! (`[compression]`), put on by [`wrap`] (or neither, by [`plain`]), with the body limit
 //! (`[limits] body_limit`) on the request body. A `Content-Length` over the limit is refused inside the envelope
-//! ([`RequestLayers`](crate::app::RequestLayers)), so that its 413 has a request id.
+//! ([`RequestLayers`](super::app::RequestLayers)), so that its 413 has a request id.
 
 use std::{convert::Infallible, pin::Pin, sync::Arc};
 
@@ -19,11 +19,8 @@ use tower_http::{
     cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer},
 };
 
-use crate::{
-    body::IncomingBody,
-    config::{Allow, CompressionSection, Config, CorsSection, Encoding},
-    conn::Served,
-};
+use super::{adapter::PortService, body::IncomingBody};
+use crate::config::{Allow, CompressionSection, Config, CorsSection, Encoding};
 
 /// Whether `config` asks for an edge layer (CORS or compression): if not, the server serves
 /// [`plain`], whose type has neither.
@@ -33,7 +30,7 @@ pub(crate) fn is_configured(config: &Config) -> bool {
 
 /// The application inside the edge: the user's, in its request layers, behind the built-in
 /// endpoints, taking the request with its body limit.
-pub(crate) trait Inner<B>:
+pub(crate) trait InsideEdge<B>:
     Service<
         Request<Limited<IncomingBody>>,
         Response = Response<B>,
@@ -46,7 +43,7 @@ pub(crate) trait Inner<B>:
 {
 }
 
-impl<S, B> Inner<B> for S where
+impl<S, B> InsideEdge<B> for S where
     S: Service<
             Request<Limited<IncomingBody>>,
             Response = Response<B>,
@@ -60,9 +57,9 @@ impl<S, B> Inner<B> for S where
 }
 
 /// `app` with the request body limit and the edge's response body, without CORS or compression.
-pub(crate) fn plain<S, B>(app: S, config: &Config) -> impl Served<EdgeBody<B>>
+pub(crate) fn plain<S, B>(app: S, config: &Config) -> impl PortService<EdgeBody<B>>
 where
-    S: Inner<B>,
+    S: InsideEdge<B>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
@@ -81,9 +78,13 @@ fn body_limit(
 
 /// `app` inside the edge layers `config` asks for. Compression and CORS are put on only when
 /// configured: each costs a wrapper per request.
-pub(crate) fn wrap<S, B>(app: S, config: &Config, origins: &LiveOrigins) -> impl Served<EdgeBody<B>>
+pub(crate) fn wrap<S, B>(
+    app: S,
+    config: &Config,
+    origins: &LiveOrigins,
+) -> impl PortService<EdgeBody<B>>
 where
-    S: Inner<B>,
+    S: InsideEdge<B>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
