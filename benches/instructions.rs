@@ -19,6 +19,7 @@
 //! sink, as the server's text log would write them).
 //! instructions                 smoke run of every stack (what `cargo test --benches` does)
 //! ```
+#![allow(clippy::too_many_lines)] // a test reads as one scenario
 
 use std::{convert::Infallible, time::Duration};
 

@@ -1,6 +1,7 @@
 //! The examples as a user runs them: a real process, and the requests each doc comment shows,
 //! made by real clients (hyper's for HTTP, tonic's for gRPC). `cargo test` builds the examples
 //! before running the tests. (`examples/server.rs` has its own file, `tests/example_server.rs`.)
+#![allow(clippy::too_many_lines)] // a test reads as one scenario
 
 mod common;
 

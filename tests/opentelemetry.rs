@@ -3,6 +3,7 @@
 //! client's span as its parent; a request without one gets the trace OpenTelemetry starts, and
 //! its error body names that trace. A real server on loopback, a real client, OpenTelemetry's
 //! in-memory exporter.
+#![allow(clippy::too_many_lines)] // a test reads as one scenario
 
 use std::time::Duration;
 

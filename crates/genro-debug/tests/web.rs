@@ -3,6 +3,7 @@
 //! the client get its response. Chromium is driven over the DevTools protocol, with a few
 //! JSON messages on a WebSocket: `Target.createTarget`, `Runtime.evaluate` and
 //! `Page.captureScreenshot` are all it needs.
+#![allow(clippy::too_many_lines)] // a test reads as one scenario
 
 mod common;
 

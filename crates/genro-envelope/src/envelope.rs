@@ -13,7 +13,10 @@ use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use tokio::time::Instant;
 use uuid::{Builder, Uuid};
 
-use crate::{signal::Cancel, trace_context::TraceContext};
+use crate::{
+    client::client_from, phase::Phase, short_id::ShortId, signal::Cancel,
+    trace_context::TraceContext,
+};
 
 pub(crate) use crate::trace_context::TraceStart;
 
@@ -67,63 +70,6 @@ impl Annotated {
     #[must_use]
     pub const fn is_kept(self) -> bool {
         !matches!(self, Self::Refused)
-    }
-}
-
-/// The socket address of the client, put in request extensions by the server that accepted the
-/// connection.
-///
-/// [`EnvelopeLayer`](crate::EnvelopeLayer) reads it into [`RequestEnvelope::client`]. (A server
-/// that polls its requests' futures itself can name the client without an extension per
-/// request: [`plumbing::serving_client`](crate::plumbing::serving_client).) With the
-/// `axum` feature, axum's `ConnectInfo<SocketAddr>` is read as well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientAddr(pub SocketAddr);
-
-/// Where a request is in its life, as seen by the layers that track it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Phase {
-    /// The inner service has the request and has not produced a response yet.
-    Handling,
-    /// The response head has been produced and its body is still being sent.
-    Streaming,
-    /// The connection was upgraded (for example to a WebSocket) and the upgraded session is live.
-    Upgraded,
-    /// The response body has ended, failed or been dropped.
-    Finished,
-    /// The request failed and its error response is held for a debugger (genro-debug's
-    /// hold-on-error); the watchdog does not report a held request as stuck.
-    Held,
-}
-
-impl Phase {
-    fn from_u8(value: u8) -> Self {
-        match value {
-            0 => Self::Handling,
-            1 => Self::Streaming,
-            2 => Self::Upgraded,
-            4 => Self::Held,
-            _ => Self::Finished,
-        }
-    }
-
-    /// A short lowercase name, for logs and reports.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Handling => "handling",
-            Self::Streaming => "streaming",
-            Self::Upgraded => "upgraded",
-            Self::Finished => "finished",
-            Self::Held => "held",
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
     }
 }
 
@@ -188,7 +134,7 @@ impl RequestEnvelope {
 
     /// Builds the envelope in one expression so that it can be written straight into its `Arc`.
     /// The optional parts are arguments, not a struct with `Default`: that struct is moved rather
-    /// than written in place, measured at 35 to 60 more instructions per request.
+    /// than written in place, which costs more instructions per request (`benches/callgrind.sh`).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn assemble(
@@ -313,7 +259,7 @@ impl RequestEnvelope {
     /// are the high bits of its timestamp and repeat for about 65 seconds.)
     #[must_use]
     pub fn short_id(&self) -> ShortId {
-        ShortId(short_hex(&self.internal_id))
+        ShortId::of(&self.internal_id)
     }
 
     /// What the layer that made this envelope shares with every request
@@ -541,58 +487,6 @@ impl fmt::Debug for RequestEnvelope {
     }
 }
 
-/// Eight lowercase hex characters identifying a request to people: see
-/// [`RequestEnvelope::short_id`]. Dereferences to `str`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ShortId([u8; 8]);
-
-impl ShortId {
-    /// The id as a string slice.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        // Always ASCII hex: built by `short_hex`.
-        std::str::from_utf8(&self.0).unwrap_or("00000000")
-    }
-}
-
-impl std::ops::Deref for ShortId {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsRef<str> for ShortId {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl fmt::Display for ShortId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl fmt::Debug for ShortId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl PartialEq<str> for ShortId {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for ShortId {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// A route template, held without copying where its source allows.
 pub(crate) enum RouteName {
     #[cfg(feature = "axum")]
@@ -634,47 +528,6 @@ impl fmt::Display for InvalidExternalId {
 }
 
 impl std::error::Error for InvalidExternalId {}
-
-fn short_hex(id: &Uuid) -> [u8; 8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = id.as_bytes();
-    let mut out = [0u8; 8];
-    for (i, b) in bytes[12..].iter().enumerate() {
-        out[2 * i] = HEX[usize::from(b >> 4)];
-        out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
-    }
-    out
-}
-
-pub(crate) fn client_from(extensions: &Extensions) -> Option<SocketAddr> {
-    if let Some(ClientAddr(addr)) = extensions.get::<ClientAddr>() {
-        return Some(*addr);
-    }
-    #[cfg(feature = "axum")]
-    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
-        return Some(info.0);
-    }
-    SERVED_CLIENT.get()
-}
-
-std::thread_local! {
-    /// The client whose request this thread is polling, when its server says so
-    /// ([`crate::plumbing::serving_client`]).
-    static SERVED_CLIENT: std::cell::Cell<Option<SocketAddr>> = const { std::cell::Cell::new(None) };
-}
-
-/// Runs `poll` with `client` as the thread's served client, restored afterwards (a panic
-/// included).
-pub(crate) fn serving_client<R>(client: SocketAddr, poll: impl FnOnce() -> R) -> R {
-    struct Restore(Option<SocketAddr>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            SERVED_CLIENT.set(self.0);
-        }
-    }
-    let _restore = Restore(SERVED_CLIENT.replace(Some(client)));
-    poll()
-}
 
 #[cfg(test)]
 mod tests {

@@ -87,6 +87,7 @@
 //! 1.89.
 
 mod cancel;
+mod client;
 mod envelope;
 #[cfg(feature = "axum")]
 mod extract;
@@ -95,9 +96,11 @@ mod id;
 mod layer;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
+mod phase;
 pub mod plumbing;
 mod service;
 mod settings;
+mod short_id;
 mod signal;
 pub mod taskdump;
 mod trace_context;
@@ -107,17 +110,20 @@ mod truncate;
 mod watch;
 
 pub use cancel::{CancelFuture, CancelLayer, CancelService, Cancelled};
+pub use client::ClientAddr;
 pub use envelope::{
-    Annotated, ClientAddr, InvalidExternalId, Phase, RequestEnvelope, ShortId, MAX_ANNOTATIONS,
-    MAX_ANNOTATION_KEY_LEN, MAX_ANNOTATION_VALUE_LEN,
+    Annotated, InvalidExternalId, RequestEnvelope, MAX_ANNOTATIONS, MAX_ANNOTATION_KEY_LEN,
+    MAX_ANNOTATION_VALUE_LEN,
 };
 #[cfg(feature = "axum")]
 pub use extract::{Envelope, MissingEnvelope};
 pub use future::ResponseFuture;
 pub use id::{is_valid_external_id, MAX_EXTERNAL_ID_LEN};
 pub use layer::EnvelopeLayer;
+pub use phase::Phase;
 pub use service::EnvelopeService;
 pub use settings::{ResponseId, DEFAULT_HEADER};
+pub use short_id::ShortId;
 pub use trace_context::{
     InvalidTraceparent, SpanId, TraceContext, TraceId, Traceparent, MAX_TRACESTATE_LEN,
     TRACEPARENT, TRACESTATE,

@@ -98,7 +98,7 @@ pub fn write_response_id<B>(
 /// ```
 #[inline]
 pub fn serving_client<R>(client: std::net::SocketAddr, poll: impl FnOnce() -> R) -> R {
-    crate::envelope::serving_client(client, poll)
+    crate::client::serving_client(client, poll)
 }
 
 /// A response extension marking a response that a genro layer made itself (an error rendered

@@ -7,7 +7,8 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::{
-    envelope::{client_from, RouteName, Shared, TraceStart},
+    client::client_from,
+    envelope::{RouteName, Shared, TraceStart},
     id::Refusal,
     trace_context::{Traceparent, MAX_TRACESTATE_LEN, TRACEPARENT, TRACESTATE},
     RequestEnvelope,

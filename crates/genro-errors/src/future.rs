@@ -15,7 +15,7 @@ use crate::{
     body::RenderedBody,
     error::{BoxError, Carried},
     framework::{self, Shape},
-    handle::{fallback, handle, panic_text, Ctx, Failure, Handling},
+    handle::{fallback, handle, panic_message, Ctx, Failure, Handling},
     panic::Catching,
     report::OTHER,
     ErrorKind,
@@ -137,7 +137,9 @@ where
                     let _catching = Catching::enter();
                     return match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                         Ok(poll) => poll.map(Ok),
-                        Err(payload) => Poll::Ready(Ok(fallback(future, &panic_text(&*payload)))),
+                        Err(payload) => {
+                            Poll::Ready(Ok(fallback(future, &panic_message(&*payload))))
+                        }
                     };
                 }
                 StateProj::Reading { body, parts, read } => {

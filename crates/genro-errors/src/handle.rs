@@ -72,14 +72,14 @@ impl Failure {
     pub(crate) fn panic(payload: &(dyn Any + Send)) -> Self {
         let caught = crate::panic::take();
         Self::Panic {
-            message: panic_text(payload),
+            message: panic_message(payload),
             location: caught.as_ref().and_then(|c| c.location.clone()),
             backtrace: caught.and_then(|c| c.backtrace),
         }
     }
 }
 
-pub(crate) use crate::panic::payload_text as panic_text;
+pub(crate) use crate::panic::panic_message;
 
 /// The error path of one request in progress, and what is needed to answer anyway if it panics.
 pub(crate) struct Handling<B> {
@@ -213,46 +213,51 @@ fn resolve_guarded(
     catch_unwind(AssertUnwindSafe(|| {
         resolve(settings, error, status, envelope)
     }))
-    .map_err(|payload| panic_text(&*payload))
+    .map_err(|payload| panic_message(&*payload))
 }
 
-async fn respond<B: RenderedBody>(
-    envelope: Arc<RequestEnvelope>,
-    format: Format,
-    settings: Arc<Settings>,
-    failure: Failure,
-) -> Response<B> {
-    let settings = &*settings;
-    let mut location = None;
-    let (resolved, kind, chain, backtrace) = match failure {
-        Failure::App(error) => (
-            resolve_guarded(settings, error.get_ref(), error.status(), &envelope),
-            ErrorKind::Error,
-            chain_list(error.get_ref()),
-            error.backtrace_text(),
-        ),
-        Failure::Service(error) => (
-            resolve_guarded(settings, &*error, None, &envelope),
-            ErrorKind::Error,
-            chain_list(&*error),
-            None,
-        ),
+/// What a failure is, before any rule or observer saw it: its problem (or the panic of the
+/// handler that was to render it), kind, chain, backtrace and the panic's location.
+struct Classified {
+    resolved: Result<Resolved, String>,
+    kind: ErrorKind,
+    chain: Vec<String>,
+    backtrace: Option<String>,
+    location: Option<String>,
+}
+
+/// Step 1: what kind of failure, and which problem answers it (the error handlers first, then
+/// the errors the layer knows).
+fn classify(settings: &Settings, envelope: &RequestEnvelope, failure: Failure) -> Classified {
+    match failure {
+        Failure::App(error) => Classified {
+            resolved: resolve_guarded(settings, error.get_ref(), error.status(), envelope),
+            kind: ErrorKind::Error,
+            chain: chain_list(error.get_ref()),
+            backtrace: error.backtrace_text(),
+            location: None,
+        },
+        Failure::Service(error) => Classified {
+            resolved: resolve_guarded(settings, &*error, None, envelope),
+            kind: ErrorKind::Error,
+            chain: chain_list(&*error),
+            backtrace: None,
+            location: None,
+        },
         Failure::Panic {
             message,
-            location: at,
+            location,
             backtrace,
-        } => {
-            location = at;
-            (
-                Ok(Resolved {
-                    problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
-                    error_type: PANIC,
-                }),
-                ErrorKind::Panic,
-                vec![message],
-                backtrace,
-            )
-        }
+        } => Classified {
+            resolved: Ok(Resolved {
+                problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
+                error_type: PANIC,
+            }),
+            kind: ErrorKind::Panic,
+            chain: vec![message],
+            backtrace,
+            location,
+        },
         Failure::Status {
             status,
             error_type,
@@ -271,43 +276,47 @@ async fn respond<B: RenderedBody>(
             let mut problem = Problem::new(status);
             problem.detail = detail;
             problem.headers = headers;
-            (
-                Ok(Resolved {
+            Classified {
+                resolved: Ok(Resolved {
                     problem,
                     error_type,
                 }),
-                ErrorKind::Status,
-                vec![message],
-                None,
-            )
+                kind: ErrorKind::Status,
+                chain: vec![message],
+                backtrace: None,
+                location: None,
+            }
         }
-    };
-    let mut message = chain.join(": ");
-    let (
-        Resolved {
-            problem,
-            error_type,
-        },
+    }
+}
+
+/// Step 2: the report observers and notifiers see, and the problem it is answered with. An
+/// error handler that panicked makes it a 500 of type `error_path_panic`.
+fn report(envelope: &Arc<RequestEnvelope>, classified: Classified) -> (ErrorReport, Problem) {
+    let Classified {
+        resolved,
         kind,
-    ) = match resolved {
+        chain,
+        backtrace,
+        location,
+    } = classified;
+    let mut message = chain.join(": ");
+    let (resolved, kind) = match resolved {
         Ok(resolved) => (resolved, kind),
         Err(panic) => {
             message = format!("error handler panicked: {panic}; while handling: {message}");
-            (
-                Resolved {
-                    problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
-                    error_type: ERROR_PATH_PANIC,
-                },
-                ErrorKind::Panic,
-            )
+            let resolved = Resolved {
+                problem: Problem::new(StatusCode::INTERNAL_SERVER_ERROR),
+                error_type: ERROR_PATH_PANIC,
+            };
+            (resolved, ErrorKind::Panic)
         }
     };
-    let status = problem.status;
-    let mut report = ErrorReport {
+    let report = ErrorReport {
         envelope: envelope.clone(),
         kind,
-        error_type,
-        status,
+        error_type: resolved.error_type,
+        status: resolved.problem.status,
         message,
         chain,
         location,
@@ -315,33 +324,35 @@ async fn respond<B: RenderedBody>(
         critical: false,
         answer: std::sync::OnceLock::new(),
     };
-    report.critical = match catch_unwind(AssertUnwindSafe(|| (settings.critical_when)(&report))) {
-        Ok(critical) => critical,
-        Err(payload) => {
-            let panic = panic_text(&*payload);
-            tracing::error!(error_id = %envelope.short_id(), error = %panic, "critical_when rule panicked; the error counts as critical");
-            settings.count(ErrorKind::Panic, ERROR_PATH_PANIC);
-            true
-        }
-    };
-    log(&report, settings);
-    settings.count(kind, error_type);
-    if report.critical && !settings.notifiers.is_empty() {
-        settings.notifiers.send(notification(&report));
-    }
+    (report, resolved.problem)
+}
 
-    let report = Arc::new(report);
-    let panicked = observer::run(&settings.observers, &report, settings.observer_timeout).await;
-    for _ in 0..panicked {
+/// Step 3: the application's `critical_when` rule; a rule that panics makes the error critical.
+fn is_critical(settings: &Settings, report: &ErrorReport) -> bool {
+    catch_unwind(AssertUnwindSafe(|| (settings.critical_when)(report))).unwrap_or_else(|payload| {
+        let panic = panic_message(&*payload);
+        tracing::error!(error_id = %report.envelope.short_id(), error = %panic, "critical_when rule panicked; the error counts as critical");
         settings.count(ErrorKind::Panic, ERROR_PATH_PANIC);
-    }
-    // An observer (a debugger) chose the status: the same error id, that status's problem.
-    let problem = match report.answer.get() {
-        Some(&chosen) if chosen != status => Problem::new(chosen),
-        _ => problem,
-    };
-    let status = problem.status;
+        true
+    })
+}
 
+/// Step 4: the log line, the count, and the notification of a critical error.
+fn publish(settings: &Settings, report: &ErrorReport) {
+    log(report, settings);
+    settings.count(report.kind, report.error_type);
+    if report.critical && !settings.notifiers.is_empty() {
+        settings.notifiers.send(notification(report));
+    }
+}
+
+/// Step 6: the detail and traceback the answer shows: with `traceback` on, the message and the
+/// backtrace; off, a 4xx's own detail only.
+fn shown(
+    settings: &Settings,
+    report: &ErrorReport,
+    problem: &Problem,
+) -> (Option<String>, Option<String>) {
     let show = settings.traceback.get();
     let detail = if show {
         Some(
@@ -350,7 +361,7 @@ async fn respond<B: RenderedBody>(
                 .clone()
                 .unwrap_or_else(|| report.message.clone()),
         )
-    } else if status.is_server_error() {
+    } else if problem.status.is_server_error() {
         None
     } else {
         problem.detail.clone()
@@ -369,6 +380,35 @@ async fn respond<B: RenderedBody>(
         (_, Some(backtrace)) => backtrace.clone(),
         (_, None) => report.message.clone(),
     });
+    (detail, traceback)
+}
+
+/// The answer to a failure, in its steps: classify, report, the critical rule, publish (log,
+/// count, notify), the observers (a debugger may hold the request and choose its status), and
+/// the rendered answer.
+async fn respond<B: RenderedBody>(
+    envelope: Arc<RequestEnvelope>,
+    format: Format,
+    settings: Arc<Settings>,
+    failure: Failure,
+) -> Response<B> {
+    let settings = &*settings;
+    let (mut report, problem) = report(&envelope, classify(settings, &envelope, failure));
+    report.critical = is_critical(settings, &report);
+    publish(settings, &report);
+
+    // Step 5: the observers.
+    let report = Arc::new(report);
+    let panicked = observer::run(&settings.observers, &report, settings.observer_timeout).await;
+    for _ in 0..panicked {
+        settings.count(ErrorKind::Panic, ERROR_PATH_PANIC);
+    }
+    // An observer (a debugger) chose the status: the same error id, that status's problem.
+    let problem = match report.answer.get() {
+        Some(&chosen) if chosen != problem.status => Problem::new(chosen),
+        _ => problem,
+    };
+    let (detail, traceback) = shown(settings, &report, &problem);
     rendered(
         &problem,
         format,

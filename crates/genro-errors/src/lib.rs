@@ -105,7 +105,9 @@ pub use framework::{MAX_REJECTION, REJECTIONS};
 pub use future::ResponseFuture;
 pub use layer::{ErrorLayer, TracebackSwitch};
 pub use observer::{ObserveFuture, Observer};
-pub use panic::{install_panic_hook, log_panic, remember_panic_backtrace, PanicLogged};
+pub use panic::{
+    install_panic_hook, log_panic, panic_message, remember_panic_backtrace, PanicLogged,
+};
 pub use problem::{Problem, MAX_GRPC_MESSAGE};
 pub use report::{ErrorKind, ErrorReport, CANCELLED, ERROR_PATH_PANIC, OTHER, PANIC};
 pub use service::ErrorService;

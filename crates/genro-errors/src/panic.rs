@@ -99,7 +99,7 @@ pub fn log_panic(info: &PanicHookInfo<'_>) -> PanicLogged {
     if !tracing::dispatcher::has_been_set() {
         return PanicLogged::NoSubscriber;
     }
-    let message = payload_text(info.payload());
+    let message = panic_message(info.payload());
     let thread = std::thread::current();
     tracing::error!(
         target: "panic",
@@ -135,8 +135,11 @@ pub(crate) fn take() -> Option<Caught> {
     LAST.with(|last| last.borrow_mut().take())
 }
 
-/// A panic payload as text.
-pub(crate) fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+/// A panic's payload as text: the message of `panic!("…")` (a `&str` or a `String`), or a
+/// placeholder for any other payload. What `catch_unwind` returns goes through this, in the
+/// error layer and in genro-server's executors alike.
+#[must_use]
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -101,26 +101,9 @@
 //!   else is allocated by the server for a request: no timer (the header read timeout is the
 //!   connection's), no extension of its own.
 //!
-//! What each step costs, in instructions per request of the server process serving an axum
-//! hello app over loopback (the workspace's `benches/loopback.sh`, one run; the README has the
-//! full table, the floors and the history):
-//!
-//! | step | instructions |
-//! |---|---|
-//! | hyper: reading, parsing and writing HTTP/1 | 3,745 |
-//! | axum: routing, the handler, its per-route boxing | 1,098 |
-//! | the envelope: ids, `x-request-id` | 663 |
-//! | the error layer's context | 365 |
-//! | metrics, to the end of the body | 303 |
-//! | the registry, to the end of the body | 290 |
-//! | the server: connection task, adapter, limits, built-in endpoints | 912 |
-//! | allocation (glibc malloc) and copies of the request's futures and bodies | 5,782 |
-//! | header maps and extensions, tokio, wrappers, the rest | 7,578 |
-//! | total, against 12,695 for `axum::serve` of the same app | 20,736 |
-//!
-//! The work the server and its layers are required to do, written with `http` and `std`
-//! alone (the workspace's `benches/floor`), measures 17,451: the rest is what the code above
-//! costs beyond it.
+//! What each step costs per request, the floors (the required work written with `http` and
+//! `std` alone) and their history are measured by the workspace's benchmarks, and written in
+//! the README's "The request path over a socket".
 //!
 //! # Where things are
 //!

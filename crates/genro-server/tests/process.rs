@@ -1,6 +1,7 @@
 //! The server as a process: `examples/minimal_server.rs` started with real configuration files,
 //! driven by its command line and real signals (SIGTERM, SIGINT, SIGHUP), and asked over real
 //! sockets. `cargo test` builds the example first.
+#![allow(clippy::too_many_lines)] // a test reads as one scenario
 
 use std::{
     path::{Path, PathBuf},

@@ -1,6 +1,7 @@
 //! A real app served by axum on a real socket, with the genro stack, cancellation and holds,
 //! and a real console beside it.
 #![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(clippy::too_many_lines)] // a test reads as one scenario
 
 use std::{
     net::SocketAddr,

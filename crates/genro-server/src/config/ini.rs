@@ -82,6 +82,61 @@ fn strip_inline_comment(line: &str) -> &str {
     line
 }
 
+impl Ini {
+    /// A `[section]` header at `line` (`content` without its `[`).
+    fn open_section(&mut self, rest: &str, content: &str, line: usize) -> Result<(), String> {
+        let Some(name) = rest.strip_suffix(']') else {
+            return Err(format!("section header {content:?} has no closing `]`"));
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err("empty section name `[]`".into());
+        }
+        if let Some(first) = self.section(name) {
+            return Err(format!(
+                "section [{name}] appears twice (first at line {})",
+                first.line
+            ));
+        }
+        self.index.insert(name.to_owned(), self.sections.len());
+        self.sections.push(IniSection {
+            name: name.to_owned(),
+            line,
+            entries: Vec::new(),
+            index: HashMap::new(),
+        });
+        Ok(())
+    }
+
+    /// A `key = value` line at `line`, in the last section opened; its place, as (section
+    /// index, entry index), for the indented lines that continue it.
+    fn add_entry(&mut self, content: &str, line: usize) -> Result<(usize, usize), String> {
+        let Some(at) = content.find(['=', ':']) else {
+            return Err(format!(
+                "expected `key = value`, `[section]` or a comment, found {content:?}"
+            ));
+        };
+        let key = content[..at].trim().to_ascii_lowercase();
+        let value = content[at + 1..].trim().to_owned();
+        if key.is_empty() {
+            return Err("a value with no key".into());
+        }
+        let Some(section_index) = self.sections.len().checked_sub(1) else {
+            return Err(format!("key `{key}` before any [section]"));
+        };
+        let section = &mut self.sections[section_index];
+        if let Some(first) = section.get(&key) {
+            return Err(format!(
+                "key `{key}` appears twice in [{}] (first at line {})",
+                section.name, first.line
+            ));
+        }
+        section.index.insert(key.clone(), section.entries.len());
+        section.entries.push(Entry { key, value, line });
+        Ok((section_index, section.entries.len() - 1))
+    }
+}
+
 /// Reads `text`. Every malformed line is reported, not only the first.
 pub(crate) fn parse(text: &str) -> Result<Ini, Vec<SyntaxError>> {
     let mut ini = Ini::default();
@@ -89,103 +144,29 @@ pub(crate) fn parse(text: &str) -> Result<Ini, Vec<SyntaxError>> {
     // The key the next indented line continues, as (section index, entry index).
     let mut last: Option<(usize, usize)> = None;
     for (index, raw) in text.lines().enumerate() {
-        let line_no = index + 1;
+        let line = index + 1;
         let raw = raw.strip_prefix('\u{feff}').unwrap_or(raw);
         let trimmed = raw.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
             continue;
         }
         let content = strip_inline_comment(raw);
-        let indented = raw.starts_with([' ', '\t']);
-        if indented {
-            if let Some((s, e)) = last {
-                let entry = &mut ini.sections[s].entries[e];
-                entry.value.push('\n');
-                entry.value.push_str(content.trim());
-                continue;
-            }
+        if let (true, Some((s, e))) = (raw.starts_with([' ', '\t']), last) {
+            let entry = &mut ini.sections[s].entries[e];
+            entry.value.push('\n');
+            entry.value.push_str(content.trim());
+            continue;
         }
         let content = content.trim();
-        if let Some(rest) = content.strip_prefix('[') {
+        let read = if let Some(rest) = content.strip_prefix('[') {
             last = None;
-            let Some(name) = rest.strip_suffix(']') else {
-                errors.push(SyntaxError {
-                    line: line_no,
-                    message: format!("section header {content:?} has no closing `]`"),
-                });
-                continue;
-            };
-            let name = name.trim();
-            if name.is_empty() {
-                errors.push(SyntaxError {
-                    line: line_no,
-                    message: "empty section name `[]`".into(),
-                });
-                continue;
-            }
-            if let Some(first) = ini.section(name) {
-                errors.push(SyntaxError {
-                    line: line_no,
-                    message: format!(
-                        "section [{name}] appears twice (first at line {})",
-                        first.line
-                    ),
-                });
-                continue;
-            }
-            ini.index.insert(name.to_owned(), ini.sections.len());
-            ini.sections.push(IniSection {
-                name: name.to_owned(),
-                line: line_no,
-                entries: Vec::new(),
-                index: HashMap::new(),
-            });
-            continue;
-        }
-        let split = content.find(['=', ':']);
-        let Some(at) = split else {
-            errors.push(SyntaxError {
-                line: line_no,
-                message: format!(
-                    "expected `key = value`, `[section]` or a comment, found {content:?}"
-                ),
-            });
-            continue;
+            ini.open_section(rest, content, line)
+        } else {
+            ini.add_entry(content, line).map(|at| last = Some(at))
         };
-        let key = content[..at].trim().to_ascii_lowercase();
-        let value = content[at + 1..].trim().to_owned();
-        if key.is_empty() {
-            errors.push(SyntaxError {
-                line: line_no,
-                message: "a value with no key".into(),
-            });
-            continue;
+        if let Err(message) = read {
+            errors.push(SyntaxError { line, message });
         }
-        let Some(section_index) = ini.sections.len().checked_sub(1) else {
-            errors.push(SyntaxError {
-                line: line_no,
-                message: format!("key `{key}` before any [section]"),
-            });
-            continue;
-        };
-        let section = &mut ini.sections[section_index];
-        if let Some(first) = section.get(&key) {
-            errors.push(SyntaxError {
-                line: line_no,
-                message: format!(
-                    "key `{key}` appears twice in [{}] (first at line {})",
-                    section.name, first.line
-                ),
-            });
-            continue;
-        }
-        section.index.insert(key.clone(), section.entries.len());
-        section.entries.push(Entry {
-            key,
-            value,
-            line: line_no,
-        });
-        last = Some((section_index, section.entries.len() - 1));
     }
     if errors.is_empty() {
         Ok(ini)

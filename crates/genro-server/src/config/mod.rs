@@ -7,7 +7,8 @@
 //!
 //! The files, from the bottom up: `source` (what a value is and where it came from), `value`
 //! (the kinds of value, each read and written back), `ini` (the file), `resolver` (environment,
-//! file, default; unknown keys), `sections` and `free_form` (each section with its defaults),
+//! file, default; unknown keys), `sections/` (one file per section, each with its defaults) and
+//! `free_form`,
 //! and this one, the [`Config`] they make.
 
 mod free_form;

@@ -4,7 +4,7 @@
 //! A connection's task wakes several times per request (a read, a response ready, a write), and
 //! every wake polls each branch of its `select!`. The timer and the lifecycle change a few times
 //! in a connection's life, yet polling them costs a watch-channel registration and a timer-entry
-//! check on every wake (measured: about 800 instructions per request on a kept-alive HTTP/1
+//! check on every wake (hundreds of instructions per request on a kept-alive HTTP/1
 //! connection). A [`Gate`] gives them a waker of their own: the task polls them only after that
 //! waker fired, the way a `FuturesUnordered` polls only the futures that were woken.
 

@@ -8,7 +8,7 @@
 //!   kept-alive connection; an HTTP/2 connection, whose streams open and close while pings keep
 //!   it alive, has `idle_timeout`. This is the server's header read timeout: one timer per
 //!   connection, moved as the connection lives, instead of a timer armed for every request head
-//!   (what hyper's own `header_read_timeout` does, at about 1,200 instructions per request);
+//!   (what hyper's own `header_read_timeout` does, boxing a timer per request);
 //! - **stalled**: a response has a frame waiting to go and none has moved for `write_timeout`:
 //!   the client stopped reading (a full socket on HTTP/1, a closed flow-control window on
 //!   HTTP/2), and is disconnected.

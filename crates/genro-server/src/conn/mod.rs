@@ -83,7 +83,7 @@ fn builder(limits: &LimitsSection) -> auto::Builder<TokioExecutor> {
         )
         .keep_alive(limits.keepalive);
     // hyper parses up to 100 headers in an inline array; any explicit limit makes it fill a
-    // new array of that size on every request (measured: about 1,000 instructions), so the
+    // new array of that size on every request, so the
     // default of 100 is left to hyper.
     if limits.max_headers != HYPER_MAX_HEADERS {
         http1.max_headers(limits.max_headers);
@@ -216,7 +216,7 @@ impl Port {
 pub(crate) async fn accept_loop<A, B>(
     listener: TcpListener,
     app: A,
-    serving: Arc<Port>,
+    port: Arc<Port>,
     tls: Option<(Arc<Tls>, Duration)>,
     mut lifecycle: watch::Receiver<Lifecycle>,
 ) where
@@ -224,12 +224,12 @@ pub(crate) async fn accept_loop<A, B>(
     B: ResponseBody,
 {
     let draining = |l: &Lifecycle| *l >= Lifecycle::Draining;
-    let connections = &serving.connections;
+    let connections = &port.connections;
     loop {
         let slot = tokio::select! {
             biased;
             _ = lifecycle.wait_for(draining) => return,
-            slot = serving.slots.take() => match slot {
+            slot = port.slots.take() => match slot {
                 Some(slot) => slot,
                 None => return,
             },
@@ -256,12 +256,12 @@ pub(crate) async fn accept_loop<A, B>(
         let service = PerRequest {
             app: app.clone(),
             activity: Activity::new(peer),
-            body_read_timeout: serving.timeouts.body_read,
+            body_read_timeout: port.timeouts.body_read,
         };
         tokio::spawn(connection(
             stream,
             service,
-            serving.clone(),
+            port.clone(),
             tls.clone(),
             lifecycle.clone(),
             open,
@@ -274,7 +274,7 @@ pub(crate) async fn accept_loop<A, B>(
 async fn connection<A, B>(
     stream: TcpStream,
     service: PerRequest<A>,
-    serving: Arc<Port>,
+    port: Arc<Port>,
     tls: Option<(Arc<Tls>, Duration)>,
     lifecycle: watch::Receiver<Lifecycle>,
     open: (Slot, Slot),
@@ -287,7 +287,7 @@ async fn connection<A, B>(
     let mut draining = lifecycle.clone();
     let serve = async move {
         let Some((tls, limit)) = tls else {
-            return serve_connection(stream, service, &serving, lifecycle).await;
+            return serve_connection(stream, service, &port, lifecycle).await;
         };
         // A client that never finishes its handshake never holds a slot for long, and a drain
         // does not wait for one at all: nothing has been asked on the connection yet.
@@ -299,7 +299,7 @@ async fn connection<A, B>(
             }
         };
         match handshake {
-            Ok(Ok(stream)) => serve_connection(stream, service, &serving, lifecycle).await,
+            Ok(Ok(stream)) => serve_connection(stream, service, &port, lifecycle).await,
             Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, ?limit, "TLS handshake timed out"),
         }
@@ -314,29 +314,21 @@ async fn connection<A, B>(
 async fn serve_connection<I, A, B>(
     stream: I,
     service: PerRequest<A>,
-    serving: &Port,
+    port: &Port,
     mut lifecycle: watch::Receiver<Lifecycle>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     A: PortService<B>,
     B: ResponseBody,
 {
-    let timeouts = &serving.timeouts;
-    let activity = service.activity.clone();
-    let peer = service.activity.peer;
-    let io = TokioIo::new(WatchedIo::new(stream, activity.clone()));
-    let conn = serving.builder.serve_connection_with_upgrades(io, service);
+    let mut task = ConnTask::new(service.activity.clone(), &port.timeouts);
+    let io = TokioIo::new(WatchedIo::new(stream, task.activity.clone()));
+    let conn = port.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     // One timer per connection, moved forward as the connection lives: the next look at
     // whether it is idle or stalled. The first look is now; it sets the next.
-    let mut looked = Looked::new(Instant::now());
     let look = tokio::time::sleep_until(Instant::now());
     tokio::pin!(look);
-    let mut asked_to_close = false;
-    // When the connection was asked to close for being idle.
-    let mut closing_idle: Option<Instant> = None;
-    // When the drain closes it, if it is still idle then.
-    let mut drain_close_at: Option<Instant> = None;
     // The lifecycle and the timer are polled only when one of them woke the task.
     let gate = Gate::new();
     loop {
@@ -357,66 +349,136 @@ async fn serve_connection<I, A, B>(
             }
             control = control => control,
         };
-        match control {
+        let step = match control {
             Control::Lifecycle(open) => {
                 let now = if open {
                     *lifecycle.borrow()
                 } else {
                     Lifecycle::Stopped
                 };
-                if now >= Lifecycle::Aborting {
-                    // Past the drain deadline: the connection is dropped, and its requests with it.
-                    return;
-                }
-                if now >= Lifecycle::Draining && drain_close_at.is_none() && !asked_to_close {
-                    activity.close_after_responses();
-                    if activity.busy() {
-                        // HTTP/1: close after the response in progress; HTTP/2: GOAWAY.
-                        asked_to_close = true;
-                        conn.as_mut().graceful_shutdown();
-                    } else {
-                        let at = Instant::now() + DRAIN_IDLE_GRACE;
-                        drain_close_at = Some(at);
-                        if at < look.deadline() {
-                            look.as_mut().reset(at);
-                        }
-                    }
-                }
+                task.on_lifecycle(now)
+                    .map(|step| step.sooner_than(look.deadline()))
             }
-            Control::Look => {
-                let now = Instant::now();
-                if drain_close_at.is_some_and(|at| now >= at) {
-                    drain_close_at = None;
-                    if !std::mem::replace(&mut asked_to_close, true) {
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-                let next = match looked.next(&activity, now, timeouts) {
-                    Next::CheckAt(at) => at,
-                    Next::Stalled => {
-                        tracing::debug!(%peer, write_timeout = ?timeouts.write, "connection closed: the client stopped reading its response");
-                        return;
-                    }
-                    Next::Idle if closing_idle.is_some_and(|asked| now >= asked + CLOSE_GRACE) => {
-                        // Asked to close and did not: nothing is in progress, drop it.
-                        tracing::debug!(%peer, "connection dropped: idle, and it did not close when asked");
-                        return;
-                    }
-                    Next::Idle => {
-                        let asked = *closing_idle.get_or_insert_with(|| {
-                            tracing::debug!(%peer, "connection closed: idle");
-                            now
-                        });
-                        if !std::mem::replace(&mut asked_to_close, true) {
-                            conn.as_mut().graceful_shutdown();
-                        }
-                        asked + CLOSE_GRACE
-                    }
-                };
-                look.as_mut()
-                    .reset(drain_close_at.map_or(next, |at| at.min(next)));
+            Control::Look => task.on_look(Instant::now()),
+        };
+        // `None`: the connection is dropped, and whatever it still serves with it.
+        let Some(step) = step else { return };
+        if step.close {
+            conn.as_mut().graceful_shutdown();
+        }
+        if let Some(at) = step.look_at {
+            look.as_mut().reset(at);
+        }
+    }
+}
+
+/// What a connection's task does after a wake-up, unless it drops the connection.
+struct Step {
+    /// Ask the connection to close (HTTP/1: after the response in progress; HTTP/2: GOAWAY).
+    close: bool,
+    /// Move the timer to this instant.
+    look_at: Option<Instant>,
+}
+
+impl Step {
+    /// The timer moved only if `at` comes before `deadline`.
+    fn sooner_than(mut self, deadline: Instant) -> Self {
+        self.look_at = self.look_at.filter(|&at| at < deadline);
+        self
+    }
+}
+
+/// A connection's task between its wake-ups: one method for each thing that wakes it other
+/// than the connection itself.
+struct ConnTask<'a> {
+    activity: Arc<Activity>,
+    timeouts: &'a Timeouts,
+    looked: Looked,
+    asked_to_close: bool,
+    /// When the connection was asked to close for being idle.
+    closing_idle: Option<Instant>,
+    /// When the drain closes it, if it is still idle then.
+    drain_close_at: Option<Instant>,
+}
+
+impl<'a> ConnTask<'a> {
+    fn new(activity: Arc<Activity>, timeouts: &'a Timeouts) -> Self {
+        Self {
+            activity,
+            timeouts,
+            looked: Looked::new(Instant::now()),
+            asked_to_close: false,
+            closing_idle: None,
+            drain_close_at: None,
+        }
+    }
+
+    /// Asks the connection to close, once.
+    fn close_once(&mut self) -> bool {
+        !std::mem::replace(&mut self.asked_to_close, true)
+    }
+
+    /// The server's lifecycle changed to `now`: past the drain deadline the connection is
+    /// dropped; when the drain begins, a busy connection is asked to close and an idle one
+    /// closes after [`DRAIN_IDLE_GRACE`].
+    fn on_lifecycle(&mut self, now: Lifecycle) -> Option<Step> {
+        if now >= Lifecycle::Aborting {
+            return None;
+        }
+        let mut step = Step {
+            close: false,
+            look_at: None,
+        };
+        if now >= Lifecycle::Draining && self.drain_close_at.is_none() && !self.asked_to_close {
+            self.activity.close_after_responses();
+            if self.activity.busy() {
+                step.close = self.close_once();
+            } else {
+                let at = Instant::now() + DRAIN_IDLE_GRACE;
+                self.drain_close_at = Some(at);
+                step.look_at = Some(at);
             }
         }
+        Some(step)
+    }
+
+    /// The timer fired at `now`: the drain's close of an idle connection, a stalled response,
+    /// or an idle connection (asked to close, then dropped if it does not).
+    fn on_look(&mut self, now: Instant) -> Option<Step> {
+        let peer = self.activity.peer;
+        let mut close = false;
+        if self.drain_close_at.is_some_and(|at| now >= at) {
+            self.drain_close_at = None;
+            close = self.close_once();
+        }
+        let next = match self.looked.next(&self.activity, now, self.timeouts) {
+            Next::CheckAt(at) => at,
+            Next::Stalled => {
+                tracing::debug!(%peer, write_timeout = ?self.timeouts.write, "connection closed: the client stopped reading its response");
+                return None;
+            }
+            Next::Idle
+                if self
+                    .closing_idle
+                    .is_some_and(|asked| now >= asked + CLOSE_GRACE) =>
+            {
+                // Asked to close and did not: nothing is in progress, drop it.
+                tracing::debug!(%peer, "connection dropped: idle, and it did not close when asked");
+                return None;
+            }
+            Next::Idle => {
+                let asked = *self.closing_idle.get_or_insert_with(|| {
+                    tracing::debug!(%peer, "connection closed: idle");
+                    now
+                });
+                close |= self.close_once();
+                asked + CLOSE_GRACE
+            }
+        };
+        Some(Step {
+            close,
+            look_at: Some(self.drain_close_at.map_or(next, |at| at.min(next))),
+        })
     }
 }
 

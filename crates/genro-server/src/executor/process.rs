@@ -17,7 +17,9 @@ use tokio::{
     sync::{mpsc, oneshot, Mutex},
 };
 
-use super::error::{panic_text, ExecutorError};
+use genro_errors::panic_message;
+
+use super::error::ExecutorError;
 use crate::slots::Slots;
 
 /// The environment variable that puts the binary in worker mode.
@@ -100,7 +102,7 @@ impl ProcessJobs {
                         match std::panic::catch_unwind(AssertUnwindSafe(|| job(request.input))) {
                             Ok(Ok(value)) => JobReply::Ok(value),
                             Ok(Err(why)) => JobReply::Err(why),
-                            Err(payload) => JobReply::Panicked(panic_text(&*payload)),
+                            Err(payload) => JobReply::Panicked(panic_message(&*payload)),
                         }
                     }
                 },

@@ -3,7 +3,9 @@
 
 use std::{fmt, panic::AssertUnwindSafe};
 
-use super::error::{panic_text, ExecutorError};
+use genro_errors::panic_message;
+
+use super::error::ExecutorError;
 use crate::slots::Slots;
 
 /// The bounded pool for blocking work.
@@ -59,7 +61,7 @@ impl ThreadPool {
         .await;
         match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(payload)) => Err(ExecutorError::Panicked(panic_text(&*payload))),
+            Ok(Err(payload)) => Err(ExecutorError::Panicked(panic_message(&*payload))),
             Err(e) => Err(ExecutorError::Panicked(e.to_string())),
         }
     }

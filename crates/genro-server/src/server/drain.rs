@@ -9,7 +9,7 @@ use genro_envelope::taskdump::{TaskDumper, TraceReport};
 
 use super::signals::Signals;
 use crate::{
-    config::Config,
+    config::ShutdownSection,
     conn::Connections,
     state::{Lifecycle, Shared},
 };
@@ -19,7 +19,7 @@ use crate::{
 /// signal aborts at once.
 pub(crate) async fn drain(
     shared: &Shared,
-    config: &Config,
+    shutdown: &ShutdownSection,
     connections: &Connections,
     signals: &mut Signals,
 ) {
@@ -30,7 +30,7 @@ pub(crate) async fn drain(
         in_flight,
         connections = connections.open(),
         executor_jobs = shared.executors.threads().busy(),
-        drain_timeout = ?config.shutdown.drain_timeout,
+        drain_timeout = ?shutdown.drain_timeout,
         "draining"
     );
     let idle = async {
@@ -40,7 +40,7 @@ pub(crate) async fn drain(
     };
     let finished = tokio::select! {
         () = idle => true,
-        () = tokio::time::sleep(config.shutdown.drain_timeout) => false,
+        () = tokio::time::sleep(shutdown.drain_timeout) => false,
         signal = signals.next_stop() => {
             tracing::warn!(%signal, "second signal: aborting the drain");
             false
@@ -91,11 +91,15 @@ pub(crate) async fn drain(
 /// Readiness off at once; then, for `[shutdown] drain_delay`, the server goes on accepting and
 /// serving, so that a load balancer that polls readiness stops sending before connections are
 /// refused. A second stop (signal or handle) ends the delay.
-pub(crate) async fn delay_drain(shared: &Shared, config: &Config, signals: &mut Signals) {
+pub(crate) async fn delay_drain(
+    shared: &Shared,
+    shutdown: &ShutdownSection,
+    signals: &mut Signals,
+) {
     shared
         .ready
         .store(false, std::sync::atomic::Ordering::Release);
-    let delay = config.shutdown.drain_delay;
+    let delay = shutdown.drain_delay;
     if delay.is_zero() {
         return;
     }

@@ -50,7 +50,7 @@ use crate::{
         builtins::{self, Builtins, WithBuiltins},
         edge,
     },
-    state::{Lifecycle, ServerContext},
+    state::{Lifecycle, ListenAddrs, ServerContext},
 };
 
 type Hook = Box<
@@ -257,110 +257,53 @@ impl AsgiServer {
         result.map_err(Into::into)
     }
 
+    /// A run, in its phases: set up, start up, open the doors, serve, drain.
     async fn serve_inner<A: IntoApplication>(mut self, app: A) -> Result<(), StartError> {
         // Installed first, for the whole run: a signal that comes while the server starts, or
         // while it handles another, waits its turn.
         let mut signals = Signals::install();
-        let notify = Systemd::from_env();
-        #[cfg(unix)]
-        let upgraded = upgrade::UpgradeNotify::from_env();
+        let systemd = Systemd::from_env();
         let config = self.config();
         let logging = self.start_logging(&config)?;
-        // Before any process of its own starts: inherited sockets are marked close-on-exec.
-        let inherited = match self.inherited.take() {
-            Some(inherited) => inherited,
-            None => Inherited::from_env()?,
-        };
-        let mut listeners = Listeners::open(&config, inherited).await?;
-        let mut started = Parts::start(&self.context, &self.errors, &self.envelope, &config)?;
-        startup::start_process_pool(&self.context, &config, self.process_jobs.take())?;
+        let (listeners, bound, started) = self.set_up(&config, logging.as_ref()).await?;
         let app = self.application(app, &config, &started);
-
-        let bound = listeners.bound();
         let upgrader = prepare_upgrade(&config, &listeners);
-        if let Some(listener) = listeners.debug.take() {
-            let log_filter = logging.as_ref().and_then(Logging::level_setter);
-            if !self.install_logging && started.holds.is_some() {
-                // The application's own panic hook stays; backtraces reach held errors too.
-                genro_errors::install_panic_hook();
-            }
-            started.start_debug(&self.context, &config, listener, log_filter)?;
-        }
         self.context.shared.bound.send_replace(bound);
-        if let Err(e) = self.run_startup_hooks().await {
-            self.context
-                .shared
-                .lifecycle
-                .send_replace(Lifecycle::Stopped);
-            started.stop().await;
-            return Err(e);
-        }
-        // Before the process says it is ready: a process that cannot name itself in the pid
-        // file does not start, so an upgrade to it fails and the old process serves on with its
-        // file, and `kill $(cat pid_file)` never names a process that has exited.
-        let pid_file = match config.server.pid_file.as_deref().map(PidFile::write) {
-            None => None,
-            Some(Ok(pid_file)) => Some(pid_file),
-            Some(Err(e)) => {
-                self.run_shutdown_hooks().await;
+        let pid_file = match self.start_up(&config).await {
+            Ok(pid_file) => pid_file,
+            Err(e) => {
                 self.context
                     .shared
                     .lifecycle
                     .send_replace(Lifecycle::Stopped);
                 started.stop().await;
-                return Err(StartError::Setup(e));
+                return Err(e);
             }
         };
-
-        // Ready before the first connection is accepted: the sockets already listen (the
-        // start-up hooks may have told a client where), and a connection the kernel queued
-        // meanwhile must find the server ready, not a "not ready" from a race with this line.
-        let shared = &self.context.shared;
-        shared
-            .ready
-            .store(true, std::sync::atomic::Ordering::Release);
-        shared.lifecycle.send_replace(Lifecycle::Serving);
-        let connections = self.count_connections(&config);
-        // Two types of served application, one with tower-http's CORS and compression and one
-        // without: an application that does not use them does not carry their (larger) service
-        // and response future through every request.
-        let loops = if edge::is_configured(&config) {
-            let app = edge::wrap(app, &config, &started.cors_origins);
-            self.accept(listeners, app, &config, &started, &connections)
-        } else {
-            let app = edge::plain(app, &config);
-            self.accept(listeners, app, &config, &started, &connections)
-        };
+        let (loops, connections) = self.open::<A>(listeners, app, &config, &started);
         startup::announce(&config, bound);
-        #[cfg(unix)]
-        {
-            notify.ready(upgraded.is_some());
-            if let Some(upgraded) = upgraded {
-                upgraded.ready();
-            }
-        }
-        #[cfg(not(unix))]
-        notify.ready(false);
-        let pings = notify.watchdog();
+        Self::report_ready(systemd);
+        let pings = systemd.watchdog();
 
+        let shared = &self.context.shared.clone();
         let stop = wait_for_shutdown(
             shared,
             &mut signals,
             &started,
             logging.as_ref(),
-            notify,
+            systemd,
             upgrader,
         )
         .await;
         if stop == Stop::Asked {
-            notify.stopping();
-            drain::delay_drain(shared, &config, &mut signals).await;
+            systemd.stopping();
+            drain::delay_drain(shared, &config.shutdown, &mut signals).await;
         }
         if let Some(holds) = &started.holds {
             // Held requests are answered now: the drain waits for them like any other.
             holds.release_all();
         }
-        drain::drain(shared, &config, &connections, &mut signals).await;
+        drain::drain(shared, &config.shutdown, &connections, &mut signals).await;
         for task in loops {
             let _ = task.await;
         }
@@ -372,12 +315,99 @@ impl AsgiServer {
         if let Some(pid_file) = pid_file {
             pid_file.remove();
         }
-        self.context
-            .shared
-            .lifecycle
-            .send_replace(Lifecycle::Stopped);
+        shared.lifecycle.send_replace(Lifecycle::Stopped);
         tracing::info!("server stopped");
         Ok(())
+    }
+
+    /// Set up: the sockets (bound, or inherited), the background parts, the process pool and
+    /// the debug console.
+    async fn set_up(
+        &mut self,
+        config: &Config,
+        logging: Option<&Logging>,
+    ) -> Result<(Listeners, ListenAddrs, Parts), StartError> {
+        // Before any process of its own starts: inherited sockets are marked close-on-exec.
+        let inherited = match self.inherited.take() {
+            Some(inherited) => inherited,
+            None => Inherited::from_env()?,
+        };
+        let mut listeners = Listeners::open(config, inherited).await?;
+        let mut started = Parts::start(&self.context, &self.errors, &self.envelope, config)?;
+        startup::start_process_pool(&self.context, config, self.process_jobs.take())?;
+        // Every address, the console's included, before the console takes its listener.
+        let bound = listeners.bound();
+        if let Some(listener) = listeners.debug.take() {
+            let log_filter = logging.and_then(Logging::level_setter);
+            if !self.install_logging && started.holds.is_some() {
+                // The application's own panic hook stays; backtraces reach held errors too.
+                genro_errors::install_panic_hook();
+            }
+            started.start_debug(&self.context, config, listener, log_filter)?;
+        }
+        Ok((listeners, bound, started))
+    }
+
+    /// Start up: the `on_startup` hooks, then the pid file. A failure stops the run; the
+    /// background parts are the caller's to stop.
+    async fn start_up(&mut self, config: &Config) -> Result<Option<PidFile>, StartError> {
+        self.run_startup_hooks().await?;
+        // Before the process says it is ready: a process that cannot name itself in the pid
+        // file does not start, so an upgrade to it fails and the old process serves on with its
+        // file, and `kill $(cat pid_file)` never names a process that has exited.
+        match config.server.pid_file.as_deref().map(PidFile::write) {
+            None => Ok(None),
+            Some(Ok(pid_file)) => Ok(Some(pid_file)),
+            Some(Err(e)) => {
+                self.run_shutdown_hooks().await;
+                Err(StartError::Setup(e))
+            }
+        }
+    }
+
+    /// Open the doors: ready, then accepting on every listener.
+    fn open<S: IntoApplication>(
+        &self,
+        listeners: Listeners,
+        app: WithBuiltins<S::Service>,
+        config: &Config,
+        started: &Parts,
+    ) -> (Vec<tokio::task::JoinHandle<()>>, Arc<Connections>) {
+        // Ready before the first connection is accepted: the sockets already listen (the
+        // start-up hooks may have told a client where), and a connection the kernel queued
+        // meanwhile must find the server ready, not a "not ready" from a race with this line.
+        let shared = &self.context.shared;
+        shared
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        shared.lifecycle.send_replace(Lifecycle::Serving);
+        let connections = self.count_connections(config);
+        // Two types of served application, one with tower-http's CORS and compression and one
+        // without: an application that does not use them does not carry their (larger) service
+        // and response future through every request.
+        let loops = if edge::is_configured(config) {
+            let app = edge::wrap(app, config, &started.cors_origins);
+            self.accept(listeners, app, config, started, &connections)
+        } else {
+            let app = edge::plain(app, config);
+            self.accept(listeners, app, config, started, &connections)
+        };
+        (loops, connections)
+    }
+
+    /// Tells systemd, and the process that started this one by an upgrade, that the server is
+    /// ready.
+    fn report_ready(systemd: Systemd) {
+        #[cfg(unix)]
+        {
+            let upgraded = upgrade::UpgradeNotify::from_env();
+            systemd.ready(upgraded.is_some());
+            if let Some(upgraded) = upgraded {
+                upgraded.ready();
+            }
+        }
+        #[cfg(not(unix))]
+        systemd.ready(false);
     }
 
     fn start_logging(&self, config: &Config) -> Result<Option<Logging>, StartError> {
@@ -454,7 +484,7 @@ impl AsgiServer {
         B: conn::ResponseBody,
     {
         let limits = &config.limits;
-        let serving = Arc::new(Port::new(
+        let port = Arc::new(Port::new(
             limits,
             limits.max_connections,
             connections.clone(),
@@ -467,7 +497,7 @@ impl AsgiServer {
         let mut loops = vec![tokio::spawn(conn::accept_loop(
             listeners.main,
             app,
-            serving,
+            port,
             tls,
             lifecycle.subscribe(),
         ))];

@@ -85,6 +85,41 @@ impl Upgrader {
         let notify = tokio::net::UnixDatagram::bind(&path)
             .map_err(|e| format!("upgrade: cannot listen on {}: {e}", path.display()))?;
         let _remove = RemoveOnDrop(&path);
+        let mut child = KillOnDrop(Some(self.spawn(&path)?));
+        let pid = child.0.as_ref().and_then(Child::id).unwrap_or_default();
+        tracing::info!(
+            pid,
+            executable = %self.executable.display(),
+            "upgrade: new process started; waiting until it is ready"
+        );
+        let outcome = tokio::select! {
+            received = ready(&notify) => received.map_err(|e| format!("upgrade: cannot hear from the new process {pid}: {e}")),
+            status = child.wait() => Err(format!(
+                "upgrade: the new process {pid} exited before it was ready ({})",
+                status.map_or_else(|e| e.to_string(), |s| s.to_string())
+            )),
+            () = tokio::time::sleep(self.timeout) => Err(format!(
+                "upgrade: the new process {pid} was not ready within server.upgrade_timeout \
+                 ({:?}); it was stopped",
+                self.timeout
+            )),
+        };
+        match outcome {
+            Ok(()) => {
+                // It serves on: no longer ours to kill.
+                child.0 = None;
+                Ok(pid)
+            }
+            Err(e) => {
+                child.kill_and_reap().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the new process with the sockets as `LISTEN_FDS` and `notify` to report ready
+    /// to.
+    fn spawn(&self, notify: &Path) -> Result<Child, String> {
         let mut mappings = Vec::with_capacity(self.sockets.len());
         for (index, (name, fd)) in self.sockets.iter().enumerate() {
             mappings.push(FdMapping {
@@ -107,55 +142,25 @@ impl Upgrader {
             .args(&self.args)
             .env("LISTEN_FDS", self.sockets.len().to_string())
             .env("LISTEN_FDNAMES", names.join(":"))
-            .env(NOTIFY, &path)
+            .env(NOTIFY, notify)
             .env_remove("LISTEN_PID")
             .fd_mappings(mappings)
             .map_err(|e| format!("upgrade: {e}"))?;
-        let child = command
+        // The command holds the copies of the sockets until it is dropped, at the end of this
+        // function.
+        command
             .spawn()
-            .map_err(|e| format!("upgrade: cannot start {}: {e}", self.executable.display()))?;
-        // The command holds the copies of the sockets until it is dropped.
-        drop(command);
-        let mut child = KillOnDrop(Some(child));
-        let pid = child.0.as_ref().and_then(Child::id).unwrap_or_default();
-        tracing::info!(
-            pid,
-            executable = %self.executable.display(),
-            "upgrade: new process started; waiting until it is ready"
-        );
-        let mut message = [0u8; 64];
-        let outcome = tokio::select! {
-            received = async {
-                loop {
-                    match notify.recv(&mut message).await {
-                        Ok(n) if message[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1") => {
-                            return Ok(());
-                        }
-                        Ok(_) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            } => received.map_err(|e| format!("upgrade: cannot hear from the new process {pid}: {e}")),
-            status = child.wait() => Err(format!(
-                "upgrade: the new process {pid} exited before it was ready ({})",
-                status.map_or_else(|e| e.to_string(), |s| s.to_string())
-            )),
-            () = tokio::time::sleep(self.timeout) => Err(format!(
-                "upgrade: the new process {pid} was not ready within server.upgrade_timeout \
-                 ({:?}); it was stopped",
-                self.timeout
-            )),
-        };
-        match outcome {
-            Ok(()) => {
-                // It serves on: no longer ours to kill.
-                child.0 = None;
-                Ok(pid)
-            }
-            Err(e) => {
-                child.kill_and_reap().await;
-                Err(e)
-            }
+            .map_err(|e| format!("upgrade: cannot start {}: {e}", self.executable.display()))
+    }
+}
+
+/// Waits for `READY=1` on `notify`.
+async fn ready(notify: &tokio::net::UnixDatagram) -> std::io::Result<()> {
+    let mut message = [0u8; 64];
+    loop {
+        let n = notify.recv(&mut message).await?;
+        if message[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1") {
+            return Ok(());
         }
     }
 }
