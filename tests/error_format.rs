@@ -253,13 +253,25 @@ async fn with_json_logs_every_line_parses_and_a_panic_is_one_event() {
             .starts_with("examples/server.rs:"),
         "{event}"
     );
+    // The backtrace's frames from the panic to the error layer, the handler's first and
+    // marked: not the panic machinery, nor the runtime's frames out of the layer.
+    let backtrace = fields["backtrace"].as_str().unwrap();
+    let mut frames = backtrace.lines();
     assert!(
-        fields["backtrace"]
-            .as_str()
+        frames
+            .next()
             .unwrap()
-            .contains("server::panic"),
-        "{event}"
+            .contains("frames, from the panic to the error layer"),
+        "{backtrace}"
     );
+    let first = frames.next().unwrap();
+    assert!(
+        first.starts_with("* ") && first.contains("server::panic"),
+        "{backtrace}"
+    );
+    for machinery in ["std::panicking::", "tokio::runtime::"] {
+        assert!(!backtrace.contains(machinery), "{machinery}: {backtrace}");
+    }
     assert_eq!(fields["error_id"], headers["x-error-id"].to_str().unwrap());
     let span = &event["span"];
     assert_eq!(

@@ -232,6 +232,15 @@ async fn commands_on_standard_input_give_the_same_output() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("GENRO_DEBUG_SECRET"));
 }
 
+/// What the terminal received, as text: rexpect hands each byte over as one char.
+fn as_utf8(seen: &str) -> String {
+    let bytes: Vec<u8> = seen
+        .chars()
+        .map(|c| u8::try_from(c).expect("one byte per char"))
+        .collect();
+    String::from_utf8(bytes).expect("the console writes UTF-8")
+}
+
 /// Characters a terminal acts on instead of showing: C0 but for the line ends the terminal
 /// itself writes, DEL, C1, and the bidirectional formatting characters.
 fn acted_on(c: char) -> bool {
@@ -275,12 +284,7 @@ async fn what_a_client_wrote_reaches_the_terminal_as_visible_escapes() {
     })
     .await
     .unwrap();
-    // rexpect hands each byte the terminal received over as one char: the bytes, as UTF-8.
-    let bytes: Vec<u8> = seen
-        .chars()
-        .map(|c| u8::try_from(c).expect("one byte per char"))
-        .collect();
-    let seen = String::from_utf8(bytes).expect("the console writes UTF-8");
+    let seen = as_utf8(&seen);
     let acted: Vec<char> = seen.chars().filter(|&c| acted_on(c)).collect();
     assert!(
         acted.is_empty(),
@@ -296,5 +300,94 @@ async fn what_a_client_wrote_reaches_the_terminal_as_visible_escapes() {
     ] {
         assert!(seen.contains(shown), "{shown} not in:\n{seen}");
     }
+    assert_eq!(client.await.unwrap().status, 500);
+}
+
+/// What `attach` shows of a held panic, in the order a debugger reads it: the request and its
+/// error, then the backtrace's frames from the panic to the error layer with the handler's
+/// frame first and marked, then the request in detail; `--full` shows every frame. `held` names
+/// each request's method and target beside its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_shows_the_summary_and_the_applications_frames_first() {
+    common::capture_backtraces();
+    let f = fixture(|_| {}, HOLD, 4).await;
+    let app = f.app;
+    let client = tokio::spawn(async move { fetch(app, "/panic", "").await });
+    while f.holds.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = f.registry.snapshot()[0].short_id().to_string();
+    let addr = f.addr.clone();
+    let (held, short, full) = tokio::task::spawn_blocking(move || {
+        let mut p = spawn(console(&addr, Some(SECRET)));
+        p.exp_string("genro-debug> ").unwrap();
+        let mut seen = Vec::new();
+        for command in [
+            "held".to_owned(),
+            format!("attach {id}"),
+            format!("attach {id} --full"),
+        ] {
+            p.send_line(&command).unwrap();
+            seen.push(p.exp_string("genro-debug> ").unwrap());
+        }
+        p.send_line("continue").unwrap();
+        p.exp_string("genro-debug> ").unwrap();
+        p.send_line("quit").unwrap();
+        p.exp_eof().unwrap();
+        (as_utf8(&seen[0]), as_utf8(&seen[1]), as_utf8(&seen[2]))
+    })
+    .await
+    .unwrap();
+    assert!(
+        held.contains("GET /panic: boom while pricing order 42"),
+        "{held}"
+    );
+
+    // The summary is the first line after the command's echo.
+    let summary = short.lines().find(|l| l.starts_with("held ")).unwrap_or("");
+    assert!(
+        summary.contains("GET /panic → 500 (panic, panic)"),
+        "{short}"
+    );
+    let at = |what: &str| {
+        short
+            .find(what)
+            .unwrap_or_else(|| panic!("{what} not in:\n{short}"))
+    };
+    assert!(
+        at("held ") < at("error:")
+            && at("error:") < at("backtrace: ")
+            && at("backtrace: ") < at("request:")
+    );
+    let frames: Vec<&str> = short[at("backtrace: ")..at("(attach ")]
+        .lines()
+        .skip(1)
+        .collect();
+    assert!(
+        frames[0].starts_with("* ") && frames[0].contains("tests/common/mod.rs:"),
+        "the handler's frame comes first, marked: {frames:#?}"
+    );
+    let (shown, total) = short[at("backtrace: ") + "backtrace: ".len()..]
+        .split_once(" frames")
+        .and_then(|(counts, _)| counts.split_once(" of "))
+        .map(|(s, t)| (s.parse::<usize>().unwrap(), t.parse::<usize>().unwrap()))
+        .expect("N of M frames");
+    assert_eq!(shown, frames.len());
+    assert!(shown < total, "{shown} of {total}");
+    let hashed = |f: &str| {
+        f.split("::h")
+            .skip(1)
+            .any(|rest| rest.len() >= 16 && rest.as_bytes()[..16].iter().all(u8::is_ascii_hexdigit))
+    };
+    assert!(!frames.iter().any(|f| hashed(f)), "{frames:#?}");
+    for machinery in ["std::panicking::", "tokio::runtime::", "<F,", "<P>"] {
+        assert!(
+            !frames.iter().any(|f| f.contains(machinery)),
+            "{machinery} in the short backtrace: {frames:#?}"
+        );
+    }
+    // --full: every frame, the panic machinery and the runtime included.
+    assert!(full.contains("std::panicking::"), "{full}");
+    assert!(full.contains("tokio::runtime::"), "{full}");
     assert_eq!(client.await.unwrap().status, 500);
 }

@@ -15,6 +15,7 @@ use genro_notify::{Notification, RequestInfo, Severity};
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::{
+    backtrace::short_backtrace,
     body::RenderedBody,
     error::{chain_list, BoxError},
     layer::Settings,
@@ -472,12 +473,15 @@ fn notification(report: &ErrorReport) -> Notification {
 
 fn log(report: &ErrorReport, settings: &Settings) {
     let envelope = &*report.envelope;
-    // A backtrace tells where a server error came from; for a client error it is noise.
-    let backtrace = if report.status.is_server_error() {
-        report.backtrace.as_deref()
-    } else {
-        None
-    };
+    // A backtrace tells where a server error came from; for a client error it is noise. The
+    // log shows its frames from the panic to the error layer (the console's `attach --full`
+    // has the whole).
+    let short = report
+        .backtrace
+        .as_deref()
+        .filter(|_| report.status.is_server_error())
+        .map(|text| short_backtrace(text).map_or_else(|| text.to_owned(), |s| s.to_string()));
+    let backtrace = short.as_deref();
     let location = report.location.as_deref();
     macro_rules! event {
         ($level:ident) => {

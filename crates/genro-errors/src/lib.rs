@@ -86,6 +86,7 @@
 //!
 //! 1.89.
 
+mod backtrace;
 mod body;
 mod error;
 mod framework;
@@ -99,6 +100,7 @@ mod report;
 mod service;
 mod throttle;
 
+pub use backtrace::{short_backtrace, ShortBacktrace};
 pub use body::RenderedBody;
 pub use error::{BoxError, Error};
 pub use framework::{MAX_REJECTION, REJECTIONS};

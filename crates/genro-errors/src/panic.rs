@@ -101,6 +101,8 @@ pub fn log_panic(info: &PanicHookInfo<'_>) -> PanicLogged {
     }
     let message = panic_message(info.payload());
     let thread = std::thread::current();
+    let backtrace = backtrace
+        .map(|text| crate::backtrace::short_backtrace(&text).map_or(text, |s| s.to_string()));
     tracing::error!(
         target: "panic",
         location = location.as_deref(),

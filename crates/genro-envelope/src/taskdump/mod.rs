@@ -77,6 +77,7 @@ mod imp;
 mod point;
 
 pub use point::{TracePoint, Traced};
+pub use render::{source_path, symbol_name};
 
 use std::{
     fmt,

@@ -89,14 +89,29 @@ fn push(text: &mut String, line: &str, budget: usize) -> bool {
     true
 }
 
+/// A function's name as a trace shows it: without the symbol's hash and without type
+/// arguments (`a::B<T>::f::h0123456789abcdef` is `a::B::f`). genro-errors renders a panic's
+/// backtrace with it, so that both read alike.
+#[must_use]
+pub fn symbol_name(name: &str) -> std::borrow::Cow<'_, str> {
+    without_generics(without_hash(name))
+}
+
+/// A source path as a trace shows it: a dependency's from its crate directory on
+/// (`tokio-1.54.1/src/…`), the standard library's from `library/`, any other as it is.
+#[must_use]
+pub fn source_path(path: &str) -> &str {
+    short_path(path)
+}
+
 fn frame_line(out: &mut String, frame: &Frame<'_>) {
     out.push_str("  ");
     match frame.name {
-        Some(name) => out.push_str(&without_generics(without_hash(name))),
+        Some(name) => out.push_str(&symbol_name(name)),
         None => out.push_str("<unknown>"),
     }
     if let Some(file) = frame.file {
-        let _ = write!(out, " at {}", short_path(&file.to_string_lossy()));
+        let _ = write!(out, " at {}", source_path(&file.to_string_lossy()));
         if let Some(line) = frame.line {
             let _ = write!(out, ":{line}");
         }
@@ -132,6 +147,10 @@ fn without_generics(name: &str) -> std::borrow::Cow<'_, str> {
                 _ => {}
             }
         } else if c == '<' && (previous.is_alphanumeric() || previous == '_' || previous == '}') {
+            skipping = 1;
+        } else if c == '<' && out.ends_with("::") {
+            // A turbofish (`f::<T>`), as std's backtraces write type arguments.
+            out.truncate(out.len() - 2);
             skipping = 1;
         } else {
             out.push(c);
@@ -239,6 +258,10 @@ mod tests {
             "poll"
         );
         assert_eq!(without_generics("{async_fn#0}"), "{async_fn#0}");
+        assert_eq!(
+            without_generics("std::panicking::begin_panic::<&str>::{closure#0}"),
+            "std::panicking::begin_panic::{closure#0}"
+        );
         assert_eq!(without_generics("{closure#1}<Either, Body>"), "{closure#1}");
     }
 

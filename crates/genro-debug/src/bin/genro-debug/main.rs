@@ -30,8 +30,9 @@ commands:
   show ID               one request: envelope, annotations, headers (secrets masked)
   show ID --trace       and what it is waiting on (the async stack of its future)
   cancel ID             end a request with 503 (its handler is dropped)
-  held                  the requests held on error
-  attach ID             a held request: error, source chain, backtrace, annotations
+  held                  the requests held on error: method, target and error
+  attach ID [--full]    a held request: error, source chain, the backtrace's frames from
+                        the panic to the error layer (--full: all of them), the request
   continue [ID]         release a held request with its own error response
   release [ID] STATUS   release a held request with STATUS instead
   log-level FILTER      set the server's log filter (e.g. info,my_app=debug)
@@ -108,6 +109,7 @@ fn main() -> ExitCode {
         runtime,
         client,
         attached: None,
+        full_backtrace: false,
     };
     let result = if interactive {
         console.interactive()
@@ -128,6 +130,8 @@ struct Console {
     client: Client,
     /// The held request last attached to: `continue` and `release` default to it.
     attached: Option<String>,
+    /// Whether the last `attach` asked for the whole backtrace.
+    full_backtrace: bool,
 }
 
 #[derive(PartialEq, Eq)]
@@ -194,9 +198,12 @@ impl Console {
             ["cancel", _] => ClientMessage::Cancel {
                 id: id(1).unwrap_or_default(),
             },
-            ["attach", _] => ClientMessage::Attach {
-                id: id(1).unwrap_or_default(),
-            },
+            ["attach", id] | ["attach", id, "--full"] | ["attach", "--full", id] => {
+                self.full_backtrace = words.contains(&"--full");
+                ClientMessage::Attach {
+                    id: (*id).to_owned(),
+                }
+            }
             ["continue" | "c"] | ["continue" | "c", _] => {
                 if let Some(id) = id(1).or_else(|| self.attached.clone()) {
                     ClientMessage::Continue { id }
@@ -235,7 +242,7 @@ impl Console {
             self.attached = Some(id.clone());
         }
         let reply = self.call(&command)?;
-        Ok(say(&render(&reply)))
+        Ok(say(&render(&reply, self.full_backtrace)))
     }
 
     fn watch(&mut self) -> Result<(), ClientError> {
@@ -247,7 +254,7 @@ impl Console {
                 // Clear the screen and go home, as top does.
                 let screen = format!(
                     "\x1b[H\x1b[2J{}(watching; Ctrl-C to stop)\n",
-                    render(&reply)
+                    render(&reply, false)
                 );
                 if say(&screen) == Flow::Quit {
                     return Ok(true);
@@ -279,7 +286,8 @@ fn say(text: &str) -> Flow {
     }
 }
 
-fn render(reply: &ServerMessage) -> String {
+/// A reply as the terminal shows it; `full`: an attached request's whole backtrace.
+fn render(reply: &ServerMessage, full: bool) -> String {
     match reply {
         ServerMessage::Requests { requests } => table(requests),
         ServerMessage::Request { request } => detail(request),
@@ -289,23 +297,25 @@ fn render(reply: &ServerMessage) -> String {
             }
             let mut out = format!(
                 "{:<8}  {:>6}  {:<5}  {:<12}  {:>7}  {:>7}  {}\n",
-                "ID", "STATUS", "KIND", "TYPE", "HELD", "LEFT", "ERROR"
+                "ID", "STATUS", "KIND", "TYPE", "HELD", "LEFT", "REQUEST: ERROR"
             );
             for h in held {
                 out.push_str(&format!(
-                    "{:<8}  {:>6}  {:<5}  {:<12}  {:>7}  {:>7}  {}\n",
+                    "{:<8}  {:>6}  {:<5}  {:<12}  {:>7}  {:>7}  {} {}: {}\n",
                     line(&h.request.id),
                     h.status,
                     line(&h.kind),
                     line(&h.error_type),
                     seconds(h.held_s),
                     seconds(h.release_in_s),
+                    line(&h.request.method),
+                    line(&h.request.target),
                     line(&h.message)
                 ));
             }
             out
         }
-        ServerMessage::Attached { held } => attached(held),
+        ServerMessage::Attached { held } => attached(held, full),
         ServerMessage::Done { message } => format!("{}\n", line(message)),
         ServerMessage::Error { message } => format!("error: {}\n", line(message)),
         other => format!("{}\n", line(&format!("{other:?}"))),
@@ -383,13 +393,19 @@ fn detail(r: &RequestDetail) -> String {
     out
 }
 
-fn attached(h: &HeldDetail) -> String {
+/// A held request: what it is and why it is held first, then the backtrace's frames from the
+/// panic to the error layer (the application's marked; all of them with `full`), then the
+/// request in detail.
+fn attached(h: &HeldDetail, full: bool) -> String {
+    let r = &h.request;
     let mut out = format!(
-        "held {} ({}, {}) → {}; held {}, released anyway in {}\n",
-        line(&h.request.id),
+        "held {}: {} {} → {} ({}, {}); held {}, released anyway in {}\n",
+        line(&r.id),
+        line(&r.method),
+        line(&r.path),
+        h.status,
         line(&h.kind),
         line(&h.error_type),
-        h.status,
         seconds(h.held_s),
         seconds(h.release_in_s)
     );
@@ -397,11 +413,22 @@ fn attached(h: &HeldDetail) -> String {
     for (i, e) in h.chain.iter().enumerate() {
         out.push_str(&format!("  {i}: {}\n", line(e)));
     }
-    match &h.backtrace {
-        Some(bt) => out.push_str(&format!("backtrace:\n{}\n", lines(bt))),
-        None => out.push_str("backtrace: (none captured; run the server with RUST_BACKTRACE=1)\n"),
+    match (&h.backtrace, full) {
+        (Some(bt), true) => out.push_str(&format!("backtrace:\n{}\n", lines(bt))),
+        (Some(bt), false) => match genro_errors::short_backtrace(bt) {
+            Some(short) => out.push_str(&format!(
+                "backtrace: {}\n(attach {} --full for every frame)\n",
+                lines(&short.to_string()),
+                line(&r.id)
+            )),
+            None => out.push_str(&format!("backtrace:\n{}\n", lines(bt))),
+        },
+        (None, _) => {
+            out.push_str("backtrace: (none captured; run the server with RUST_BACKTRACE=1)\n");
+        }
     }
-    out.push_str(&detail(&h.request));
+    out.push_str("request:\n");
+    out.push_str(&detail(r));
     out.push_str("continue releases it with its own response; release STATUS with another\n");
     out
 }
