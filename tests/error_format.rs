@@ -10,7 +10,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::example::{get, start, start_from, Server};
+use common::example::{start, start_from, Server};
+use genro_test_support::http::get;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -10,7 +10,8 @@ use std::{
 mod common;
 
 use bytes::Bytes;
-use common::example::{example, get, start, start_from, Server};
+use common::example::{example, start, start_from, Server};
+use genro_test_support::http::{get, spawn_get};
 use genro_test_support::process::temp_dir;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -585,10 +586,6 @@ async fn first_held(console: &mut genro_debug::Client) -> String {
         assert!(Instant::now() < deadline, "nothing was held");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn spawn_get(url: String) -> tokio::task::JoinHandle<(http::StatusCode, http::HeaderMap, String)> {
-    tokio::spawn(async move { get(&url).await })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

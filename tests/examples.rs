@@ -8,7 +8,8 @@ mod common;
 use std::{path::Path, process::Command, time::Duration};
 
 use bytes::Bytes;
-use common::example::{example_named, get, Server};
+use common::example::{example_named, Server};
+use genro_test_support::http::{get, spawn_get};
 use genro_test_support::process::temp_dir;
 use http_body_util::Empty;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -19,11 +20,6 @@ fn start(name: &str, dir: &str, env: &[(&str, &str)]) -> Server {
     let mut command = Command::new(example_named(name));
     command.env("PORT", "0").envs(env.iter().copied());
     Server::spawn(command, dir.join("example.log"))
-}
-
-/// A GET in the background.
-fn spawn_get(url: String) -> tokio::task::JoinHandle<(http::StatusCode, http::HeaderMap, String)> {
-    tokio::spawn(async move { get(&url).await })
 }
 
 /// The lines of `cargo tree` for the root package with these arguments.

@@ -19,7 +19,8 @@ use std::{
 
 use bytes::Bytes;
 use command_fds::{CommandFdExt, FdMapping};
-use common::example::{config_with, example, get, start, Server};
+use common::example::{config_with, example, start, Server};
+use genro_test_support::http::get;
 use genro_test_support::process::{signal as kill, temp_dir};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};

@@ -15,10 +15,8 @@
 
 mod common;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use genro_test_support::wait_for;
+use std::{sync::Arc, time::Duration};
 
 use axum::{body::Bytes, routing::get, Router};
 use genro_debug::protocol::{ClientMessage, ServerMessage};
@@ -59,17 +57,6 @@ fn app(never: &Arc<Notify>) -> Router {
                 "never"
             }),
         )
-}
-
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// What each report must say about the request stuck in `own` (and not in `other`).
@@ -122,7 +109,7 @@ async fn each_stuck_request_reports_what_it_waits_on_in_every_report() {
 
     // The watchdog: one critical log line and one notification per request, each with its own
     // trace (one dump for both when they turn critical in the same scan).
-    let notes = eventually("three stuck-request notifications", || {
+    let notes = wait_for("three stuck-request notifications", async || {
         let received = received.lock().unwrap();
         let stuck: Vec<_> = received
             .iter()

@@ -6,11 +6,8 @@ use std::{
     process::Command,
 };
 
-use bytes::Bytes;
 use genro_test_support::process::temp_dir;
 pub use genro_test_support::process::ServerProcess as Server;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
 /// The example server's binary, built by `cargo test`.
 pub fn example() -> PathBuf {
@@ -91,13 +88,4 @@ pub fn start_from(
         .envs(env.iter().copied());
     // The example prints where it listens on stdout, whatever the log level.
     Server::spawn(command, log)
-}
-
-pub async fn get(url: &str) -> (http::StatusCode, http::HeaderMap, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let res = client.get(url.parse().unwrap()).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use genro_test_support::{metrics_text, wait_for};
 use std::{
     net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
@@ -53,17 +54,6 @@ fn refusal(result: Result<Client, ClientError>) -> Refusal {
     }
 }
 
-async fn wait_until<T>(mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Sends `command`, which must be `done`; then the waiting `client` gets `status` with the error
 /// id `id`.
 async fn command_answers(
@@ -85,12 +75,6 @@ async fn command_answers(
     assert_eq!(answer.status, status);
     assert_eq!(answer.header("x-error-id").as_deref(), Some(id));
     answer
-}
-
-fn metrics_text(registry: &prometheus_client::registry::Registry) -> String {
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
-    text
 }
 
 // RELIABILITY 17: a secret of at least 16 bytes, and 127.0.0.1 by default.
@@ -376,7 +360,10 @@ async fn sessions_beyond_the_limit_are_refused_with_a_reason() {
     assert_eq!(reason, Refusal::TooManySessions);
     assert!(message.contains("most sessions open (2)"), "{message}");
     first.close().await;
-    wait_until(async || Client::connect(&f.addr, &secret()).await.ok()).await;
+    wait_for("a session", async || {
+        Client::connect(&f.addr, &secret()).await.ok()
+    })
+    .await;
 }
 
 /// A WebSocket that completed its handshake and got its challenge, and will never answer it.
@@ -526,7 +513,10 @@ async fn held_requests_are_released_after_hold_timeout_and_max_held_is_a_bound()
     assert!(f.holds.is_empty() && f.holds.not_held() == 0);
     let started = Instant::now();
     let first = tokio::spawn(async move { fetch(f.app, "/panic", "").await });
-    wait_until(async || (f.holds.len() == 1).then_some(())).await;
+    wait_for("a held request", async || {
+        (f.holds.len() == 1).then_some(())
+    })
+    .await;
     // The most are held: the next error is answered at once.
     let second = fetch(f.app, "/panic", "").await;
     assert_eq!(second.status, 500);
@@ -560,12 +550,12 @@ async fn a_panicking_request_is_held_attached_and_continued_with_its_own_error_i
         .await
     });
     let mut console = login(&f.addr).await;
-    let id = wait_until(
-        async || match console.call(&ClientMessage::Held).await.unwrap() {
+    let id = wait_for("a request's id", async || {
+        match console.call(&ClientMessage::Held).await.unwrap() {
             ServerMessage::HeldList { held } => held.first().map(|h| h.request.id.clone()),
             other => panic!("{other:?}"),
-        },
-    )
+        }
+    })
     .await;
     // Held, and shown as such among the requests in flight.
     let ServerMessage::Requests { requests } = console.call(&ClientMessage::Ls).await.unwrap()
@@ -615,12 +605,12 @@ async fn held_panic(f: &common::Fixture) -> (tokio::task::JoinHandle<common::Raw
     let app = f.app;
     let client = tokio::spawn(async move { fetch(app, "/panic", "").await });
     let mut console = login(&f.addr).await;
-    let id = wait_until(
-        async || match console.call(&ClientMessage::Held).await.unwrap() {
+    let id = wait_for("a request's id", async || {
+        match console.call(&ClientMessage::Held).await.unwrap() {
             ServerMessage::HeldList { held } => held.first().map(|h| h.request.id.clone()),
             _ => None,
-        },
-    )
+        }
+    })
     .await;
     (client, console, id)
 }
@@ -691,15 +681,15 @@ async fn a_cancelled_request_ends_with_503_its_handler_dropped_and_leaves_the_re
         .await
     });
     let mut console = login(&f.addr).await;
-    let id = wait_until(
-        async || match console.call(&ClientMessage::Ls).await.unwrap() {
+    let id = wait_for("a request's id", async || {
+        match console.call(&ClientMessage::Ls).await.unwrap() {
             ServerMessage::Requests { requests } => requests
                 .iter()
                 .find(|r| r.target == "/slow" && r.annotations == 1)
                 .map(|r| r.id.clone()),
             _ => None,
-        },
-    )
+        }
+    })
     .await;
     let ServerMessage::Request { request } = console
         .call(&ClientMessage::Show {
@@ -762,7 +752,10 @@ async fn a_cancelled_request_ends_with_503_its_handler_dropped_and_leaves_the_re
         .unwrap()
         .contains("problem+json"));
     assert!(f.dropped(), "the handler's drop guard ran");
-    wait_until(async || f.registry.is_empty().then_some(())).await;
+    wait_for("no request in flight", async || {
+        f.registry.is_empty().then_some(())
+    })
+    .await;
     let unknown = console
         .call(&ClientMessage::Cancel { id: id.clone() })
         .await

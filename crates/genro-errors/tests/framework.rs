@@ -9,11 +9,10 @@ use axum::{
     Router,
 };
 use genro_errors::ErrorLayer;
+use genro_test_support::http::{call, Reply};
 use genro_test_support::LogBuffer;
-use http::{header, Request, StatusCode};
-use http_body_util::BodyExt;
+use http::{header, StatusCode};
 use prometheus_client::{encoding::text::encode, registry::Registry};
-use tower::ServiceExt;
 
 #[derive(serde::Deserialize)]
 struct Page {
@@ -62,35 +61,12 @@ fn app(layer: ErrorLayer) -> Router {
         .layer(layer)
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: String,
+/// One request through `app`.
+async fn send(app: &Router, method: &str, path: &str) -> Reply {
+    call::<_, Body, _>(app.clone(), method, path).await
 }
 
-async fn call(app: &Router, method: &str, path: &str) -> Answer {
-    let res = app
-        .clone()
-        .oneshot(
-            Request::builder()
-                .method(method)
-                .uri(path)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    }
-}
-
-fn problem(answer: &Answer) -> serde_json::Value {
+fn problem(answer: &Reply) -> serde_json::Value {
     assert_eq!(
         answer.headers[header::CONTENT_TYPE],
         "application/problem+json",
@@ -114,16 +90,16 @@ async fn the_frameworks_answers_take_the_error_path() {
     layer.register_metrics(&mut registry);
     let app = app(layer);
 
-    let answer = call(&app, "GET", "/nope").await;
+    let answer = send(&app, "GET", "/nope").await;
     assert_eq!(answer.status, 404);
     assert_eq!(problem(&answer)["title"], "Not Found");
 
-    let answer = call(&app, "POST", "/").await;
+    let answer = send(&app, "POST", "/").await;
     assert_eq!(answer.status, 405);
     problem(&answer);
     assert_eq!(answer.headers[header::ALLOW], "GET,HEAD");
 
-    let answer = call(&app, "GET", "/query?n=x").await;
+    let answer = send(&app, "GET", "/query?n=x").await;
     assert_eq!(answer.status, 400);
     let doc = problem(&answer);
     assert!(
@@ -135,24 +111,24 @@ async fn the_frameworks_answers_take_the_error_path() {
     );
 
     // A bodiless status a handler returned: its headers are kept.
-    let answer = call(&app, "GET", "/bare-401").await;
+    let answer = send(&app, "GET", "/bare-401").await;
     assert_eq!(answer.status, 401);
     problem(&answer);
     assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
-    let answer = call(&app, "GET", "/bare-503").await;
+    let answer = send(&app, "GET", "/bare-503").await;
     assert_eq!(answer.status, 503);
     problem(&answer);
     assert_eq!(answer.headers[header::RETRY_AFTER], "7");
 
     // The application's own bodies, JSON or text, pass byte for byte.
-    let answer = call(&app, "GET", "/own-json-404").await;
+    let answer = send(&app, "GET", "/own-json-404").await;
     assert_eq!(
         (answer.status, answer.body.as_str()),
         (StatusCode::NOT_FOUND, r#"{"message":"no such order"}"#)
     );
     assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
     assert!(!answer.headers.contains_key("x-error-id"));
-    let answer = call(&app, "GET", "/own-text-400").await;
+    let answer = send(&app, "GET", "/own-text-400").await;
     assert_eq!(
         (answer.status, answer.body.as_str()),
         (StatusCode::BAD_REQUEST, "the date must be in the future")
@@ -181,13 +157,13 @@ async fn the_frameworks_answers_take_the_error_path() {
 async fn without_the_setting_nothing_the_application_answered_changes() {
     let _ = LogBuffer::global();
     let app = app(ErrorLayer::new());
-    let answer = call(&app, "GET", "/nope").await;
+    let answer = send(&app, "GET", "/nope").await;
     assert_eq!(
         (answer.status, answer.body.as_str()),
         (StatusCode::NOT_FOUND, "")
     );
     assert!(!answer.headers.contains_key("x-error-id"));
-    let answer = call(&app, "GET", "/query?n=x").await;
+    let answer = send(&app, "GET", "/query?n=x").await;
     assert_eq!(answer.status, 400);
     assert!(answer
         .body
@@ -201,12 +177,12 @@ async fn client_errors_are_logged_at_the_chosen_level_or_not_at_all() {
     let quiet = app(ErrorLayer::new()
         .framework_errors(true)
         .client_error_level(None));
-    let answer = call(&quiet, "GET", "/nope").await;
+    let answer = send(&quiet, "GET", "/nope").await;
     let id = answer.headers["x-error-id"].to_str().unwrap().to_owned();
     let info = app(ErrorLayer::new()
         .framework_errors(true)
         .client_error_level(Some(tracing::Level::INFO)));
-    let answer = call(&info, "GET", "/nope").await;
+    let answer = send(&info, "GET", "/nope").await;
     let logged = answer.headers["x-error-id"].to_str().unwrap().to_owned();
     let out = logs.contents();
     assert!(!out.contains(&id), "logged although off:\n{out}");
@@ -219,7 +195,7 @@ async fn client_errors_are_logged_at_the_chosen_level_or_not_at_all() {
     let loud = app(ErrorLayer::new()
         .framework_errors(true)
         .client_error_level(Some(tracing::Level::ERROR)));
-    let answer = call(&loud, "GET", "/nope").await;
+    let answer = send(&loud, "GET", "/nope").await;
     let id = answer.headers["x-error-id"].to_str().unwrap().to_owned();
     let out = logs.contents();
     let line = out.lines().find(|l| l.contains(&id)).unwrap();
@@ -257,7 +233,7 @@ async fn the_panic_hook_logs_each_panic_once() {
             }),
         )
         .layer(ErrorLayer::new());
-    let answer = call(&app, "GET", "/").await;
+    let answer = send(&app, "GET", "/").await;
     assert_eq!(answer.status, 500);
     let out = logs.contents();
     let lines: Vec<&str> = out

@@ -11,23 +11,14 @@ use http::{Method, Request};
 use http_body_util::BodyExt;
 use tower::{Layer, Service, ServiceExt};
 
-use genro_test_support::series_value as value;
+use genro_test_support::{http::call, series_value as value};
 
-async fn call(app: &Router, method: Method, path: &str) -> u16 {
-    let res = app
-        .clone()
-        .oneshot(
-            Request::builder()
-                .method(method)
-                .uri(path)
-                .body(Body::empty())
-                .unwrap(),
-        )
+/// The status of one request through `app`.
+async fn status(app: &Router, method: Method, path: &str) -> u16 {
+    call::<_, Body, _>(app.clone(), method.as_str(), path)
         .await
-        .unwrap();
-    let status = res.status().as_u16();
-    res.into_body().collect().await.unwrap();
-    status
+        .status
+        .as_u16()
 }
 
 #[tokio::test]
@@ -39,12 +30,12 @@ async fn nested_routes_are_templates_and_strangers_are_bounded() {
         .route("/health", get(|| async { "ok" }))
         .layer(MetricsLayer::new(&collector));
 
-    assert_eq!(call(&app, Method::GET, "/api/users/1").await, 200);
-    assert_eq!(call(&app, Method::GET, "/api/users/2").await, 200);
-    assert_eq!(call(&app, Method::POST, "/api/users/3").await, 200);
-    assert_eq!(call(&app, Method::GET, "/nope/abc").await, 404);
+    assert_eq!(status(&app, Method::GET, "/api/users/1").await, 200);
+    assert_eq!(status(&app, Method::GET, "/api/users/2").await, 200);
+    assert_eq!(status(&app, Method::POST, "/api/users/3").await, 200);
+    assert_eq!(status(&app, Method::GET, "/nope/abc").await, 404);
     let odd = Method::from_bytes(b"BREW").unwrap();
-    assert_eq!(call(&app, odd, "/health").await, 405);
+    assert_eq!(status(&app, odd, "/health").await, 405);
 
     let text = collector.render();
     assert_eq!(
@@ -200,7 +191,7 @@ async fn claimed_routes_are_capped_and_templates_never_are() {
         .route("/z", get(|| async { "z" }))
         .layer(MetricsLayer::new(&collector));
     for p in ["/x", "/y", "/z"] {
-        call(&app, Method::GET, p).await;
+        status(&app, Method::GET, p).await;
     }
     let text = collector.render();
     let count = |route: &str| {
@@ -249,7 +240,7 @@ async fn grpc_typed_requests_for_random_paths_add_no_label() {
         let res = around.clone().oneshot(req).await.unwrap();
         res.into_body().collect().await.unwrap();
     }
-    assert_eq!(call(&app, Method::GET, "/known").await, 200);
+    assert_eq!(status(&app, Method::GET, "/known").await, 200);
     let text = collector.render();
     assert!(
         !text.contains("evil."),
@@ -346,7 +337,7 @@ async fn collectors_and_rebuilt_routers_count_only_their_own() {
         .layer(MetricsLayer::new(&first))
         .layer(MetricsLayer::new(&second));
     for _ in 0..3 {
-        assert_eq!(call(&both, Method::GET, "/same").await, 200);
+        assert_eq!(status(&both, Method::GET, "/same").await, 200);
     }
     // Rebuilt routers: the freed template of one can be allocated again for the next.
     for i in 0..50 {
@@ -354,7 +345,7 @@ async fn collectors_and_rebuilt_routers_count_only_their_own() {
         let rebuilt = Router::new()
             .route(route, get(|| async { "x" }))
             .layer(MetricsLayer::new(&first));
-        assert_eq!(call(&rebuilt, Method::GET, route).await, 200);
+        assert_eq!(status(&rebuilt, Method::GET, route).await, 200);
     }
 
     let count = |c: &MetricsCollector, route: &str| {

@@ -1,6 +1,7 @@
 //! Notifiers: every notifier is told independently; none can silence, delay or crash another,
 //! and a flood never becomes a flood of tasks.
 
+use genro_test_support::eventually;
 use std::{
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -25,16 +26,6 @@ fn counter() -> (
         seen.fetch_add(1, Ordering::SeqCst);
         std::future::ready(())
     })
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test(start_paused = true)]

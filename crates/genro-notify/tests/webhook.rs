@@ -1,6 +1,7 @@
 //! WebhookNotifier against real local HTTP and HTTPS servers: payload, retry, timeout, queue
 //! overflow, de-duplication, extreme settings, bounded reads, and no leaked tasks.
 
+use genro_test_support::eventually;
 use std::{
     convert::Infallible,
     net::SocketAddr,
@@ -98,16 +99,6 @@ fn info() -> RequestInfo {
     );
     envelope.annotate("order", "9");
     RequestInfo::from_envelope(&envelope)
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test]

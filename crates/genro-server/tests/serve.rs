@@ -15,7 +15,13 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use genro_server::{AsgiServer, Config, ServerContext, ServerHandle};
+use genro_server::{AsgiServer, Config, ServerContext};
+use genro_test_support::{
+    eventually,
+    http::{client, get as get_text},
+    server::{start_server, RunningServer},
+    wait_for,
+};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -24,60 +30,11 @@ use tokio::{
     net::TcpStream,
 };
 
-/// The base of every test's configuration: a free port.
+/// The base of a configuration built by hand: a free port.
 const BASE: &str = "[server]\nport = 0\n";
 
-struct Running {
-    addr: SocketAddr,
-    handle: ServerHandle,
-    task: tokio::task::JoinHandle<Result<(), genro_server::Error>>,
-}
-
-impl Running {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn stop(self) {
-        self.handle.shutdown();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-async fn start_with(
-    ini: &str,
-    server: impl FnOnce(AsgiServer) -> AsgiServer,
-    app: Router,
-) -> Running {
-    let config = Config::from_ini_str(&format!("{BASE}{ini}"), "test.ini", Vec::new()).unwrap();
-    let server = server(AsgiServer::from_config(config).without_logging());
-    let handle = server.handle();
-    let task = tokio::spawn(server.serve(app));
-    let addr = tokio::time::timeout(Duration::from_secs(5), handle.local_addr())
-        .await
-        .expect("bound in time")
-        .expect("bound");
-    Running { addr, handle, task }
-}
-
-async fn start(ini: &str, app: Router) -> Running {
-    start_with(ini, |s| s, app).await
-}
-
-fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-async fn get_text(url: &str) -> (StatusCode, http::HeaderMap, String) {
-    let res = client().get(url.parse().unwrap()).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+async fn start(ini: &str, app: Router) -> RunningServer {
+    start_server(ini, |s| s, app).await
 }
 
 fn hello() -> Router {
@@ -211,19 +168,27 @@ async fn websocket_upgrades_reach_the_app() {
 /// the status line, or `None` when the server closed the connection instead.
 async fn raw(addr: SocketAddr, head: &[u8], split: bool) -> Option<String> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 1024];
+    let mut early = None;
     if split {
         let (a, b) = head.split_at(head.len() / 2);
         stream.write_all(a).await.ok()?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        stream.write_all(b).await.ok()?;
+        // The second half 100 ms later, unless the server answers or closes first.
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+            Err(_) => stream.write_all(b).await.ok()?,
+            Ok(read) => early = Some(read.ok()?),
+        }
     } else {
         stream.write_all(head).await.ok()?;
     }
-    let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-        .await
-        .expect("an answer or a close")
-        .ok()?;
+    let n = match early {
+        Some(n) => n,
+        None => tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer or a close")
+            .ok()?,
+    };
     (n > 0).then(|| {
         String::from_utf8_lossy(&buf[..n])
             .lines()
@@ -352,11 +317,13 @@ async fn slowloris_connections_are_closed_by_the_header_read_timeout() {
         })
         .collect();
     // A normal client keeps being served meanwhile.
+    // A client sending a request every 100 ms, until every slow client is closed.
     let mut served = 0;
-    while started.elapsed() < Duration::from_secs(3) {
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    while !slow.iter().all(tokio::task::JoinHandle::is_finished) {
+        every.tick().await;
         assert_eq!(get_text(&server.url("/")).await.0, StatusCode::OK);
         served += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for task in slow {
         let closed_at = task.await.unwrap();
@@ -485,7 +452,10 @@ async fn silent_connections_are_closed_within_the_timeout() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("50 silent connections accepted", || {
+        gauge(&server.metrics(), "server_connections_open") == 50
+    })
+    .await;
     assert_eq!(get_text(&server.url("/")).await.0, StatusCode::OK);
     for task in silent {
         let after = task.await.unwrap().duration_since(started);
@@ -496,11 +466,16 @@ async fn silent_connections_are_closed_within_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_timeout_gives_504_and_concurrency_limit_gives_503_with_ids() {
+    let handling = Arc::new(AtomicUsize::new(0));
     let app = Router::new().route(
         "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            "late"
+        get({
+            let handling = handling.clone();
+            move || async move {
+                handling.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                "late"
+            }
         }),
     );
     let server = start("[limits]\nrequest_timeout = 300ms\n", app.clone()).await;
@@ -510,8 +485,13 @@ async fn request_timeout_gives_504_and_concurrency_limit_gives_503_with_ids() {
     server.stop().await;
 
     let server = start("[limits]\nconcurrency_limit = 1\n", app).await;
+    handling.store(0, Ordering::SeqCst);
     let first = tokio::spawn(get_text(server.url("/slow").leak()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The first request's handler runs: it holds the one slot.
+    eventually("the first request handled", || {
+        handling.load(Ordering::SeqCst) == 1
+    })
+    .await;
     let (status, headers, _) = get_text(&server.url("/slow")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "1");
@@ -535,7 +515,7 @@ async fn startup_hooks_run_before_serving_and_a_failing_one_stops_the_start() {
     );
     let seen_before = Arc::new(AtomicUsize::new(usize::MAX));
     let shutdown_ran = Arc::new(AtomicUsize::new(0));
-    let server = start_with(
+    let server = start_server(
         "",
         |s| {
             let seen_before = seen_before.clone();
@@ -607,15 +587,16 @@ async fn the_drain_lets_requests_finish_and_readiness_turns_false_at_once() {
             tokio::spawn(async move { get_text(&url).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let registry = server.context.registry().clone();
+    eventually("10 requests in flight", || registry.len() == 10).await;
     let handle = server.handle.clone();
     handle.shutdown();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!handle.is_ready());
-    assert!(
-        TcpStream::connect(server.addr).await.is_err(),
-        "new connections are refused"
-    );
+    eventually("not ready", || !handle.is_ready()).await;
+    // New connections are refused once the listener is closed.
+    wait_for("new connections refused", async || {
+        TcpStream::connect(server.addr).await.is_err().then_some(())
+    })
+    .await;
     for request in requests {
         let (status, _, body) = request.await.unwrap();
         assert_eq!((status, body.as_str()), (StatusCode::OK, "finished"));
@@ -639,7 +620,8 @@ async fn a_request_outliving_the_drain_is_aborted_at_the_deadline() {
     let server = start("[shutdown]\ndrain_timeout = 500ms\n", app).await;
     let url = server.url("/forever");
     let request = tokio::spawn(async move { client().get(url.parse().unwrap()).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let registry = server.context.registry().clone();
+    eventually("the request in flight", || registry.len() == 1).await;
     let began = Instant::now();
     server.handle.shutdown();
     tokio::time::timeout(Duration::from_secs(3), server.task)
@@ -666,14 +648,21 @@ async fn max_connections_holds_back_the_next_connection() {
     let server = start("[limits]\nmax_connections = 2\n", hello()).await;
     let a = TcpStream::connect(server.addr).await.unwrap();
     let b = TcpStream::connect(server.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("both connections accepted", || {
+        gauge(&server.metrics(), "server_connections_open") == 2
+    })
+    .await;
     // The third is accepted by the kernel but not served until a slot frees.
-    let third = tokio::spawn({
+    let mut third = tokio::spawn({
         let url = server.url("/");
         async move { get_text(&url).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!third.is_finished(), "served past max_connections");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut third)
+            .await
+            .is_err(),
+        "served past max_connections"
+    );
     drop(a);
     let (status, _, _) = tokio::time::timeout(Duration::from_secs(3), third)
         .await
@@ -728,12 +717,7 @@ async fn critical_errors_and_stuck_requests_reach_the_same_webhook() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     let error_id = headers["x-error-id"].to_str().unwrap().to_owned();
     assert_eq!(get_text(&server.url("/stuck")).await.0, StatusCode::OK);
-    for _ in 0..100 {
-        if received.lock().unwrap().len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("two notifications", || received.lock().unwrap().len() >= 2).await;
     let received = received.lock().unwrap().clone();
     let kinds: Vec<_> = received
         .iter()
@@ -976,11 +960,17 @@ async fn idle_http2_connections_are_closed_and_never_lock_out_health() {
 async fn keepalive_timeout_zero_turns_pings_off() {
     let server = start("[limits]\nkeepalive_timeout = 0\n", hello()).await;
     let (mut send, driven) = h2_connection(server.addr, None).await;
+    let mut driven = driven;
     for _ in 0..2 {
         h2_get(&mut send, server.url("/")).await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Open for 700 ms after each request: no ping closed it.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), &mut driven)
+                .await
+                .is_err(),
+            "the connection is still open"
+        );
     }
-    assert!(!driven.is_finished(), "the connection is still open");
     server.stop().await;
 }
 
@@ -1012,7 +1002,10 @@ async fn a_scrape_answers_while_the_main_port_is_full_and_only_connections_are_c
     for _ in 0..3 {
         held.push(TcpStream::connect(server.addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("three connections on the main port", || {
+        gauge(&server.metrics(), "server_connections_open") == 3
+    })
+    .await;
     let started = Instant::now();
     let (status, _, scrape) = tokio::time::timeout(
         Duration::from_secs(1),
@@ -1037,15 +1030,6 @@ fn big() -> Router {
         )
 }
 
-/// Open connections, as the server counts them, seen from a scrape over the main port (the
-/// scrape's own connection included).
-async fn open_connections(server: &Running) -> i64 {
-    gauge(
-        &get_text(&server.url("/metrics")).await.2,
-        "server_connections_open",
-    )
-}
-
 /// A client that stops reading its response is disconnected after `write_timeout` without
 /// progress, over HTTP/1 (the socket fills) and HTTP/2 (the flow-control window stays shut).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1059,20 +1043,22 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     let (mut send, driven) = h2_connection(server.addr, Some(65_535)).await;
     let res = h2_get(&mut send, server.url("/big")).await;
     // Neither body is read from here on.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(open_connections(&server).await, 3);
+    eventually("both clients connected", || {
+        gauge(&server.metrics(), "server_connections_open") == 2
+    })
+    .await;
     tokio::time::timeout(Duration::from_secs(4), driven)
         .await
         .expect("the HTTP/2 client that does not read was disconnected")
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(4);
-    while open_connections(&server).await > 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the HTTP/1 client still holds its connection"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tokio::time::timeout(
+        Duration::from_secs(4),
+        eventually("the HTTP/1 client disconnected", || {
+            gauge(&server.metrics(), "server_connections_open") == 0
+        }),
+    )
+    .await
+    .expect("the HTTP/1 client that does not read was disconnected");
     drop((res, http1));
     server.stop().await;
 }
@@ -1109,7 +1095,13 @@ async fn a_request_body_that_stops_arriving_fails_after_the_body_read_timeout() 
         .await
         .unwrap();
     for chunk in [b"ab", b"cd", b"ef"] {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // 300 ms between pieces, within the limit: no answer meanwhile.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf))
+                .await
+                .is_err(),
+            "answered before the body ended"
+        );
         stream.write_all(chunk).await.unwrap();
     }
     let n = stream.read(&mut buf).await.unwrap();

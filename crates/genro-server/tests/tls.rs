@@ -10,6 +10,7 @@ use std::{
 use axum::{routing::get, Router};
 use bytes::Bytes;
 use genro_server::{AsgiServer, Config};
+use genro_test_support::server::start_server;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tokio::{io::AsyncReadExt, net::TcpStream};
@@ -34,7 +35,7 @@ fn certificate(name: &str) -> Cert {
 
 fn ini(dir: &Path, extra: &str) -> String {
     format!(
-        "[server]\nport = 0\n[ssl]\nenabled = true\ncertfile = {}\nkeyfile = {}\n{extra}",
+        "[ssl]\nenabled = true\ncertfile = {}\nkeyfile = {}\n{extra}",
         dir.join("cert.pem").display(),
         dir.join("key.pem").display()
     )
@@ -57,13 +58,9 @@ async fn start(
     genro_server::ServerHandle,
     tokio::task::JoinHandle<Result<(), genro_server::Error>>,
 ) {
-    let config = Config::from_ini_str(ini, "tls.ini", Vec::new()).unwrap();
-    let server = AsgiServer::from_config(config).without_logging();
-    let handle = server.handle();
     let app = Router::new().route("/", get(|| async { "over tls" }));
-    let task = tokio::spawn(server.serve(app));
-    let addr = handle.local_addr().await.expect("bound");
-    (addr.port(), handle, task)
+    let server = start_server(ini, |s| s, app).await;
+    (server.addr.port(), server.handle, server.task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

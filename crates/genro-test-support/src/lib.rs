@@ -123,7 +123,25 @@ pub fn promtool(text: &str) -> (bool, String) {
     (out.status.success(), said)
 }
 
+pub mod http;
 pub mod process;
+#[cfg(feature = "server")]
+pub mod server;
+mod wait;
+
+pub use wait::{eventually, wait_for};
+
+/// A registry's metrics in the Prometheus text format.
+///
+/// # Panics
+///
+/// When a metric cannot be written (never, for a registry of well-formed metrics).
+#[must_use]
+pub fn metrics_text(registry: &prometheus_client::registry::Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("metrics encode");
+    text
+}
 
 /// The error types the tests of every crate raise, written once.
 pub mod errors {

@@ -3,6 +3,7 @@
 //! nor flood: mass stalls, huge registries, huge intervals, no runtime.
 #![allow(clippy::too_many_lines)] // a test reads as one scenario
 
+use genro_test_support::metrics_text;
 use std::{
     convert::Infallible,
     sync::{Arc, Mutex},
@@ -15,15 +16,9 @@ use genro_registry::{EnvelopeRegistry, RegistryLayer};
 use genro_test_support::LogBuffer;
 use genro_watchdog::{Watchdog, WatchdogConfig};
 use http::{Request, Response};
-use prometheus_client::{encoding::text::encode, registry::Registry};
+use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
-
-fn metrics_text(registry: &Registry) -> String {
-    let mut text = String::new();
-    encode(&mut text, registry).unwrap();
-    text
-}
 
 const CONFIG: WatchdogConfig = WatchdogConfig {
     interval: Duration::from_secs(1),
