@@ -19,17 +19,13 @@ stacks=("$@")
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-count() { # stack n -> instructions of the main thread (background threads are not the request path)
-  rm -f "$tmp"/cg.*
-  valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$tmp/cg.out" "$bin" "$1" "$2" >/dev/null 2>&1
-  sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$tmp"/cg.out-01
-}
+. benches/common.sh
 
 "$bin" sizes
 printf '\n%-20s %14s %14s %12s %14s\n' stack "I(N=1000)" "I(N=11000)" "per request" "over identity"
 base=""; hbase=""
 for s in "${stacks[@]}"; do
-  lo=$(count "$s" 1000); hi=$(count "$s" 11000)
+  lo=$(stack_instructions "$bin" "$s" 1000); hi=$(stack_instructions "$bin" "$s" 11000)
   per=$(( (hi - lo) / 10000 ))
   case "$s" in
     histogram-*) [ -n "$hbase" ] || hbase=$per; over=$(( per - hbase )) ;;

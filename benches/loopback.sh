@@ -20,9 +20,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 N=${N:-2000}
-for tool in wrk h2load valgrind; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install -y wrk nghttp2-client valgrind)" >&2; exit 1; }
-done
+. benches/common.sh
+need wrk h2load valgrind
 modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(hyper axum floor genro floor-server asgi asgi-w2)
 [[ " ${modes[*]} " == *" axum "* ]] || modes=(axum "${modes[@]}")
@@ -33,8 +32,6 @@ port=18080
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null || true' EXIT
 
-wait_up() { for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "server did not start" >&2; return 1; }
-stop() { kill -INT "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 to_ms() { # "1.23ms" / "850.00us" / "1.20s" -> milliseconds
   awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v } else { sub(/s$/, "", v); print v * 1000 } }'
 }
@@ -53,7 +50,6 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo
 printf '%-12s %12s %10s %12s %10s\n' mode "median rps" "ratio" "median p99" "ratio"
 base_rps=$(awk '$2 == "axum" {print $3}' "$tmp/wrk" | median)
@@ -69,17 +65,9 @@ done
 
 echo
 echo "== server instructions per request (callgrind; h2load --h1 -c8, N=$N and 11*N)"
-count() { # mode n -> total instructions of the server process
-  rm -f "$tmp"/cg.*
-  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$bin" "$1" "$port" >/dev/null 2>&1 & pid=$!
-  for _ in $(seq 1 400); do curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
-  h2load --h1 -n "$2" -c 8 "http://127.0.0.1:$port/" >/dev/null 2>&1
-  stop "$pid"
-  sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$tmp"/cg.out*
-}
 printf '%-12s %14s %14s %12s %12s\n' mode "I(N)" "I(11N)" "per request" "over axum"
 for mode in "${modes[@]}"; do
-  lo=$(count "$mode" "$N"); hi=$(count "$mode" $((11 * N)))
+  lo=$(server_instructions "$bin" "$mode" "$N"); hi=$(server_instructions "$bin" "$mode" $((11 * N)))
   echo "$mode $(( (hi - lo) / (10 * N) ))" >> "$tmp/instructions"
   printf '%-12s %14s %14s %12s\n' "$mode" "$lo" "$hi" "$(( (hi - lo) / (10 * N) ))"
 done

@@ -453,7 +453,7 @@ async fn silent_connections_are_closed_within_the_timeout() {
         })
         .collect();
     eventually("50 silent connections accepted", || {
-        gauge(&server.metrics(), "server_connections_open") == 50
+        open_connections(&server) == Some(50)
     })
     .await;
     assert_eq!(get_text(&server.url("/")).await.0, StatusCode::OK);
@@ -649,7 +649,7 @@ async fn max_connections_holds_back_the_next_connection() {
     let a = TcpStream::connect(server.addr).await.unwrap();
     let b = TcpStream::connect(server.addr).await.unwrap();
     eventually("both connections accepted", || {
-        gauge(&server.metrics(), "server_connections_open") == 2
+        open_connections(&server) == Some(2)
     })
     .await;
     // The third is accepted by the kernel but not served until a slot frees.
@@ -976,13 +976,20 @@ async fn keepalive_timeout_zero_turns_pings_off() {
 
 /// The gauge `name` in a scrape.
 fn gauge(scrape: &str, name: &str) -> i64 {
-    scrape
+    gauge_in(scrape, name).unwrap_or_else(|| panic!("{name} missing:\n{scrape}"))
+}
+
+fn gauge_in(scrape: &str, name: &str) -> Option<i64> {
+    let value = scrape
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing:\n{scrape}"))
-        .trim()
-        .parse()
-        .unwrap()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))?;
+    value.trim().parse().ok()
+}
+
+/// The connections the server counts as open, read in process: `None` until it counts them
+/// (from its first accept loop on).
+fn open_connections(server: &RunningServer) -> Option<i64> {
+    gauge_in(&server.metrics(), "server_connections_open")
 }
 
 /// The export port has a budget of its own: with the main port's connections all held, a
@@ -1003,7 +1010,7 @@ async fn a_scrape_answers_while_the_main_port_is_full_and_only_connections_are_c
         held.push(TcpStream::connect(server.addr).await.unwrap());
     }
     eventually("three connections on the main port", || {
-        gauge(&server.metrics(), "server_connections_open") == 3
+        open_connections(&server) == Some(3)
     })
     .await;
     let started = Instant::now();
@@ -1044,7 +1051,7 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     let res = h2_get(&mut send, server.url("/big")).await;
     // Neither body is read from here on.
     eventually("both clients connected", || {
-        gauge(&server.metrics(), "server_connections_open") == 2
+        open_connections(&server) == Some(2)
     })
     .await;
     tokio::time::timeout(Duration::from_secs(4), driven)
@@ -1054,7 +1061,7 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     tokio::time::timeout(
         Duration::from_secs(4),
         eventually("the HTTP/1 client disconnected", || {
-            gauge(&server.metrics(), "server_connections_open") == 0
+            open_connections(&server) == Some(0)
         }),
     )
     .await
