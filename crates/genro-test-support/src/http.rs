@@ -35,15 +35,22 @@ pub async fn get(url: &str) -> (StatusCode, HeaderMap, String) {
         .get(url.parse().expect("a URL"))
         .await
         .expect("an answer");
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .expect("the body")
-        .to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    read(res).await
+}
+
+/// A response read whole: status, headers, and the body as text (invalid UTF-8 replaced).
+async fn read<B>(res: http::Response<B>) -> (StatusCode, HeaderMap, String)
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.expect("the body").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 /// [`get`] in a task of its own, for requests that must be in flight while the test goes on.
@@ -74,17 +81,10 @@ where
         .body(B::default())
         .expect("a request");
     let res = service.oneshot(request).await.expect("the service answers");
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .expect("the body")
-        .to_bytes();
+    let (status, headers, body) = read(res).await;
     Reply {
         status,
         headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body,
     }
 }
