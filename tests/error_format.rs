@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::example::{start, start_from, Server};
-use genro_test_support::http::get;
+use genro_test_support::{http::get, wait_for};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -421,14 +421,11 @@ async fn a_flood_of_client_errors_is_summed_up_in_the_log_and_counted_in_full() 
             .sum();
         (written, summed)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let (written, summed) = loop {
+    let (written, summed) = wait_for("every client error written or summed up", async || {
         let (written, summed) = tally(&server.log());
-        if written + summed >= sent || std::time::Instant::now() > deadline {
-            break (written, summed);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (written + summed >= sent).then_some((written, summed))
+    })
+    .await;
     assert_eq!(
         written + summed,
         sent,

@@ -11,6 +11,7 @@ use std::{
 
 use common::{fetch, fixture, SECRET};
 use genro_debug::AllowList;
+use genro_test_support::eventually;
 use rexpect::session::{spawn_command, PtySession};
 
 const BIN: &str = env!("CARGO_BIN_EXE_genro-debug");
@@ -263,9 +264,7 @@ async fn what_a_client_wrote_reaches_the_terminal_as_visible_escapes() {
         )
         .await
     });
-    while f.holds.is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("a held request", || !f.holds.is_empty()).await;
     let id = f.registry.snapshot()[0].short_id().to_string();
     let addr = f.addr.clone();
     let seen = tokio::task::spawn_blocking(move || {
@@ -313,9 +312,7 @@ async fn attach_shows_the_summary_and_the_applications_frames_first() {
     let f = fixture(|_| {}, HOLD, 4).await;
     let app = f.app;
     let client = tokio::spawn(async move { fetch(app, "/panic", "").await });
-    while f.holds.is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("a held request", || !f.holds.is_empty()).await;
     let id = f.registry.snapshot()[0].short_id().to_string();
     let addr = f.addr.clone();
     let (held, short, full) = tokio::task::spawn_blocking(move || {

@@ -452,18 +452,19 @@ async fn a_connection_that_does_not_log_in_is_closed_at_login_timeout() {
     let mut browsing = TcpStream::connect(&f.addr).await.unwrap();
     let request = format!("GET /console.css HTTP/1.1\r\nhost: {}\r\n\r\n", f.addr);
     let mut buf = [0u8; 8192];
-    let closed = loop {
+    let closed = wait_for("the browsing connection's end", async || {
         if browsing.write_all(request.as_bytes()).await.is_err() {
-            break true;
+            return Some(true);
         }
-        match tokio::time::timeout(Duration::from_secs(1), browsing.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => break true,
-            Ok(Ok(_)) => {}
-            Err(_) => break false,
-        }
+        let answered = tokio::time::timeout(Duration::from_secs(1), browsing.read(&mut buf)).await;
         assert!(started.elapsed() < Duration::from_secs(5), "still open");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        match answered {
+            Ok(Ok(0) | Err(_)) => Some(true),
+            Ok(Ok(_)) => None,
+            Err(_) => Some(false),
+        }
+    })
+    .await;
     assert!(closed, "the connection stopped answering but stayed open");
     assert!(started.elapsed() >= Duration::from_millis(700));
     // A WebSocket that never answers: closed at the same deadline.

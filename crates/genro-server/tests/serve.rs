@@ -19,6 +19,7 @@ use genro_server::{AsgiServer, Config, ServerContext};
 use genro_test_support::{
     eventually,
     http::{client, get as get_text},
+    series_value,
     server::{start_server, RunningServer},
     wait_for,
 };
@@ -453,7 +454,7 @@ async fn silent_connections_are_closed_within_the_timeout() {
         })
         .collect();
     eventually("50 silent connections accepted", || {
-        open_connections(&server) == Some(50)
+        open_connections(&server) == Some(50.0)
     })
     .await;
     assert_eq!(get_text(&server.url("/")).await.0, StatusCode::OK);
@@ -649,7 +650,7 @@ async fn max_connections_holds_back_the_next_connection() {
     let a = TcpStream::connect(server.addr).await.unwrap();
     let b = TcpStream::connect(server.addr).await.unwrap();
     eventually("both connections accepted", || {
-        open_connections(&server) == Some(2)
+        open_connections(&server) == Some(2.0)
     })
     .await;
     // The third is accepted by the kernel but not served until a slot frees.
@@ -975,21 +976,14 @@ async fn keepalive_timeout_zero_turns_pings_off() {
 }
 
 /// The gauge `name` in a scrape.
-fn gauge(scrape: &str, name: &str) -> i64 {
-    gauge_in(scrape, name).unwrap_or_else(|| panic!("{name} missing:\n{scrape}"))
-}
-
-fn gauge_in(scrape: &str, name: &str) -> Option<i64> {
-    let value = scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))?;
-    value.trim().parse().ok()
+fn gauge(scrape: &str, name: &str) -> f64 {
+    series_value(scrape, name).unwrap_or_else(|| panic!("{name} missing:\n{scrape}"))
 }
 
 /// The connections the server counts as open, read in process: `None` until it counts them
 /// (from its first accept loop on).
-fn open_connections(server: &RunningServer) -> Option<i64> {
-    gauge_in(&server.metrics(), "server_connections_open")
+fn open_connections(server: &RunningServer) -> Option<f64> {
+    series_value(&server.metrics(), "server_connections_open")
 }
 
 /// The export port has a budget of its own: with the main port's connections all held, a
@@ -1004,13 +998,13 @@ async fn a_scrape_answers_while_the_main_port_is_full_and_only_connections_are_c
     let export = server.handle.bound().await.unwrap().export.unwrap();
     let scrape = get_text(&format!("http://{export}/metrics")).await.2;
     // Only the scrape's own connection is open.
-    assert_eq!(gauge(&scrape, "server_connections_open"), 1, "{scrape}");
+    assert_eq!(gauge(&scrape, "server_connections_open"), 1.0, "{scrape}");
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(TcpStream::connect(server.addr).await.unwrap());
     }
     eventually("three connections on the main port", || {
-        open_connections(&server) == Some(3)
+        open_connections(&server) == Some(3.0)
     })
     .await;
     let started = Instant::now();
@@ -1022,7 +1016,7 @@ async fn a_scrape_answers_while_the_main_port_is_full_and_only_connections_are_c
     .expect("the scrape waited for the main port");
     assert_eq!(status, StatusCode::OK);
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(gauge(&scrape, "server_connections_open"), 4, "{scrape}");
+    assert_eq!(gauge(&scrape, "server_connections_open"), 4.0, "{scrape}");
     drop(held);
     server.stop().await;
 }
@@ -1051,7 +1045,7 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     let res = h2_get(&mut send, server.url("/big")).await;
     // Neither body is read from here on.
     eventually("both clients connected", || {
-        open_connections(&server) == Some(2)
+        open_connections(&server) == Some(2.0)
     })
     .await;
     tokio::time::timeout(Duration::from_secs(4), driven)
@@ -1061,7 +1055,7 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     tokio::time::timeout(
         Duration::from_secs(4),
         eventually("the HTTP/1 client disconnected", || {
-            open_connections(&server) == Some(0)
+            open_connections(&server) == Some(0.0)
         }),
     )
     .await

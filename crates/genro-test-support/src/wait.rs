@@ -16,7 +16,11 @@ const EVERY: Duration = Duration::from_millis(10);
 /// When `probe` gives nothing for 20 s: the panic names `what`.
 pub async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + PATIENCE;
+    // The first tick is at once: the state is looked at before any wait.
+    let mut looks = tokio::time::interval(EVERY);
+    looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        looks.tick().await;
         if let Some(found) = probe().await {
             return found;
         }
@@ -24,7 +28,6 @@ pub async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) 
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
         );
-        tokio::time::sleep(EVERY).await;
     }
 }
 

@@ -49,7 +49,7 @@ impl Activity {
     }
 
     #[inline]
-    pub(crate) fn moved(&self) {
+    fn moved(&self) {
         // A plain load and store: only a change matters, so a lost increment does no harm.
         let progress = &self.progress;
         progress.store(

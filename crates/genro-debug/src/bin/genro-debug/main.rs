@@ -109,7 +109,6 @@ fn main() -> ExitCode {
         runtime,
         client,
         attached: None,
-        full_backtrace: false,
     };
     let result = if interactive {
         console.interactive()
@@ -130,8 +129,6 @@ struct Console {
     client: Client,
     /// The held request last attached to: `continue` and `release` default to it.
     attached: Option<String>,
-    /// Whether the last `attach` asked for the whole backtrace.
-    full_backtrace: bool,
 }
 
 #[derive(PartialEq, Eq)]
@@ -199,7 +196,6 @@ impl Console {
                 id: id(1).unwrap_or_default(),
             },
             ["attach", id] | ["attach", id, "--full"] | ["attach", "--full", id] => {
-                self.full_backtrace = words.contains(&"--full");
                 ClientMessage::Attach {
                     id: (*id).to_owned(),
                 }
@@ -242,7 +238,8 @@ impl Console {
             self.attached = Some(id.clone());
         }
         let reply = self.call(&command)?;
-        Ok(say(&render(&reply, self.full_backtrace)))
+        // `--full`: only `attach` takes it.
+        Ok(say(&render(&reply, words.contains(&"--full"))))
     }
 
     fn watch(&mut self) -> Result<(), ClientError> {
