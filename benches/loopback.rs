@@ -149,6 +149,47 @@ fn asgi_ini(port: u16) -> String {
     format!("[server]\nport = {port}\n{}", parts.replace("\\n", "\n"))
 }
 
+/// The seed's `server.ini` (`crates/genro-server/tests/fixtures/seed.ini`, the original design's
+/// example), with the environment overrides a bench machine needs: the ports (`port + 1` for
+/// the metrics export port), a log file in the temporary directory at WARNING, the webhook
+/// pointed at a local address (it is only called for a critical error), and `workers`.
+fn seed_config(port: u16, workers: &str) -> genro_asgi::Config {
+    let log = std::env::temp_dir().join(format!("genro-loopback-seed-{port}.log"));
+    let env = [
+        ("SERVER_HOST", "127.0.0.1".to_owned()),
+        ("SERVER_PORT", port.to_string()),
+        ("SERVER_WORKERS", workers.to_owned()),
+        ("LOGGING_LEVEL", "WARNING".to_owned()),
+        ("LOGGING_FILE", log.display().to_string()),
+        ("METRICS_EXPORT_PORT", (port + 1).to_string()),
+        (
+            "ERRORS_NOTIFY_WEBHOOK",
+            format!("http://127.0.0.1:{}/hook", port + 2),
+        ),
+    ]
+    .map(|(key, value)| (format!("GENRO_ASGI_{key}"), value))
+    .into_iter()
+    .chain(seed_overrides());
+    genro_asgi::Config::from_ini_str(
+        include_str!("../crates/genro-server/tests/fixtures/seed.ini"),
+        "seed.ini",
+        env,
+    )
+    .expect("the seed's configuration")
+}
+
+/// `LOOPBACK_SEED`: more overrides of the seed's keys, `SECTION_KEY=value` separated by
+/// spaces (`WATCHDOG_ENABLED=false METRICS_EXPORT_PORT=0`): the breakdown turns parts of the
+/// seed's configuration off with it, one at a time.
+fn seed_overrides() -> Vec<(String, String)> {
+    std::env::var("LOOPBACK_SEED")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (format!("GENRO_ASGI_{key}"), value.to_owned()))
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -160,6 +201,16 @@ fn main() {
         return;
     };
     let port: u16 = port.parse().expect("port");
+    if let Some(workers) = mode.strip_prefix("asgi-seed") {
+        // As users run it: `run()` on the seed's configuration, verbatim but for what a bench
+        // machine needs (local ports and files, one worker, WARNING logs), set the way an
+        // operator sets it: GENRO_ASGI_* overrides.
+        let workers = workers.strip_prefix("-w").unwrap_or("1");
+        genro_asgi::AsgiServer::from_config(seed_config(port, workers))
+            .run(app())
+            .expect("serve");
+        return;
+    }
     if mode == "asgi-w2" {
         // The server's own runtime, as an application's `main` runs it; SIGINT drains it.
         let ini = asgi_ini(port).replacen("[server]\n", "[server]\nworkers = 2\n", 1);
@@ -169,6 +220,21 @@ fn main() {
             .without_logging()
             .run(app())
             .expect("serve");
+        return;
+    }
+    if mode == "axum-mt" {
+        // axum::serve on a multi-thread runtime of one worker, as `run()` builds its runtime.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            tokio::select! {
+                () = serve("axum", port) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        });
         return;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -27,8 +27,8 @@ pub use free_form::Section;
 pub use resolver::ENV_PREFIX;
 pub use sections::{
     CompressionSection, CorsSection, DebugSection, ErrorsSection, ExecutorsSection, HealthSection,
-    LimitsSection, LoggingSection, MetricsSection, ServerSection, ShutdownSection, SslSection,
-    TaskdumpSection, WatchdogSection,
+    LimitsSection, LoggingSection, MetricsSection, Runtime, ServerSection, ShutdownSection,
+    SslSection, TaskdumpSection, WatchdogSection,
 };
 pub use source::{ConfigError, ConfigProblem, ResolvedKey, SecretValue, Source};
 pub use value::{Allow, Encoding};

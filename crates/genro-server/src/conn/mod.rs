@@ -16,9 +16,10 @@ mod io;
 mod look;
 
 use std::{
+    future::Future,
     io as stdio,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -32,6 +33,7 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
+    runtime,
     sync::watch,
     time::Instant,
 };
@@ -184,6 +186,41 @@ fn is_per_connection(error: &stdio::Error) -> bool {
     )
 }
 
+/// Where a port's connections run: on the runtime that accepts them, or, with
+/// `[server] runtime = per_core` and more than one worker, on it and on the other workers'
+/// single-threaded runtimes in turn. A connection stays where it starts, with every task it
+/// spawns (hyper's HTTP/2 streams among them).
+#[derive(Debug, Default)]
+pub(crate) struct Spread {
+    others: Vec<runtime::Handle>,
+    next: AtomicUsize,
+}
+
+impl Spread {
+    /// Connections taken in turn by the accepting runtime and `others`.
+    pub(crate) fn new(others: Vec<runtime::Handle>) -> Self {
+        Self {
+            others,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `task` on the next runtime in turn.
+    fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if !self.others.is_empty() {
+            let turn = self.next.fetch_add(1, Ordering::Relaxed) % (self.others.len() + 1);
+            if let Some(other) = turn.checked_sub(1).and_then(|i| self.others.get(i)) {
+                drop(other.spawn(task));
+                return;
+            }
+        }
+        drop(tokio::spawn(task));
+    }
+}
+
 /// What every connection of a listener is served with.
 #[derive(Debug)]
 pub(crate) struct Port {
@@ -192,6 +229,7 @@ pub(crate) struct Port {
     /// The port's budget of connections.
     slots: Slots,
     connections: Arc<Connections>,
+    spread: Spread,
 }
 
 impl Port {
@@ -207,7 +245,14 @@ impl Port {
             },
             slots: Slots::new(max),
             connections,
+            spread: Spread::default(),
         }
+    }
+
+    /// Connections spread over these runtimes too (see [`Spread`]).
+    pub(crate) fn spread(mut self, spread: Spread) -> Self {
+        self.spread = spread;
+        self
     }
 }
 
@@ -258,7 +303,7 @@ pub(crate) async fn accept_loop<A, B>(
             activity: Activity::new(peer),
             body_read_timeout: port.timeouts.body_read,
         };
-        tokio::spawn(connection(
+        port.spread.spawn(connection(
             stream,
             service,
             port.clone(),

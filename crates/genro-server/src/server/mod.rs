@@ -18,6 +18,7 @@ mod systemd;
 #[cfg(unix)]
 mod upgrade;
 mod wait;
+mod workers;
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
@@ -38,10 +39,11 @@ use self::{
     startup::{Parts, ServerCollector},
     systemd::Systemd,
     wait::{prepare_upgrade, wait_for_shutdown, Stop},
+    workers::WorkerThreads,
 };
 use crate::{
-    config::Config,
-    conn::{self, Connections, Port},
+    config::{Config, Runtime},
+    conn::{self, Connections, Port, Spread},
     executor::{Executors, ProcessJobs},
     logging::{self, Logging},
     request::{
@@ -88,6 +90,9 @@ pub struct AsgiServer {
     envelope: EnvelopeLayer,
     /// The sockets passed by the environment, taken by `run` before its runtime starts.
     inherited: Option<Inherited>,
+    /// The other workers' runtimes (`runtime = per_core`), which share the main port's
+    /// connections with the runtime that serves.
+    other_workers: Vec<tokio::runtime::Handle>,
 }
 
 impl fmt::Debug for AsgiServer {
@@ -123,6 +128,7 @@ impl AsgiServer {
             errors: ErrorLayer::new(),
             envelope: EnvelopeLayer::new(),
             inherited: None,
+            other_workers: Vec::new(),
         }
     }
 
@@ -219,8 +225,9 @@ impl AsgiServer {
         self
     }
 
-    /// Serves `app` until SIGINT, SIGTERM or [`ServerHandle::shutdown`], on a tokio runtime of
-    /// `[server] workers` threads that this call starts and ends. Blocks.
+    /// Serves `app` until SIGINT, SIGTERM or [`ServerHandle::shutdown`], on `[server] workers`
+    /// threads that this call starts and ends, laid out as `[server] runtime` says
+    /// ([`Runtime`](crate::config::Runtime)). Blocks.
     ///
     /// # Errors
     ///
@@ -231,18 +238,36 @@ impl AsgiServer {
         }
         // Before the runtime's threads start: taking them changes the environment.
         self.inherited = Some(Inherited::from_env()?);
-        let workers = self.config().server.worker_threads();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("genro-worker")
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                StartError::Setup(format!(
-                    "server.workers: cannot start {workers} worker threads: {e}"
-                ))
-            })?;
-        runtime.block_on(self.serve(app))
+        let config = self.config();
+        let workers = config.server.worker_threads();
+        let cannot = |e: std::io::Error| {
+            StartError::Setup(format!(
+                "server.workers: cannot start {workers} worker threads: {e}"
+            ))
+        };
+        match config.server.runtime {
+            Runtime::WorkStealing => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .thread_name("genro-worker")
+                    .enable_all()
+                    .build()
+                    .map_err(cannot)?;
+                runtime.block_on(self.serve(app))
+            }
+            Runtime::PerCore => {
+                // This thread is the first worker; the others run their own runtimes.
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(cannot)?;
+                let others = WorkerThreads::start(workers - 1)?;
+                self.other_workers = others.handles();
+                let served = runtime.block_on(self.serve(app));
+                others.stop();
+                served
+            }
+        }
     }
 
     /// Serves `app` on the current tokio runtime until SIGINT, SIGTERM or
@@ -484,11 +509,10 @@ impl AsgiServer {
         B: conn::ResponseBody,
     {
         let limits = &config.limits;
-        let port = Arc::new(Port::new(
-            limits,
-            limits.max_connections,
-            connections.clone(),
-        ));
+        let port = Arc::new(
+            Port::new(limits, limits.max_connections, connections.clone())
+                .spread(Spread::new(self.other_workers.clone())),
+        );
         let lifecycle = &self.context.shared.lifecycle;
         let tls = started
             .tls

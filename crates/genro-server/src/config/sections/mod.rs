@@ -27,7 +27,7 @@ pub use health::HealthSection;
 pub use limits::LimitsSection;
 pub use logging::LoggingSection;
 pub use metrics::MetricsSection;
-pub use server::ServerSection;
+pub use server::{Runtime, ServerSection};
 pub use shutdown::ShutdownSection;
 pub use ssl::SslSection;
 pub use taskdump::TaskdumpSection;

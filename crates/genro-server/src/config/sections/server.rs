@@ -1,11 +1,57 @@
 //! `[server]`: its struct, its defaults (`Default`), and `read`.
 
-use std::{path::PathBuf, time::Duration};
+use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
 use crate::config::{
     resolver::Resolver,
-    value::{BACKLOG, BOOLEAN, COUNT, HOST, PATH, PORT},
+    value::{self, BACKLOG, BOOLEAN, COUNT, HOST, PATH, PORT},
 };
+
+/// How [`run`](crate::AsgiServer::run) lays its `workers` out on threads (`[server] runtime`).
+///
+/// - **`per_core`** (the default): one single-threaded tokio runtime per worker, as actix-web
+///   runs its workers. Each accepted connection goes to the next worker in turn and stays
+///   there with every task it spawns, so a request never wakes another thread; over HTTP/2,
+///   where hyper runs each stream as a task of its own, that is most of the difference (see
+///   the README's benchmarks). The thread that called `run` is the first worker and also runs
+///   the server's own parts (signals, the watchdog, the export port, the console). A handler
+///   that blocks its thread holds up the other connections of its worker only; it cannot call
+///   `tokio::task::block_in_place` (tokio allows it only on a multi-threaded runtime): use
+///   `spawn_blocking` or the server's [executors](crate::executor) for blocking work.
+/// - **`work_stealing`**: one tokio multi-threaded runtime of `workers` threads, tokio's own
+///   default: idle threads take tasks from busy ones, so a few slow or blocking requests are
+///   spread out; `block_in_place` works. Every task may move between threads, which costs a
+///   cross-thread wake-up where `per_core` has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Runtime {
+    /// One single-threaded runtime per worker, connections spread between them.
+    #[default]
+    PerCore,
+    /// One multi-threaded, work-stealing runtime of `workers` threads.
+    WorkStealing,
+}
+
+impl FromStr for Runtime {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "per_core" => Ok(Self::PerCore),
+            "work_stealing" => Ok(Self::WorkStealing),
+            _ => Err("per_core or work_stealing".to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::PerCore => "per_core",
+            Self::WorkStealing => "work_stealing",
+        })
+    }
+}
 
 /// `[server]`: where and how to listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,8 +61,11 @@ pub struct ServerSection {
     pub host: String,
     /// Port (`port`); 0 picks a free port.
     pub port: u16,
-    /// Tokio worker threads (`workers`); 0 means one per CPU.
+    /// Worker threads (`workers`); 0 means one per CPU.
     pub workers: usize,
+    /// How `run` lays the workers out on threads (`runtime`): [`Runtime::PerCore`] or
+    /// [`Runtime::WorkStealing`].
+    pub runtime: Runtime,
     /// Development defaults (`debug`): tracebacks in error bodies, DEBUG logs, readable logs.
     pub debug: bool,
     /// Bind with `SO_REUSEPORT` (`reuse_port`), so that another instance can bind the same port
@@ -42,6 +91,7 @@ impl Default for ServerSection {
             host: "127.0.0.1".into(),
             port: 8000,
             workers: 0,
+            runtime: Runtime::PerCore,
             debug: false,
             reuse_port: false,
             backlog: 1024,
@@ -75,6 +125,7 @@ impl ServerSection {
             host: r.get(s, "host", d.host, &HOST),
             port: r.get(s, "port", d.port, &PORT),
             workers: r.get(s, "workers", d.workers, &COUNT),
+            runtime: r.get(s, "runtime", d.runtime, &value::parsed::<Runtime>()),
             reuse_port: r.get(s, "reuse_port", d.reuse_port, &BOOLEAN),
             backlog: r.get(s, "backlog", d.backlog, &BACKLOG),
             pid_file: r.get(s, "pid_file", d.pid_file, &PATH),
