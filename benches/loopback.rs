@@ -1,4 +1,5 @@
-//! The servers of the loopback comparison: the same axum hello app served five ways.
+//! The servers of the loopback comparison: the same axum hello app served many ways (the
+//! actix-web peers are in `benches/peers`, a workspace of its own).
 //!
 //! ```text
 //! loopback <mode> <port>
@@ -8,7 +9,12 @@
 //!                always-on header timeout costs by itself
 //!   genro        axum::serve, the router behind GenroLayer with its defaults
 //!   asgi         AsgiServer, the whole stack, the watchdog running, logs off
-//!   asgi-w2      AsgiServer as above on its own runtime of `workers = 2` threads (`run`)
+//!   asgi-seed    AsgiServer as users run it: `run()` on the seed's `server.ini` (metrics on an
+//!                export port, a log file at WARNING, the watchdog, the webhook notifier), one
+//!                worker, `runtime = per_core`; `asgi-seed-w2`: two workers;
+//!                `asgi-seed-ws`, `asgi-seed-ws-w2`: `runtime = work_stealing`.
+//!                `LOOPBACK_SEED` adds overrides (benches/seed.sh turns parts off with it)
+//!   axum-mt      axum::serve on a multi-threaded runtime of one worker
 //!   asgi-logged  AsgiServer as above with INFO logging to a file (a span per request)
 //!   floor        axum::serve, the router behind the floor layer: what GenroLayer must do,
 //!                written with http and std alone (benches/floor)
@@ -16,8 +22,8 @@
 //!                AsgiServer must do per request, with http and std alone
 //! ```
 //!
-//! Each but `asgi-w2` runs on a current-thread tokio runtime until SIGINT, then exits cleanly
-//! (so callgrind writes its profile). `benches/loopback.sh` drives them with wrk and h2load.
+//! Each but `asgi-seed*` and `axum-mt` runs on a current-thread tokio runtime until SIGINT, then
+//! exits cleanly (so callgrind writes its profile). `benches/loopback.sh` drives them with wrk and h2load.
 
 #[path = "floor/mod.rs"]
 mod floor;
@@ -132,8 +138,8 @@ async fn serve(mode: &str, port: u16) {
             server.serve(app()).await.expect("serve");
         }
         other => panic!(
-            "unknown mode {other:?}: hyper, axum, axum-timer, genro, asgi, asgi-w2, asgi-logged, \
-             floor, floor-server"
+            "unknown mode {other:?}: hyper, axum, axum-mt, axum-timer, genro, asgi, asgi-seed, \
+             asgi-logged, floor, floor-server"
         ),
     }
 }
@@ -152,13 +158,14 @@ fn asgi_ini(port: u16) -> String {
 /// The seed's `server.ini` (`crates/genro-server/tests/fixtures/seed.ini`, the original design's
 /// example), with the environment overrides a bench machine needs: the ports (`port + 1` for
 /// the metrics export port), a log file in the temporary directory at WARNING, the webhook
-/// pointed at a local address (it is only called for a critical error), and `workers`.
-fn seed_config(port: u16, workers: &str) -> genro_asgi::Config {
+/// pointed at a local address (it is only called for a critical error), `runtime` and `workers`.
+fn seed_config(port: u16, runtime: &str, workers: &str) -> genro_asgi::Config {
     let log = std::env::temp_dir().join(format!("genro-loopback-seed-{port}.log"));
     let env = [
         ("SERVER_HOST", "127.0.0.1".to_owned()),
         ("SERVER_PORT", port.to_string()),
         ("SERVER_WORKERS", workers.to_owned()),
+        ("SERVER_RUNTIME", runtime.to_owned()),
         ("LOGGING_LEVEL", "WARNING".to_owned()),
         ("LOGGING_FILE", log.display().to_string()),
         ("METRICS_EXPORT_PORT", (port + 1).to_string()),
@@ -197,27 +204,19 @@ fn main() {
         .collect();
     let [mode, port] = args.as_slice() else {
         // `cargo test --benches` runs this with no arguments: nothing to serve.
-        println!("usage: loopback <hyper|axum|genro|asgi|asgi-logged> <port>");
+        println!("usage: loopback <mode> <port> (modes: see the file's documentation)");
         return;
     };
     let port: u16 = port.parse().expect("port");
-    if let Some(workers) = mode.strip_prefix("asgi-seed") {
+    if let Some(rest) = mode.strip_prefix("asgi-seed") {
         // As users run it: `run()` on the seed's configuration, verbatim but for what a bench
-        // machine needs (local ports and files, one worker, WARNING logs), set the way an
-        // operator sets it: GENRO_ASGI_* overrides.
-        let workers = workers.strip_prefix("-w").unwrap_or("1");
-        genro_asgi::AsgiServer::from_config(seed_config(port, workers))
-            .run(app())
-            .expect("serve");
-        return;
-    }
-    if mode == "asgi-w2" {
-        // The server's own runtime, as an application's `main` runs it; SIGINT drains it.
-        let ini = asgi_ini(port).replacen("[server]\n", "[server]\nworkers = 2\n", 1);
-        let config = genro_asgi::Config::from_ini_str(&ini, "loopback.ini", Vec::new())
-            .expect("valid config");
-        genro_asgi::AsgiServer::from_config(config)
-            .without_logging()
+        // machine needs, set the way an operator sets it (GENRO_ASGI_* overrides).
+        let (runtime, rest) = match rest.strip_prefix("-ws") {
+            Some(rest) => ("work_stealing", rest),
+            None => ("per_core", rest),
+        };
+        let workers = rest.strip_prefix("-w").unwrap_or("1");
+        genro_asgi::AsgiServer::from_config(seed_config(port, runtime, workers))
             .run(app())
             .expect("serve");
         return;

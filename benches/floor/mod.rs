@@ -6,7 +6,8 @@
 //! `Router::layer`, which the route templates need):
 //! - an envelope in an `Arc` in the request extensions: a UUIDv7, the method, the URI, the
 //!   start, the external id when the client sent a valid one;
-//! - the `x-request-id` response header: the external id echoed, else the UUID;
+//! - the `x-request-id` response header: the external id echoed, else the UUID, marked
+//!   sensitive (HTTP/2 sends it as a literal never indexed);
 //! - the request in a registry (a mutex-guarded slab) from its arrival to the end of its body;
 //! - metrics timed to the end of the body: an in-flight gauge, a duration histogram, a count
 //!   per method, route template and status;
@@ -292,12 +293,14 @@ where
         };
         let mut done = this.done.take().expect("polled after completion");
         if let http::header::Entry::Vacant(slot) = response.headers_mut().entry(X_REQUEST_ID) {
-            slot.insert(
-                done.envelope
-                    .external
-                    .clone()
-                    .unwrap_or_else(|| hyphenated(done.envelope.id)),
-            );
+            let mut value = done
+                .envelope
+                .external
+                .clone()
+                .unwrap_or_else(|| hyphenated(done.envelope.id));
+            // New on every response: never indexed by HTTP/2's HPACK.
+            value.set_sensitive(true);
+            slot.insert(value);
         }
         done.status = response.status().as_u16();
         Poll::Ready(Ok(response.map(|inner| Until::new(inner, Some(done)))))

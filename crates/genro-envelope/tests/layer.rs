@@ -104,6 +104,21 @@ async fn response_id_modes_and_custom_header() {
     assert!(!res.headers().contains_key("x-correlation-id"));
 }
 
+/// A response id is new on every response: it is marked sensitive, so HTTP/2 sends it as a
+/// literal never indexed in HPACK's dynamic table; an echoed external id too.
+#[tokio::test]
+async fn the_response_id_is_marked_never_to_be_indexed() {
+    let (res, _) = seen_envelope(EnvelopeLayer::new(), Request::get("/").body(()).unwrap()).await;
+    assert!(res.headers()["x-request-id"].is_sensitive());
+    let req = Request::get("/")
+        .header("x-request-id", "upstream-7")
+        .body(())
+        .unwrap();
+    let (res, _) = seen_envelope(EnvelopeLayer::new(), req).await;
+    assert_eq!(res.headers()["x-request-id"], "upstream-7");
+    assert!(res.headers()["x-request-id"].is_sensitive());
+}
+
 #[tokio::test]
 async fn an_id_header_set_by_the_handler_is_kept() {
     let svc = EnvelopeLayer::new().layer(service_fn(|_req: Request<()>| async {
