@@ -349,9 +349,13 @@ async fn connection<A, B>(
             Err(_) => tracing::debug!(%peer, ?limit, "TLS handshake timed out"),
         }
     };
+    // The abort is looked at only when the lifecycle changed, not on each of the connection's
+    // wake-ups (a watch-channel poll on every request).
+    let gate = Gate::new();
     tokio::select! {
+        biased;
         () = serve => {}
-        _ = aborting.wait_for(|l| *l >= Lifecycle::Aborting) => {}
+        _ = gate.pass(aborting.wait_for(|l| *l >= Lifecycle::Aborting)) => {}
     }
     drop(open);
 }
