@@ -26,14 +26,21 @@ pin_project! {
     enum State<F, B> {
         Running { #[pin] future: F },
         // A small text/plain error response read whole, to tell a framework rejection from the
-        // application's own answer.
-        Reading {
-            #[pin]
-            body: B,
-            parts: Option<http::response::Parts>,
-            read: BytesMut,
-        },
+        // application's own answer. Boxed: the error path is rare, and unboxed its response
+        // head would make every request's future (and each one around it) larger.
+        Reading { reading: Pin<Box<Reading<B>>> },
         Handling { future: Handling<B> },
+    }
+}
+
+pin_project! {
+    /// A response being read whole (see `State::Reading`).
+    #[project = ReadingProj]
+    struct Reading<B> {
+        #[pin]
+        body: B,
+        parts: Option<http::response::Parts>,
+        read: BytesMut,
     }
 }
 
@@ -142,7 +149,8 @@ where
                         }
                     };
                 }
-                StateProj::Reading { body, parts, read } => {
+                StateProj::Reading { reading } => {
+                    let ReadingProj { body, parts, read } = reading.as_mut().project();
                     match std::task::ready!(framework::read(body, read, cx)) {
                         Ok(()) => {
                             let parts = parts.take().expect("a response is read once");
@@ -180,9 +188,11 @@ where
                                 Answer::Read(response) => {
                                     let (parts, body) = response.into_parts();
                                     self.as_mut().project().state.set(State::Reading {
-                                        body,
-                                        parts: Some(parts),
-                                        read: BytesMut::new(),
+                                        reading: Box::pin(Reading {
+                                            body,
+                                            parts: Some(parts),
+                                            read: BytesMut::new(),
+                                        }),
                                     });
                                     continue;
                                 }

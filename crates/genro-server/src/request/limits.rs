@@ -113,7 +113,7 @@ where
         };
         LimitsFuture {
             state: State::Running {
-                future: self.inner.call(req),
+                future: Box::pin(self.inner.call(req)),
             },
             deadline: limits.timeout.map(|t| Box::pin(tokio::time::sleep(t))),
             _permit: permit,
@@ -124,7 +124,7 @@ where
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Running { #[pin] future: F },
+        Running { future: Pin<Box<F>> },
         Refused { error: Option<BoxError> },
         Done,
     }
@@ -170,7 +170,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let poll = match this.state.as_mut().project() {
-            StateProj::Running { future } => future.poll(cx),
+            StateProj::Running { future } => future.as_mut().poll(cx),
             StateProj::Refused { error } => {
                 return Poll::Ready(Err(error.take().expect("polled after completion")))
             }
