@@ -328,7 +328,6 @@ async fn connection<A, B>(
     B: ResponseBody,
 {
     let peer = service.activity.peer;
-    let mut aborting = lifecycle.clone();
     let mut draining = lifecycle.clone();
     let serve = async move {
         let Some((tls, limit)) = tls else {
@@ -349,14 +348,9 @@ async fn connection<A, B>(
             Err(_) => tracing::debug!(%peer, ?limit, "TLS handshake timed out"),
         }
     };
-    // The abort is looked at only when the lifecycle changed, not on each of the connection's
-    // wake-ups (a watch-channel poll on every request).
-    let gate = Gate::new();
-    tokio::select! {
-        biased;
-        () = serve => {}
-        _ = gate.pass(aborting.wait_for(|l| *l >= Lifecycle::Aborting)) => {}
-    }
+    // Past the drain's deadline, `serve_connection` returns at once (it looks at the lifecycle
+    // when it changes), dropping whatever the connection still serves.
+    serve.await;
     drop(open);
 }
 
