@@ -57,7 +57,11 @@ impl Gate {
     /// `future`, polled at once, then only after its waker fires.
     pub(crate) fn pass<F: Future>(&self, future: F) -> Gated<'_, F> {
         self.signal.woken.store(true, Ordering::Relaxed);
-        Gated { gate: self, future }
+        Gated {
+            gate: self,
+            future,
+            registered: None,
+        }
     }
 }
 
@@ -67,6 +71,9 @@ pin_project_lite::pin_project! {
         gate: &'a Gate,
         #[pin]
         future: F,
+        // The task's waker as last registered: a task polled again with the same waker (the
+        // usual case) skips the registration's atomic operations.
+        registered: Option<Waker>,
     }
 }
 
@@ -78,10 +85,21 @@ impl<F: Future> Future for Gated<'_, F> {
         let this = self.project();
         let signal = &this.gate.signal;
         // Before the check: a wake that comes between the two is not lost.
-        signal.task.register(cx.waker());
+        if !this
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            signal.task.register(cx.waker());
+            *this.registered = Some(cx.waker().clone());
+        }
         if !signal.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
+        // The wake took the task's waker out of `task`: put it back before the future is
+        // polled. A wake that came in between is seen by that poll, and any after it reaches
+        // the task.
+        signal.task.register(cx.waker());
         this.future.poll(&mut Context::from_waker(&this.gate.waker))
     }
 }
@@ -153,5 +171,41 @@ mod tests {
         assert!(woken.0.load(Ordering::Acquire), "the task was woken");
         assert!(gated.as_mut().poll(&mut cx).is_ready());
         assert_eq!(probe.polls.load(Ordering::Relaxed), 2);
+    }
+
+    /// A task polled with the same waker every time skips the registration, yet every wake
+    /// reaches it: the one after a wake too (a wake takes the registered waker).
+    #[test]
+    fn every_wake_reaches_a_task_polled_with_the_same_waker() {
+        #[derive(Default)]
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let count = Arc::new(Count::default());
+        let task = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&task);
+        let gate = Gate::new();
+        let probe = Probe::default();
+        let mut gated = std::pin::pin!(gate.pass(Polled(&probe)));
+        assert!(gated.as_mut().poll(&mut cx).is_pending());
+        for wakes in 1..=3 {
+            probe
+                .waker
+                .take()
+                .expect("the probe holds the gate's waker")
+                .wake();
+            assert_eq!(
+                count.0.load(Ordering::Relaxed),
+                wakes,
+                "wake {wakes} reached the task"
+            );
+            assert!(gated.as_mut().poll(&mut cx).is_pending());
+            // Polls without a wake skip the inner future and the registration.
+            assert!(gated.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(probe.polls.load(Ordering::Relaxed), 4);
     }
 }

@@ -83,7 +83,12 @@ fn builder(limits: &LimitsSection) -> auto::Builder<TokioExecutor> {
                 .unwrap_or(usize::MAX)
                 .max(8192),
         )
-        .keep_alive(limits.keepalive);
+        .keep_alive(limits.keepalive)
+        // A response's head and body go out in one `write` from hyper's buffer rather than
+        // one `writev` of several pieces: for the small responses most requests get, about 5%
+        // less server CPU per request (benches/loopback.sh), at the price of copying a large
+        // body's chunks into that buffer once more (the kernel copies them either way).
+        .writev(false);
     // hyper parses up to 100 headers in an inline array; any explicit limit makes it fill a
     // new array of that size on every request, so the
     // default of 100 is left to hyper.
