@@ -28,23 +28,16 @@ use crate::{
 
 /// The request's envelope, or what is needed to make one if an error comes (without an
 /// [`EnvelopeLayer`](genro_envelope::EnvelopeLayer) outside, the success path makes none).
-///
-/// Boxed when there is no envelope: a method and a URI are over a hundred bytes, which would
-/// otherwise be in every request's future (and be copied with it at each layer around it),
-/// envelope or not.
 pub(crate) enum Subject {
     Envelope(Arc<RequestEnvelope>),
-    Request(Box<(http::Method, http::Uri)>),
+    Request(http::Method, http::Uri),
 }
 
 impl Subject {
     fn envelope(self) -> Arc<RequestEnvelope> {
         match self {
             Self::Envelope(envelope) => envelope,
-            Self::Request(request) => {
-                let (method, uri) = *request;
-                Arc::new(RequestEnvelope::new(method, uri))
-            }
+            Self::Request(method, uri) => Arc::new(RequestEnvelope::new(method, uri)),
         }
     }
 }

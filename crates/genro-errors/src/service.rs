@@ -63,7 +63,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let subject = match RequestEnvelope::from_request(&req) {
             Some(envelope) => Subject::Envelope(envelope.clone()),
-            None => Subject::Request(Box::new((req.method().clone(), req.uri().clone()))),
+            None => Subject::Request(req.method().clone(), req.uri().clone()),
         };
         let ctx = Ctx {
             subject,
