@@ -6,6 +6,7 @@ use std::{collections::BTreeSet, thread};
 use axum::{routing::get, Router};
 use bytes::Bytes;
 use genro_server::{AsgiServer, Config, ServerHandle};
+use genro_test_support::http::get as get_text;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -43,20 +44,6 @@ fn run(
     (handle, thread)
 }
 
-/// One GET of `/where` on a connection of its own, over HTTP/1.1.
-async fn where_over_a_new_connection(handle: &ServerHandle) -> String {
-    let addr = handle.local_addr().await.expect("listening");
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get("/where").body(Empty::<Bytes>::new()).unwrap();
-    let res = send.send_request(req).await.unwrap();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(body.to_vec()).unwrap()
-}
-
 /// The answers of `connections` connections, each asking once.
 fn answers(handle: &ServerHandle, connections: usize) -> BTreeSet<String> {
     let client = tokio::runtime::Builder::new_current_thread()
@@ -64,9 +51,14 @@ fn answers(handle: &ServerHandle, connections: usize) -> BTreeSet<String> {
         .build()
         .unwrap();
     client.block_on(async {
+        let url = format!(
+            "http://{}/where",
+            handle.local_addr().await.expect("listening")
+        );
         let mut seen = BTreeSet::new();
+        // Each `get` is a new client, so a connection of its own.
         for _ in 0..connections {
-            seen.insert(where_over_a_new_connection(handle).await);
+            seen.insert(get_text(&url).await.2);
         }
         seen
     })

@@ -84,22 +84,24 @@ impl<F: Future> Future for Gated<'_, F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let signal = &this.gate.signal;
-        // Before the check: a wake that comes between the two is not lost.
-        if !this
+        // Registered before the check, so that a wake between the two is not lost; skipped when
+        // `task` already holds this waker.
+        let held = this
             .registered
             .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()))
-        {
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if !held {
             signal.task.register(cx.waker());
             *this.registered = Some(cx.waker().clone());
         }
         if !signal.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
-        // The wake took the task's waker out of `task`: put it back before the future is
-        // polled. A wake that came in between is seen by that poll, and any after it reaches
-        // the task.
-        signal.task.register(cx.waker());
+        if held {
+            // The wake took the waker out of `task`: put it back before the future is polled.
+            // A wake that came in between is seen by that poll; any later one reaches the task.
+            signal.task.register(cx.waker());
+        }
         this.future.poll(&mut Context::from_waker(&this.gate.waker))
     }
 }

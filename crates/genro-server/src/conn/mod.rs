@@ -327,36 +327,33 @@ async fn connection<A, B>(
     port: Arc<Port>,
     tls: Option<(Arc<Tls>, Duration)>,
     lifecycle: watch::Receiver<Lifecycle>,
-    open: (Slot, Slot),
+    // Held until the connection ends: its slots in the port's and the server's counts.
+    _open: (Slot, Slot),
 ) where
     A: PortService<B>,
     B: ResponseBody,
 {
-    let peer = service.activity.peer;
-    let mut draining = lifecycle.clone();
-    let serve = async move {
-        let Some((tls, limit)) = tls else {
-            return serve_connection(stream, service, &port, lifecycle).await;
-        };
-        // A client that never finishes its handshake never holds a slot for long, and a drain
-        // does not wait for one at all: nothing has been asked on the connection yet.
-        let handshake = tokio::select! {
-            handshake = tokio::time::timeout(limit, tls.accept(stream)) => handshake,
-            _ = draining.wait_for(|l| *l >= Lifecycle::Draining) => {
-                tracing::debug!(%peer, "TLS handshake ended by the drain");
-                return;
-            }
-        };
-        match handshake {
-            Ok(Ok(stream)) => serve_connection(stream, service, &port, lifecycle).await,
-            Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%peer, ?limit, "TLS handshake timed out"),
-        }
-    };
     // Past the drain's deadline, `serve_connection` returns at once (it looks at the lifecycle
     // when it changes), dropping whatever the connection still serves.
-    serve.await;
-    drop(open);
+    let Some((tls, limit)) = tls else {
+        return serve_connection(stream, service, &port, lifecycle).await;
+    };
+    let peer = service.activity.peer;
+    // A client that never finishes its handshake never holds a slot for long, and a drain
+    // does not wait for one at all: nothing has been asked on the connection yet.
+    let mut draining = lifecycle.clone();
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout(limit, tls.accept(stream)) => handshake,
+        _ = draining.wait_for(|l| *l >= Lifecycle::Draining) => {
+            tracing::debug!(%peer, "TLS handshake ended by the drain");
+            return;
+        }
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve_connection(stream, service, &port, lifecycle).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, ?limit, "TLS handshake timed out"),
+    }
 }
 
 async fn serve_connection<I, A, B>(
